@@ -1,0 +1,3 @@
+from zkfast.cli import main
+
+raise SystemExit(main())

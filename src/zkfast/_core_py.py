@@ -1,0 +1,274 @@
+"""Pure-Python twin of ``zkfast._core``: the reference semantics of the compiled hot paths.
+
+Everything here is written for clarity; ``_core.pyx`` must behave identically (the property
+tests compare the two on random input, both ways). Nothing here does IO, reads a clock or keeps
+global state.
+
+Contents:
+
+* ``ProtocolError``: the one exception a decoder raises. It names the field, the byte offset,
+  what was expected and what was found.
+* Frame splitting: ``split_frames`` cuts every complete ``int32 length + payload`` frame out of
+  a receive buffer in one call, validating each length before anything is allocated.
+* Jute records: a record *layout* is a tuple of field specs ``(name, code, sub)`` where ``code``
+  is one of the ``T_*`` constants and ``sub`` is the element spec of a vector (itself a
+  ``(name, code, sub)`` triple) or the layout of a nested record. ``decode_record`` walks a
+  layout over a buffer and returns a tuple of values (nested records as tuples, vectors as
+  lists, null strings/buffers/vectors as ``None``); ``encode_record`` is its inverse.
+* zxid arithmetic: ``make_zxid``, ``zxid_epoch``, ``zxid_counter`` with range checks.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+__all__ = [
+    "ProtocolError",
+    "T_INT",
+    "T_LONG",
+    "T_BOOL",
+    "T_USTRING",
+    "T_BUFFER",
+    "T_VECTOR",
+    "T_RECORD",
+    "T_BYTE",
+    "split_frames",
+    "decode_record",
+    "encode_record",
+    "make_zxid",
+    "zxid_epoch",
+    "zxid_counter",
+    "IMPLEMENTATION",
+]
+
+IMPLEMENTATION = "pure"
+
+T_INT = 1
+T_LONG = 2
+T_BOOL = 3
+T_USTRING = 4
+T_BUFFER = 5
+T_VECTOR = 6
+T_RECORD = 7
+T_BYTE = 8
+
+_INT = struct.Struct(">i")
+_LONG = struct.Struct(">q")
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+_TYPE_NAMES = {
+    T_INT: "int",
+    T_LONG: "long",
+    T_BOOL: "boolean",
+    T_USTRING: "ustring",
+    T_BUFFER: "buffer",
+    T_VECTOR: "vector",
+    T_RECORD: "record",
+    T_BYTE: "byte",
+}
+
+
+class ProtocolError(ValueError):
+    """Malformed outside input: names the field, the offset, what was expected and found."""
+
+    def __init__(self, field: str, offset: int, expected: str, found: str) -> None:
+        super().__init__(f"{field} at offset {offset}: expected {expected}, found {found}")
+        self.field = field
+        self.offset = offset
+        self.expected = expected
+        self.found = found
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.field, self.offset, self.expected, self.found))
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def split_frames(buf: bytes | bytearray | memoryview, offset: int, frame_bytes_max: int
+                 ) -> tuple[list[bytes], int]:
+    """Cut every complete length-prefixed frame out of ``buf`` starting at ``offset``.
+
+    Returns the payloads (without their 4-byte length) and the offset just past the last
+    complete frame; an incomplete tail is left for the next call.
+
+    Raises:
+        ProtocolError: a length is negative or above ``frame_bytes_max``.
+    """
+    frames: list[bytes] = []
+    end = len(buf)
+    pos = offset
+    while end - pos >= 4:
+        (n,) = _INT.unpack_from(buf, pos)
+        if n < 0 or n > frame_bytes_max:
+            raise ProtocolError("frame.length", pos, f"0..{frame_bytes_max}", str(n))
+        if end - pos - 4 < n:
+            break
+        frames.append(bytes(buf[pos + 4 : pos + 4 + n]))
+        pos += 4 + n
+    return frames, pos
+
+
+# --------------------------------------------------------------------------- jute decode
+
+
+def _need(field: str, pos: int, end: int, n: int, what: str) -> None:
+    if end - pos < n:
+        raise ProtocolError(field, pos, f"{n} bytes of {what}", f"{max(end - pos, 0)} bytes left")
+
+
+def _decode_value(spec: tuple[str, int, Any], buf: Any, pos: int, end: int, prefix: str
+                  ) -> tuple[Any, int]:
+    name, code, sub = spec
+    field = prefix + name
+    if code == T_INT:
+        _need(field, pos, end, 4, "int")
+        return _INT.unpack_from(buf, pos)[0], pos + 4
+    if code == T_LONG:
+        _need(field, pos, end, 8, "long")
+        return _LONG.unpack_from(buf, pos)[0], pos + 8
+    if code == T_BOOL:
+        _need(field, pos, end, 1, "boolean")
+        return buf[pos] != 0, pos + 1
+    if code == T_BYTE:
+        _need(field, pos, end, 1, "byte")
+        b = buf[pos]
+        return (b - 256 if b > 127 else b), pos + 1
+    if code == T_USTRING or code == T_BUFFER:
+        _need(field, pos, end, 4, "length")
+        (n,) = _INT.unpack_from(buf, pos)
+        if n == -1:
+            return None, pos + 4
+        if n < 0 or n > end - pos - 4:
+            raise ProtocolError(field + ".length", pos, f"-1..{end - pos - 4}", str(n))
+        raw = bytes(buf[pos + 4 : pos + 4 + n])
+        if code == T_USTRING:
+            return raw.decode("utf-8", "replace"), pos + 4 + n
+        return raw, pos + 4 + n
+    if code == T_VECTOR:
+        _need(field, pos, end, 4, "count")
+        (n,) = _INT.unpack_from(buf, pos)
+        if n == -1:
+            return None, pos + 4
+        # Every element takes at least one byte, so a count above the bytes left is a lie.
+        if n < 0 or n > end - pos - 4:
+            raise ProtocolError(field + ".count", pos, f"-1..{end - pos - 4}", str(n))
+        pos += 4
+        items = []
+        for i in range(n):
+            value, pos = _decode_value(sub, buf, pos, end, f"{field}[{i}].")
+            items.append(value)
+        return items, pos
+    if code == T_RECORD:
+        return _decode_fields(sub, buf, pos, end, field + ".")
+    raise ProtocolError(field, pos, "a known jute type", f"type code {code}")
+
+
+def _decode_fields(layout: tuple[Any, ...], buf: Any, pos: int, end: int, prefix: str
+                   ) -> tuple[tuple[Any, ...], int]:
+    values = []
+    for spec in layout:
+        value, pos = _decode_value(spec, buf, pos, end, prefix)
+        values.append(value)
+    return tuple(values), pos
+
+
+def decode_record(layout: tuple[Any, ...], buf: bytes | bytearray | memoryview, offset: int = 0,
+                  end: int = -1) -> tuple[tuple[Any, ...], int]:
+    """Decode one record of ``layout`` from ``buf[offset:end]``.
+
+    Returns the field values as a tuple and the offset just past the record.
+
+    Raises:
+        ProtocolError: the bytes run out or a length/count is out of range.
+    """
+    if end < 0 or end > len(buf):
+        end = len(buf)
+    return _decode_fields(layout, buf, offset, end, "")
+
+
+# --------------------------------------------------------------------------- jute encode
+
+
+def _encode_value(spec: tuple[str, int, Any], value: Any, out: bytearray) -> None:
+    name, code, sub = spec
+    if code == T_INT:
+        if not INT32_MIN <= value <= INT32_MAX:
+            raise OverflowError(f"{name}: {value} does not fit in an int")
+        out += _INT.pack(value)
+    elif code == T_LONG:
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise OverflowError(f"{name}: {value} does not fit in a long")
+        out += _LONG.pack(value)
+    elif code == T_BOOL:
+        out.append(1 if value else 0)
+    elif code == T_BYTE:
+        out.append(value & 0xFF)
+    elif code == T_USTRING:
+        if value is None:
+            out += b"\xff\xff\xff\xff"
+        else:
+            raw = value.encode("utf-8", "surrogatepass")
+            out += _INT.pack(len(raw))
+            out += raw
+    elif code == T_BUFFER:
+        if value is None:
+            out += b"\xff\xff\xff\xff"
+        else:
+            out += _INT.pack(len(value))
+            out += value
+    elif code == T_VECTOR:
+        if value is None:
+            out += b"\xff\xff\xff\xff"
+        else:
+            out += _INT.pack(len(value))
+            for item in value:
+                _encode_value(sub, item, out)
+    elif code == T_RECORD:
+        _encode_fields(sub, value, out)
+    else:
+        raise ValueError(f"{name}: unknown jute type code {code}")
+
+
+def _encode_fields(layout: tuple[Any, ...], values: Any, out: bytearray) -> None:
+    if len(values) != len(layout):
+        raise ValueError(f"record needs {len(layout)} values, got {len(values)}")
+    for spec, value in zip(layout, values):
+        _encode_value(spec, value, out)
+
+
+def encode_record(layout: tuple[Any, ...], values: Any, out: bytearray) -> None:
+    """Append the jute encoding of ``values`` (a sequence matching ``layout``) to ``out``."""
+    _encode_fields(layout, values, out)
+
+
+# --------------------------------------------------------------------------- zxid
+
+
+def make_zxid(epoch: int, counter: int) -> int:
+    """Return the zxid ``epoch << 32 | counter``; both halves must fit in 32 bits."""
+    if not 0 <= epoch <= 0xFFFFFFFF:
+        raise OverflowError(f"epoch {epoch} does not fit in 32 bits")
+    if not 0 <= counter <= 0xFFFFFFFF:
+        raise OverflowError(f"counter {counter} does not fit in 32 bits")
+    z = (epoch << 32) | counter
+    return z - (1 << 64) if z > INT64_MAX else z
+
+
+def zxid_epoch(zxid: int) -> int:
+    """The epoch half of a zxid (``zxid >> 32`` as ZooKeeper computes it, signed)."""
+    if not INT64_MIN <= zxid <= INT64_MAX:
+        raise OverflowError(f"zxid {zxid} does not fit in 64 bits")
+    return zxid >> 32
+
+
+def zxid_counter(zxid: int) -> int:
+    """The counter half of a zxid (its low 32 bits)."""
+    if not INT64_MIN <= zxid <= INT64_MAX:
+        raise OverflowError(f"zxid {zxid} does not fit in 64 bits")
+    return zxid & 0xFFFFFFFF
