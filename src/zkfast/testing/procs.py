@@ -1,0 +1,546 @@
+"""Real server processes and a pausable TCP proxy, for runtime tests and benchmarks.
+
+`ServerProcess` wraps one server started as a child process: a zkfast server
+(`python -m zkfast zoo.cfg -Dname=value ...`) or the Debian Apache ZooKeeper 3.8 jars, both reading
+the same kind of `zoo.cfg`. It is started and stopped through its own `Popen` handle only: `stop()`
+sends SIGTERM, waits, then SIGKILLs, and always reaps; `kill()` is an immediate SIGKILL.
+
+Readiness is polled, never slept for: zkfast is ready when its client port answers the four-letter
+word `ruok` with `imok`; Apache is ready when `srvr` reports a serving server (Apache answers `imok`
+before its database is loaded, so `ruok` alone is not enough there). The generated `zoo.cfg`
+whitelists every four-letter word so that both polls are allowed.
+
+`TcpProxy` sits between clients and a server port to simulate partitions: `pause()` stops moving
+bytes in both directions (connections stay open, nothing is lost), `resume()` lets them flow again,
+`drop_connections()` closes every proxied connection, `stop()` closes everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+__all__ = [
+    "APACHE_JARS",
+    "ServerProcess",
+    "ServerStartError",
+    "TcpProxy",
+    "apache_available",
+    "apache_server",
+    "four_letter_word",
+    "free_port",
+    "zkfast_server",
+]
+
+JAVA_DIR = Path("/usr/share/java")
+APACHE_JARS = (
+    "zookeeper.jar",
+    "zookeeper-jute.jar",
+    "slf4j-api.jar",
+    "slf4j-simple.jar",
+    "netty-handler.jar",
+    "netty-transport.jar",
+    "netty-buffer.jar",
+    "netty-common.jar",
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "metrics-core.jar",
+    "commons-cli.jar",
+    "snappy-java.jar",
+)
+APACHE_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+LOOPBACK = "127.0.0.1"
+
+
+class ServerStartError(RuntimeError):
+    """The server process exited or did not become ready in time; the message has its log tail."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def four_letter_word(port: int, word: str, *, host: str = LOOPBACK, timeout_s: float = 5.0) -> str:
+    """Send a four-letter word to a client port and return the whole answer (until EOF).
+
+    Raises:
+        OSError: the connection failed or timed out.
+    """
+    with socket.create_connection((host, port), timeout=timeout_s) as s:
+        s.sendall(word.encode("ascii"))
+        chunks: list[bytes] = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def apache_available() -> bool:
+    """True when `java` is on PATH and every Debian ZooKeeper 3.8 jar we need is installed."""
+    return shutil.which("java") is not None and all((JAVA_DIR / j).is_file() for j in APACHE_JARS)
+
+
+def _apache_ready(port: int) -> bool:
+    answer = four_letter_word(port, "srvr", timeout_s=2.0)
+    return "Zookeeper version" in answer and "Mode:" in answer
+
+
+def _zkfast_ready(port: int) -> bool:
+    return four_letter_word(port, "ruok", timeout_s=2.0).strip() == "imok"
+
+
+class ServerProcess:
+    """One server child process with its config, data directory and log file.
+
+    Build it with `apache_server()` or `zkfast_server()`; the factories also start it.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        argv: Sequence[str],
+        *,
+        workdir: Path,
+        cfg_path: Path,
+        data_dir: Path,
+        client_port: int,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.argv = list(argv)
+        self.workdir = workdir
+        self.cfg_path = cfg_path
+        self.data_dir = data_dir
+        self.client_port = client_port
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "server not started"
+        return self.proc.pid
+
+    @property
+    def hosts(self) -> str:
+        """The connect string for clients: "127.0.0.1:<client_port>"."""
+        return f"{LOOPBACK}:{self.client_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def __repr__(self) -> str:
+        pid = self.proc.pid if self.proc is not None else None
+        return f"<ServerProcess {self.kind} pid={pid} port={self.client_port}>"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self, timeout_s: float = 60.0) -> ServerProcess:
+        """Start the process and wait until it serves clients.
+
+        Raises:
+            ServerStartError: the process exited, or was not ready within `timeout_s` (then it is
+                stopped before raising).
+        """
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            log.write(f"==== start {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,  # a ^C in the test runner does not reach it directly
+            )
+        self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Poll the client port until the server serves (see the module docstring)."""
+        ready = _apache_ready if self.kind == "apache" else _zkfast_ready
+        deadline = time.monotonic() + timeout_s
+        last_error = "no answer yet"
+        while True:
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise ServerStartError(
+                    f"{self.kind} server exited with {code} before it was ready; "
+                    f"log tail:\n{self.log_tail()}"
+                )
+            try:
+                if ready(self.client_port):
+                    return
+                last_error = "not serving yet"
+            except OSError as e:
+                last_error = repr(e)
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerStartError(
+                    f"{self.kind} server on port {self.client_port} not ready after "
+                    f"{timeout_s}s ({last_error}); log tail:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)  # polling interval, not a timing assumption
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM, wait up to `timeout_s`, then SIGKILL; always reaps. Returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(timeout=60)
+        return proc.returncode
+
+    def kill(self) -> int | None:
+        """SIGKILL the process (a crash) and reap it. Returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        proc.wait(timeout=60)
+        return proc.returncode
+
+    def restart(self, timeout_s: float = 60.0) -> ServerProcess:
+        """Stop (gracefully) and start again on the same port, config and data directory."""
+        self.stop()
+        return self.start(timeout_s)
+
+    def __enter__(self) -> ServerProcess:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- observation ------------------------------------------------------------------------
+    def four_letter_word(self, word: str, timeout_s: float = 5.0) -> str:
+        return four_letter_word(self.client_port, word, timeout_s=timeout_s)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def rss_bytes(self) -> int:
+        """Resident set size of the process, from /proc/<pid>/status (VmRSS)."""
+        with open(f"/proc/{self.pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    value, unit = line.split()[1:3]
+                    assert unit == "kB", line
+                    return int(value) * 1024
+        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+
+def _write_cfg(workdir: Path, cfg: Mapping[str, str] | None) -> tuple[Path, Path, int]:
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_dir = workdir / "data"
+    settings: dict[str, str] = {
+        "tickTime": "2000",
+        "initLimit": "10",
+        "syncLimit": "5",
+        "dataDir": str(data_dir),
+        "clientPort": "",
+        "clientPortAddress": LOOPBACK,
+        "4lw.commands.whitelist": "*",
+        "admin.enableServer": "false",
+    }
+    settings.update(cfg or {})
+    if not settings["clientPort"]:
+        settings["clientPort"] = str(free_port())
+    data_dir = Path(settings["dataDir"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = workdir / "zoo.cfg"
+    cfg_path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()), "utf-8")
+    return cfg_path, data_dir, int(settings["clientPort"])
+
+
+def apache_server(
+    workdir: Path | str,
+    cfg: Mapping[str, str] | None = None,
+    jvm_props: Mapping[str, str] | None = None,
+    heap: str | None = None,
+    *,
+    start: bool = True,
+    timeout_s: float = 60.0,
+) -> ServerProcess:
+    """Write `workdir/zoo.cfg` and start Apache ZooKeeper 3.8 (Debian jars) on a free port.
+
+    Args:
+        cfg: zoo.cfg entries that override or extend the defaults.
+        jvm_props: Java system properties (`-Dname=value`), e.g. zookeeper.extendedTypesEnabled.
+        heap: a -Xmx value such as "512m".
+        start: False returns the object unstarted (call `start()`).
+    """
+    workdir = Path(workdir).resolve()
+    cfg_path, data_dir, port = _write_cfg(workdir, cfg)
+    argv = ["java"]
+    if heap:
+        argv.append(f"-Xmx{heap}")
+    argv += [f"-D{k}={v}" for k, v in (jvm_props or {}).items()]
+    argv += ["-cp", ":".join(str(JAVA_DIR / j) for j in APACHE_JARS), APACHE_MAIN, str(cfg_path)]
+    server = ServerProcess(
+        "apache",
+        argv,
+        workdir=workdir,
+        cfg_path=cfg_path,
+        data_dir=data_dir,
+        client_port=port,
+        log_path=workdir / "server.log",
+    )
+    return server.start(timeout_s) if start else server
+
+
+def zkfast_server(
+    workdir: Path | str,
+    cfg: Mapping[str, str] | None = None,
+    props: Mapping[str, str] | None = None,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+    *,
+    start: bool = True,
+    timeout_s: float = 60.0,
+) -> ServerProcess:
+    """Write `workdir/zoo.cfg` and start `python -m zkfast zoo.cfg -Dname=value ...` on a free port.
+
+    Args:
+        props: the same system properties Apache takes as -D (e.g. zookeeper.extendedTypesEnabled).
+        env: extra environment variables, added to this process's environment.
+    """
+    workdir = Path(workdir).resolve()
+    cfg_path, data_dir, port = _write_cfg(workdir, cfg)
+    argv = [python, "-m", "zkfast", str(cfg_path)]
+    argv += [f"-D{k}={v}" for k, v in (props or {}).items()]
+    full_env = dict(os.environ)
+    # the child imports this same zkfast, installed or not (a source checkout's src/)
+    pkg_parent = str(Path(__file__).resolve().parents[2])
+    old = full_env.get("PYTHONPATH")
+    full_env["PYTHONPATH"] = pkg_parent + (os.pathsep + old if old else "")
+    full_env.update(env or {})
+    server = ServerProcess(
+        "zkfast",
+        argv,
+        workdir=workdir,
+        cfg_path=cfg_path,
+        data_dir=data_dir,
+        client_port=port,
+        log_path=workdir / "server.log",
+        env=full_env,
+    )
+    return server.start(timeout_s) if start else server
+
+
+class TcpProxy:
+    """A loopback TCP proxy (one thread per direction per connection) that can stall or cut links.
+
+    `pause()` holds every byte in both directions, on existing and new connections (a new
+    connection is accepted, but its upstream connection is made only after `resume()`);
+    `resume()` releases them in order. `drop_connections()` closes all current connections with
+    a reset. `target_port` may be changed; new connections use the new target.
+    """
+
+    def __init__(self, target_port: int, *, target_host: str = LOOPBACK, port: int = 0) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: list[tuple[socket.socket, socket.socket | None]] = []
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((LOOPBACK, port))
+        self._listener.listen(128)
+        self._listener.settimeout(0.2)
+        self.port = int(self._listener.getsockname()[1])
+        self.accepted = 0
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name="TcpProxy-accept", daemon=True
+        )
+        self._acceptor.start()
+
+    @property
+    def hosts(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def paused(self) -> bool:
+        return not self._flowing.is_set()
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def connection_count(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+    def drop_connections(self) -> int:
+        """Reset every current connection (both sides). Returns how many were dropped."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for client, upstream in conns:
+            for s in (client, upstream):
+                if s is not None:
+                    _reset(s)
+        return len(conns)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._flowing.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self.drop_connections()
+        self._acceptor.join(timeout=10)
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(timeout=10)
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- internals --------------------------------------------------------------------------
+    def _spawn(self, target: object, *args: object) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        with self._lock:
+            self._threads = [x for x in self._threads if x.is_alive()]
+            self._threads.append(t)
+        t.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            with self._lock:
+                self._conns.append((client, None))
+            self._spawn(self._open_upstream, client)
+
+    def _wait_flowing(self) -> bool:
+        while not self._flowing.wait(0.2):
+            pass
+        return not self._stopped.is_set()
+
+    def _open_upstream(self, client: socket.socket) -> None:
+        if not self._wait_flowing():
+            _reset(client)
+            return
+        with self._lock:
+            alive = any(c is client for c, _ in self._conns)
+        if not alive:
+            return
+        try:
+            upstream = socket.create_connection((self.target_host, self.target_port), timeout=10)
+        except OSError:
+            self._forget(client)
+            _reset(client)
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            for i, (c, _) in enumerate(self._conns):
+                if c is client:
+                    self._conns[i] = (client, upstream)
+                    break
+            else:
+                _reset(upstream)
+                return
+        self._spawn(self._pump, client, upstream)
+        self._spawn(self._pump, upstream, client)
+
+    def _forget(self, client: socket.socket) -> None:
+        with self._lock:
+            self._conns = [(c, u) for c, u in self._conns if c is not client]
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                if not self._wait_flowing():
+                    break
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not self._wait_flowing():
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        # one side ended: end both, so the peer sees the close
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        with self._lock:
+            self._conns = [(c, u) for c, u in self._conns if c is not src and c is not dst]
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+def _reset(s: socket.socket) -> None:
+    """Close with SO_LINGER 0, so the peer gets a RST rather than a clean FIN."""
+    with contextlib.suppress(OSError):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        s.close()
