@@ -1,0 +1,233 @@
+"""The ZooKeeper 3.8 snapshot format (``version-2/snapshot.<hexzxid>``), as bytes only.
+
+Theory of operation
+-------------------
+A snapshot is one jute stream (zk-formats §6.3): a FileHeader (``ZKSN``, version 2, dbid -1),
+the session table, the ACL cache (each distinct ACL list under a long id; -1 is the open ACL
+and is never stored), the nodes in pre-order (root as ``""`` first, a parent before its
+children) ended by the path ``"/"``, then a seal (the Adler32 of every byte so far, followed by
+``"/"``), the digest section (zxid, version, digest; zxid 0 means none) and a second seal. Readers
+of 3.9+ streams may find a third section (lastProcessedZxid and seal); it is optional both ways.
+
+This module turns plain values into those bytes and back; it knows nothing of the DataTree
+(``storage/tree_io.py`` maps between the two) and does no IO.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._impl import ProtocolError, core
+from ..wire import jute
+
+__all__ = [
+    "SNAP_MAGIC",
+    "SnapshotCorrupt",
+    "SnapshotNode",
+    "Snapshot",
+    "encode_snapshot",
+    "decode_snapshot",
+    "looks_complete",
+]
+
+SNAP_MAGIC = 0x5A4B534E  # "ZKSN"
+SNAP_VERSION = 2
+OPEN_ACL_ID = -1
+_HEADER = struct.Struct(">iiq")
+_INT = struct.Struct(">i")
+_LONG = struct.Struct(">q")
+_SESSION = struct.Struct(">qi")
+_DIGEST = struct.Struct(">qiq")
+_SEAL_MARK = b"\x00\x00\x00\x01/"
+_ACL_VECTOR = (("acl", core.T_VECTOR, ("acl", core.T_RECORD, jute.ACL)),)
+
+
+class SnapshotCorrupt(ValueError):
+    """The snapshot cannot be read: recovery must try an older one or refuse to start."""
+
+
+@dataclass(slots=True)
+class SnapshotNode:
+    """One znode as a snapshot holds it: the persisted stat is the 9-field STAT_PERSISTED."""
+
+    path: str
+    data: bytes
+    #: None is the implicit open ACL of ACL id -1 (the system nodes Apache creates at start);
+    #: an explicit ``world:anyone`` list is a list like any other.
+    acl: list[tuple[int, tuple[str, str]]] | None
+    stat: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Everything a snapshot file carries."""
+
+    sessions: list[tuple[int, int]] = field(default_factory=list)
+    nodes: list[SnapshotNode] = field(default_factory=list)
+    #: (zxid, digest version, digest) or None when the writer had digests off.
+    digest: tuple[int, int, int] | None = None
+    #: The 3.9+ optional lastProcessedZxid section, when present.
+    last_processed_zxid: int | None = None
+
+
+def _acl_key(acl: list[tuple[int, tuple[str, str]]]) -> tuple[Any, ...]:
+    return tuple((perms, scheme, ident) for perms, (scheme, ident) in acl)
+
+
+def encode_snapshot(sessions: Iterable[tuple[int, int]], nodes: Iterable[SnapshotNode],
+                    digest: tuple[int, int, int] | None) -> bytes:
+    """The bytes of a snapshot (uncompressed). ``nodes`` must come in pre-order, root first."""
+    node_list = list(nodes)
+    if not node_list or node_list[0].path != "":
+        raise ValueError("a snapshot starts with the root node, written as the path ''")
+    acl_ids: dict[tuple[Any, ...], int] = {}
+    acl_lists: list[tuple[int, list[tuple[int, tuple[str, str]]]]] = []
+    node_acl_ids: list[int] = []
+    for node in node_list:
+        if node.acl is None:
+            node_acl_ids.append(OPEN_ACL_ID)
+            continue
+        key = _acl_key(node.acl)
+        aid = acl_ids.get(key)
+        if aid is None:
+            aid = len(acl_ids) + 1
+            acl_ids[key] = aid
+            acl_lists.append((aid, node.acl))
+        node_acl_ids.append(aid)
+
+    out = bytearray(_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, -1))
+    session_list = list(sessions)
+    out += _INT.pack(len(session_list))
+    for sid, timeout in session_list:
+        out += _SESSION.pack(sid, timeout)
+    out += _INT.pack(len(acl_lists))
+    for aid, acl in acl_lists:
+        out += _LONG.pack(aid)
+        core.encode_record(_ACL_VECTOR, (acl,), out)
+    for node, aid in zip(node_list, node_acl_ids):
+        core.encode_record(((("path", core.T_USTRING, None)),), (node.path,), out)
+        core.encode_record((("data", core.T_BUFFER, None),), (node.data,), out)
+        out += _LONG.pack(aid)
+        core.encode_record(jute.STAT_PERSISTED, node.stat, out)
+    out += _SEAL_MARK
+    _seal(out)
+    zxid, version, value = digest if digest is not None else (0, 2, 0)
+    out += _DIGEST.pack(zxid, version, value)
+    _seal(out)
+    return bytes(out)
+
+
+def _seal(out: bytearray) -> None:
+    out += _LONG.pack(zlib.adler32(out))
+    out += _SEAL_MARK
+
+
+def looks_complete(data: bytes) -> bool:
+    """Apache's quick validity check of a plain snapshot: long enough and ends with ``"/"``."""
+    return len(data) >= 10 and data[-5:] == _SEAL_MARK
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, fmt: struct.Struct, what: str) -> tuple[Any, ...]:
+        if len(self.data) - self.pos < fmt.size:
+            raise SnapshotCorrupt(f"truncated at offset {self.pos} reading {what}")
+        values = fmt.unpack_from(self.data, self.pos)
+        self.pos += fmt.size
+        return values
+
+    def record(self, layout: tuple[Any, ...], what: str) -> tuple[Any, ...]:
+        try:
+            values, self.pos = core.decode_record(layout, self.data, self.pos)
+        except ProtocolError as exc:
+            raise SnapshotCorrupt(f"{what}: {exc}") from exc
+        return values  # type: ignore[no-any-return]
+
+    def seal(self, n: int) -> bool:
+        """Check seal ``n``; False when the stream ends where an optional section would start."""
+        if self.pos == len(self.data):
+            return False
+        expected = zlib.adler32(self.data[: self.pos])
+        (stored,) = self.take(_LONG, f"seal #{n}")
+        if stored & 0xFFFFFFFF != expected or stored >> 32:
+            raise SnapshotCorrupt(f"seal #{n} mismatch: stored 0x{stored & (2**64 - 1):x}, "
+                                  f"computed 0x{expected:x}")
+        (mark,) = self.record((("mark", core.T_USTRING, None),), f"seal #{n} marker")
+        if mark != "/":
+            raise SnapshotCorrupt(f"seal #{n} marker is {mark!r}, expected '/'")
+        return True
+
+
+def decode_snapshot(data: bytes) -> Snapshot:
+    """Read a whole (uncompressed) snapshot stream.
+
+    Raises:
+        SnapshotCorrupt: bad header, truncation, bad lengths, an unknown ACL id, or a seal that
+            does not match.
+    """
+    r = _Reader(data)
+    magic, version, _dbid = r.take(_HEADER, "file header")
+    if magic != SNAP_MAGIC:
+        raise SnapshotCorrupt(f"bad magic 0x{magic & 0xFFFFFFFF:08x}, expected 0x{SNAP_MAGIC:08x}")
+    if version != SNAP_VERSION:
+        raise SnapshotCorrupt(f"unsupported snapshot version {version}")
+    snap = Snapshot()
+    (count,) = r.take(_INT, "session count")
+    if count < 0 or count * _SESSION.size > len(data) - r.pos:
+        raise SnapshotCorrupt(f"session count {count} at offset {r.pos - 4} is impossible")
+    for _ in range(count):
+        snap.sessions.append(r.take(_SESSION, "session"))  # type: ignore[arg-type]
+    (count,) = r.take(_INT, "ACL cache size")
+    if count < 0 or count * 12 > len(data) - r.pos:
+        raise SnapshotCorrupt(f"ACL cache size {count} at offset {r.pos - 4} is impossible")
+    acls: dict[int, list[tuple[int, tuple[str, str]]] | None] = {OPEN_ACL_ID: None}
+    for _ in range(count):
+        (aid,) = r.take(_LONG, "ACL id")
+        (acl,) = r.record(_ACL_VECTOR, "ACL list")
+        acls[aid] = acl if acl is not None else []
+    path_layout = (("path", core.T_USTRING, None),)
+    node_layout = (("data", core.T_BUFFER, None), ("aclId", core.T_LONG, None),
+                   ("stat", core.T_RECORD, jute.STAT_PERSISTED))
+    while True:
+        (path,) = r.record(path_layout, "node path")
+        if path == "/":
+            break
+        if path is None:
+            raise SnapshotCorrupt(f"null node path at offset {r.pos - 4}")
+        node_data, aid, stat = r.record(node_layout, f"node {path!r}")
+        if aid not in acls:
+            raise SnapshotCorrupt(f"node {path!r} refers to ACL id {aid}, not in the ACL cache")
+        snap.nodes.append(SnapshotNode(path, node_data or b"", acls[aid], stat))
+    # The node list ends with "/" right away; seal #1 follows it.
+    if not r.seal(1):
+        raise SnapshotCorrupt("the stream ends before seal #1")
+    if r.pos < len(data):
+        zxid, dversion, value = r.take(_DIGEST, "digest") if len(data) - r.pos >= 20 else (0, 0, 0)
+        if dversion < 2:
+            raise SnapshotCorrupt(f"digest version {dversion} is not supported")
+        snap.digest = (zxid, dversion, value) if zxid != 0 else None
+        r.seal(2)
+        if len(data) - r.pos >= 8:
+            (snap.last_processed_zxid,) = r.take(_LONG, "lastProcessedZxid")
+            r.seal(3)
+    return snap
+
+
+def iter_preorder(children: dict[str, list[str]], root: str = "") -> Iterator[str]:
+    """Paths in the pre-order a snapshot needs, given each path's child names."""
+    stack = [root]
+    while stack:
+        path = stack.pop()
+        yield path
+        base = path if path else ""
+        for name in reversed(children.get(path, [])):
+            stack.append(f"{base}/{name}")
