@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -40,6 +40,7 @@ __all__ = [
     "apache_server",
     "four_letter_word",
     "free_port",
+    "wait_until",
     "zkfast_server",
 ]
 
@@ -544,3 +545,21 @@ def _reset(s: socket.socket) -> None:
         s.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         s.close()
+
+
+def wait_until(
+    condition: Callable[[], object], timeout_s: float = 30.0, what: str = "condition"
+) -> object:
+    """Poll `condition()` until it returns something truthy; return that value.
+
+    Raises:
+        TimeoutError: not true within `timeout_s` (a generous bound, not a timing assertion).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout_s}s")
+        time.sleep(0.02)

@@ -1,0 +1,113 @@
+"""Shared fixtures: one real server per module and kind, and kazoo clients that always get closed.
+
+`server_kind` runs each test against zkfast and against Apache ZooKeeper 3.8 (marked `interop`,
+skipped when the Debian jars or java are missing); Apache is the judge of expected behaviour.
+A module may set `SERVER_CFG` (zoo.cfg entries) and `SERVER_PROPS` (system properties) to
+change its server; every server gets extended types (TTL nodes), a super digest and a fast
+container/TTL reaper.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+try:
+    import zkfast  # noqa: F401
+except ImportError:  # a source checkout that is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from kazoo.client import KazooClient
+
+from zkfast.testing.procs import ServerProcess, apache_available, apache_server, zkfast_server
+
+SUPER_USER = "super"
+SUPER_PASSWORD = "super-secret"
+SUPER_DIGEST = (
+    f"{SUPER_USER}:"
+    + base64.b64encode(hashlib.sha1(f"{SUPER_USER}:{SUPER_PASSWORD}".encode()).digest()).decode()
+)
+DEFAULT_PROPS = {
+    "zookeeper.extendedTypesEnabled": "true",
+    "zookeeper.DigestAuthenticationProvider.superDigest": SUPER_DIGEST,
+    "znode.container.checkIntervalMs": "200",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "interop: needs the Debian Apache ZooKeeper 3.8 packages")
+    config.addinivalue_line("markers", "slow: longer runs kept out of the default suite")
+
+
+def start_server(
+    kind: str,
+    workdir: Path,
+    cfg: dict[str, str] | None = None,
+    props: dict[str, str] | None = None,
+) -> ServerProcess:
+    """Start a server of `kind` ("zkfast" or "apache") with the default properties plus `props`."""
+    all_props = {**DEFAULT_PROPS, **(props or {})}
+    if kind == "apache":
+        return apache_server(workdir, cfg=cfg, jvm_props=all_props)
+    return zkfast_server(workdir, cfg=cfg, props=all_props)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "zkfast",
+        pytest.param(
+            "apache",
+            marks=[
+                pytest.mark.interop,
+                pytest.mark.skipif(not apache_available(), reason="Apache ZooKeeper not installed"),
+            ],
+        ),
+    ],
+)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def zk_server(
+    server_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server per module and kind; its log is printed when a test of the module fails."""
+    cfg = dict(getattr(request.module, "SERVER_CFG", {}))
+    props = dict(getattr(request.module, "SERVER_PROPS", {}))
+    workdir = tmp_path_factory.mktemp(f"{server_kind}-{request.module.__name__.rsplit('.', 1)[-1]}")
+    server = start_server(server_kind, workdir, cfg, props)
+    try:
+        yield server
+    finally:
+        server.stop()
+        if request.session.testsfailed:
+            print(f"\n---- {server!r} log tail ({server.log_path}) ----\n{server.log_tail(40)}")
+
+
+@pytest.fixture
+def kazoo_client(zk_server: ServerProcess) -> Iterator[Callable[..., KazooClient]]:
+    """Factory: `kazoo_client(hosts=None, start=True, **KazooClient kwargs)`; all closed at teardown."""
+    clients: list[KazooClient] = []
+
+    def make(hosts: str | None = None, start: bool = True, **kwargs: Any) -> KazooClient:
+        kwargs.setdefault("timeout", 10.0)
+        client = KazooClient(hosts=hosts or zk_server.hosts, **kwargs)
+        clients.append(client)
+        if start:
+            client.start(timeout=30)
+        return client
+
+    yield make
+    for client in clients:
+        try:
+            client.stop()
+        finally:
+            client.close()
