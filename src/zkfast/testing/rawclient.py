@@ -12,6 +12,7 @@ same xid arrives; notifications read on the way are kept in `events`.
 
 from __future__ import annotations
 
+import builtins
 import socket
 import struct
 import time
@@ -105,11 +106,11 @@ class Writer:
     def __init__(self) -> None:
         self.out = bytearray()
 
-    def int(self, v: int) -> Writer:
+    def int(self, v: builtins.int) -> Writer:
         self.out += struct.pack(">i", v)
         return self
 
-    def long(self, v: int) -> Writer:
+    def long(self, v: builtins.int) -> Writer:
         self.out += struct.pack(">q", v)
         return self
 
@@ -143,19 +144,19 @@ class Writer:
 class Reader:
     """Jute decoder over one frame body."""
 
-    def __init__(self, data: bytes, offset: int = 0) -> None:
+    def __init__(self, data: bytes, offset: builtins.int = 0) -> None:
         self.data = data
         self.offset = offset
 
-    def _take(self, fmt: str) -> int:
+    def _take(self, fmt: str) -> builtins.int:
         (v,) = struct.unpack_from(fmt, self.data, self.offset)
         self.offset += struct.calcsize(fmt)
         return int(v)
 
-    def int(self) -> int:
+    def int(self) -> builtins.int:
         return self._take(">i")
 
-    def long(self) -> int:
+    def long(self) -> builtins.int:
         return self._take(">q")
 
     def bool(self) -> bool:
@@ -191,7 +192,7 @@ class Reader:
         return out
 
     @property
-    def remaining(self) -> int:
+    def remaining(self) -> builtins.int:
         return len(self.data) - self.offset
 
 
