@@ -15,12 +15,27 @@ Contents:
   ``(name, code, sub)`` triple) or the layout of a nested record. ``decode_record`` walks a
   layout over a buffer and returns a tuple of values (nested records as tuples, vectors as
   lists, null strings/buffers/vectors as ``None``); ``encode_record`` is its inverse.
+* Per-request fast paths: ``decode_request_header`` (xid and opcode of a request frame),
+  ``encode_reply_frame`` (length prefix + ReplyHeader + optional body, one bytes object) and
+  ``encode_stat`` (the 68-byte wire Stat). They behave exactly like the generic walk over
+  ``REQUEST_HEADER``/``REPLY_HEADER``/``STAT`` would, including the ProtocolError fields.
 * zxid arithmetic: ``make_zxid``, ``zxid_epoch``, ``zxid_counter`` with range checks.
+
+Conventions shared by both twins:
+
+* Buffers are byte buffers (``bytes``, ``bytearray`` or a contiguous byte ``memoryview``).
+  A negative ``offset`` is a caller bug (``ValueError``); outside bytes never are: anything
+  wrong with them is a ``ProtocolError``.
+* Encoders check every integer against its jute width (``OverflowError``), every value's type
+  (``TypeError``: ``int`` for numbers, ``str`` for ustrings, a bytes-like for buffers) and every
+  record's arity (``ValueError``). On any error ``out`` is left exactly as it was.
+* A ``byte`` field encodes ``-128..255`` (signed or unsigned view of one byte) and decodes signed.
 """
 
 from __future__ import annotations
 
 import struct
+from operator import index as _index
 from typing import Any
 
 __all__ = [
@@ -36,6 +51,9 @@ __all__ = [
     "split_frames",
     "decode_record",
     "encode_record",
+    "decode_request_header",
+    "encode_reply_frame",
+    "encode_stat",
     "make_zxid",
     "zxid_epoch",
     "zxid_counter",
@@ -55,6 +73,12 @@ T_BYTE = 8
 
 _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
+_REQUEST_HEADER = struct.Struct(">ii")
+_REPLY_FRAME_HEAD = struct.Struct(">iiqi")
+
+#: Size in bytes of the wire Stat record and of a ReplyHeader.
+STAT_BYTES = 68
+REPLY_HEADER_BYTES = 16
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -100,6 +124,8 @@ def split_frames(buf: bytes | bytearray | memoryview, offset: int, frame_bytes_m
     Raises:
         ProtocolError: a length is negative or above ``frame_bytes_max``.
     """
+    if offset < 0:
+        raise ValueError(f"offset {offset} is negative")
     frames: list[bytes] = []
     end = len(buf)
     pos = offset
@@ -187,41 +213,82 @@ def decode_record(layout: tuple[Any, ...], buf: bytes | bytearray | memoryview, 
     Raises:
         ProtocolError: the bytes run out or a length/count is out of range.
     """
+    if offset < 0:
+        raise ValueError(f"offset {offset} is negative")
     if end < 0 or end > len(buf):
         end = len(buf)
     return _decode_fields(layout, buf, offset, end, "")
 
 
+def decode_request_header(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """Return ``(xid, type)`` of a request frame (the payload, without its length prefix).
+
+    Same result and errors as ``decode_record(REQUEST_HEADER, frame)``; the body starts at 8.
+
+    Raises:
+        ProtocolError: the frame is shorter than 8 bytes.
+    """
+    n = len(frame)
+    if n < 8:
+        if n < 4:
+            raise ProtocolError("xid", 0, "4 bytes of int", f"{n} bytes left")
+        raise ProtocolError("type", 4, "4 bytes of int", f"{n - 4} bytes left")
+    xid, type_ = _REQUEST_HEADER.unpack_from(frame, 0)
+    return xid, type_
+
+
 # --------------------------------------------------------------------------- jute encode
+
+#: The wire Stat (same as ``wire.jute.STAT``, which cannot be imported from here).
+_STAT_LAYOUT: tuple[tuple[str, int, None], ...] = tuple(
+    (name, T_LONG if width == 8 else T_INT, None)
+    for name, width in (
+        ("czxid", 8), ("mzxid", 8), ("ctime", 8), ("mtime", 8), ("version", 4),
+        ("cversion", 4), ("aversion", 4), ("ephemeralOwner", 8), ("dataLength", 4),
+        ("numChildren", 4), ("pzxid", 8),
+    )
+)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int, what: str) -> int:
+    v = _index(value)  # TypeError for floats, strings, None
+    if not lo <= v <= hi:
+        raise OverflowError(f"{name}: {v} does not fit in {what}")
+    return v
 
 
 def _encode_value(spec: tuple[str, int, Any], value: Any, out: bytearray) -> None:
     name, code, sub = spec
     if code == T_INT:
-        if not INT32_MIN <= value <= INT32_MAX:
-            raise OverflowError(f"{name}: {value} does not fit in an int")
-        out += _INT.pack(value)
+        out += _INT.pack(_check_int(name, value, INT32_MIN, INT32_MAX, "an int"))
     elif code == T_LONG:
-        if not INT64_MIN <= value <= INT64_MAX:
-            raise OverflowError(f"{name}: {value} does not fit in a long")
-        out += _LONG.pack(value)
+        out += _LONG.pack(_check_int(name, value, INT64_MIN, INT64_MAX, "a long"))
     elif code == T_BOOL:
         out.append(1 if value else 0)
     elif code == T_BYTE:
-        out.append(value & 0xFF)
+        out.append(_check_int(name, value, -128, 255, "a byte") & 0xFF)
     elif code == T_USTRING:
         if value is None:
             out += b"\xff\xff\xff\xff"
+        elif not isinstance(value, str):
+            raise TypeError(f"{name}: ustring needs str or None, got {type(value).__name__}")
         else:
             raw = value.encode("utf-8", "surrogatepass")
+            if len(raw) > INT32_MAX:
+                raise OverflowError(f"{len(raw)} bytes do not fit in a jute length")
             out += _INT.pack(len(raw))
             out += raw
     elif code == T_BUFFER:
         if value is None:
             out += b"\xff\xff\xff\xff"
+        elif isinstance(value, str):
+            raise TypeError(f"{name}: buffer needs a bytes-like object or None, got str")
         else:
-            out += _INT.pack(len(value))
-            out += value
+            with memoryview(value) as view:  # TypeError for anything without a buffer
+                if view.nbytes > INT32_MAX:
+                    raise OverflowError(f"{view.nbytes} bytes do not fit in a jute length")
+                out += _INT.pack(view.nbytes)
+                out += view
     elif code == T_VECTOR:
         if value is None:
             out += b"\xff\xff\xff\xff"
@@ -243,8 +310,52 @@ def _encode_fields(layout: tuple[Any, ...], values: Any, out: bytearray) -> None
 
 
 def encode_record(layout: tuple[Any, ...], values: Any, out: bytearray) -> None:
-    """Append the jute encoding of ``values`` (a sequence matching ``layout``) to ``out``."""
-    _encode_fields(layout, values, out)
+    """Append the jute encoding of ``values`` (a sequence matching ``layout``) to ``out``.
+
+    Raises:
+        OverflowError: an integer does not fit its jute width.
+        TypeError: a value has the wrong type.
+        ValueError: a record has the wrong number of values, or a layout an unknown code.
+    """
+    record = bytearray()  # built aside, so a failure leaves ``out`` untouched
+    _encode_fields(layout, values, record)
+    out += record
+
+
+def encode_stat(stat: Any, out: bytearray) -> None:
+    """Append the 68-byte wire Stat (11 fields, ``STAT`` layout order) to ``out``.
+
+    Same bytes and errors as ``encode_record(STAT, stat, out)``.
+    """
+    record = bytearray()
+    _encode_fields(_STAT_LAYOUT, stat, record)
+    out += record
+
+
+def encode_reply_frame(xid: int, zxid: int, err: int, layout: tuple[Any, ...] | None,
+                       body: Any) -> bytes:
+    """One reply frame: int32 length, ReplyHeader ``(xid, zxid, err)``, then ``body``.
+
+    ``layout`` and ``body`` are both ``None`` for a header-only reply (errors, pings, replies
+    without a response record); otherwise ``body`` is encoded with ``layout``.
+
+    Raises:
+        OverflowError, TypeError, ValueError: as ``encode_record``; ValueError also when only
+        one of ``layout``/``body`` is ``None``.
+    """
+    xid = _check_int("xid", xid, INT32_MIN, INT32_MAX, "an int")
+    zxid = _check_int("zxid", zxid, INT64_MIN, INT64_MAX, "a long")
+    err = _check_int("err", err, INT32_MIN, INT32_MAX, "an int")
+    if (layout is None) != (body is None):
+        raise ValueError("reply layout and body must both be given or both be None")
+    out = bytearray(_REPLY_FRAME_HEAD.pack(REPLY_HEADER_BYTES, xid, zxid, err))
+    if layout is not None:
+        _encode_fields(layout, body, out)
+        n = len(out) - 4
+        if n > INT32_MAX:
+            raise OverflowError(f"reply of {n} bytes does not fit in a frame")
+        _INT.pack_into(out, 0, n)
+    return bytes(out)
 
 
 # --------------------------------------------------------------------------- zxid

@@ -1,0 +1,522 @@
+# cython: language_level=3
+"""Compiled hot paths of zkfast: frames, jute records, per-request fast paths, zxids.
+
+This module is the fast build of ``_core_py`` and must behave identically: same results, same
+exception classes, same ``ProtocolError`` field/offset/expected/found (the property tests run
+both on random input). ``_core_py`` holds the reference docstrings; this file says only where
+the C level needs care:
+
+* Every read goes through ``const unsigned char*`` with an explicit bytes-left check first;
+  lengths and counts are checked against the bytes left before anything is allocated.
+* C integers wrap, Python ints do not: every Python int is range-checked before it is narrowed
+  to int32/int64, with the same OverflowError messages as the twin.
+* Field names for errors are built only on the error path, from a chain of ``Scope`` structs on
+  the C stack (record and vector-element nesting), so the hot path never formats strings.
+* Encoders write into a private growable C buffer and append to ``out`` once, so a failure
+  leaves ``out`` untouched.
+
+No global state, no IO, no clock.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.unicode cimport PyUnicode_AsEncodedString, PyUnicode_DecodeUTF8
+from libc.stdint cimport (
+    INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int32_t, int64_t, uint32_t, uint64_t,
+)
+from libc.string cimport memcpy
+
+from operator import index as _index
+
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+
+__all__ = [
+    "ProtocolError",
+    "T_INT",
+    "T_LONG",
+    "T_BOOL",
+    "T_USTRING",
+    "T_BUFFER",
+    "T_VECTOR",
+    "T_RECORD",
+    "T_BYTE",
+    "split_frames",
+    "decode_record",
+    "encode_record",
+    "decode_request_header",
+    "encode_reply_frame",
+    "encode_stat",
+    "make_zxid",
+    "zxid_epoch",
+    "zxid_counter",
+    "IMPLEMENTATION",
+]
+
+IMPLEMENTATION = "compiled"
+
+T_INT = C_INT
+T_LONG = C_LONG
+T_BOOL = C_BOOL
+T_USTRING = C_USTRING
+T_BUFFER = C_BUFFER
+T_VECTOR = C_VECTOR
+T_RECORD = C_RECORD
+T_BYTE = C_BYTE
+
+STAT_BYTES = 68
+REPLY_HEADER_BYTES = 16
+
+
+
+class ProtocolError(ValueError):
+    """Malformed outside input: names the field, the offset, what was expected and found."""
+
+    def __init__(self, field, offset, expected, found):
+        super().__init__(f"{field} at offset {offset}: expected {expected}, found {found}")
+        self.field = field
+        self.offset = offset
+        self.expected = expected
+        self.found = found
+
+    def __reduce__(self):
+        return (type(self), (self.field, self.offset, self.expected, self.found))
+
+
+# --------------------------------------------------------------------------- int narrowing
+
+cdef int64_t as_int(str name, object value, int64_t lo, int64_t hi, str what) except? -1:
+    """Range-check a Python int like the twin's ``_check_int`` and narrow it."""
+    cdef int64_t v = 0
+    cdef bint overflow = False
+    if type(value) is not int:
+        value = _index(value)  # TypeError for floats, strings, None
+    try:
+        v = value
+    except OverflowError:
+        overflow = True
+    if overflow or v < lo or v > hi:
+        raise OverflowError(f"{name}: {value} does not fit in {what}")
+    return v
+
+
+# --------------------------------------------------------------------------- frames
+
+cdef inline int _get_buffer(object buf, Py_buffer* view) except -1:
+    PyObject_GetBuffer(buf, view, PyBUF_SIMPLE)
+    return 0
+
+
+def split_frames(buf, Py_ssize_t offset, frame_bytes_max):
+    """Cut every complete length-prefixed frame out of ``buf`` starting at ``offset``."""
+    cdef Py_buffer view
+    cdef const unsigned char* p
+    cdef Py_ssize_t end, pos, n
+    cdef int64_t limit
+    cdef list frames = []
+    if offset < 0:
+        raise ValueError(f"offset {offset} is negative")
+    # A limit beyond int32 admits every non-negative length, as in the twin.
+    limit = frame_bytes_max if frame_bytes_max < INT32_MAX_C else INT32_MAX_C
+    _get_buffer(buf, &view)
+    try:
+        p = <const unsigned char*>view.buf
+        end = view.len
+        pos = offset
+        while end - pos >= 4:
+            n = rd32(p + pos)
+            if n < 0 or n > limit:
+                raise ProtocolError("frame.length", pos, f"0..{frame_bytes_max}", str(n))
+            if end - pos - 4 < n:
+                break
+            frames.append(PyBytes_FromStringAndSize(<const char*>(p + pos + 4), n))
+            pos += 4 + n
+    finally:
+        PyBuffer_Release(&view)
+    return frames, pos
+
+
+# --------------------------------------------------------------------------- jute decode
+
+cdef str _prefix(Scope* scope):
+    if scope == NULL:
+        return ""
+    cdef str head = _prefix(scope.parent) + <str>scope.name
+    if scope.index >= 0:
+        return f"{head}[{scope.index}]."
+    return head + "."
+
+
+cdef str _field(Scope* scope, object name):
+    return _prefix(scope) + name
+
+
+cdef int _need(Scope* scope, object name, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t n,
+               str what) except -1:
+    if end - pos < n:
+        raise ProtocolError(_field(scope, name), pos, f"{n} bytes of {what}",
+                            f"{end - pos if end > pos else 0} bytes left")
+    return 0
+
+
+cdef object decode_value(Source* src, object spec, Py_ssize_t* pos, Scope* scope):
+    cdef object name, sub, v
+    cdef long code
+    cdef Py_ssize_t at = pos[0], i
+    cdef Py_ssize_t end = src.end
+    cdef const unsigned char* p = src.p
+    cdef int32_t n
+    cdef Scope inner
+    cdef list items
+    if type(spec) is not tuple or len(<tuple>spec) != 3:
+        raise ValueError(f"layout field spec must be a (name, code, sub) tuple: {spec!r}")
+    name = (<tuple>spec)[0]
+    code = (<tuple>spec)[1]
+    sub = (<tuple>spec)[2]
+    if code == C_INT:
+        _need(scope, name, at, end, 4, "int")
+        pos[0] = at + 4
+        return rd32(p + at)
+    if code == C_LONG:
+        _need(scope, name, at, end, 8, "long")
+        pos[0] = at + 8
+        return rd64(p + at)
+    if code == C_BOOL:
+        _need(scope, name, at, end, 1, "boolean")
+        pos[0] = at + 1
+        return p[at] != 0
+    if code == C_BYTE:
+        _need(scope, name, at, end, 1, "byte")
+        pos[0] = at + 1
+        return <signed char>p[at]
+    if code == C_USTRING or code == C_BUFFER:
+        _need(scope, name, at, end, 4, "length")
+        n = rd32(p + at)
+        if n == -1:
+            pos[0] = at + 4
+            return None
+        if n < 0 or n > end - at - 4:
+            raise ProtocolError(_field(scope, name) + ".length", at, f"-1..{end - at - 4}",
+                                str(n))
+        pos[0] = at + 4 + n
+        if code == C_USTRING:
+            return PyUnicode_DecodeUTF8(<const char*>(p + at + 4), n, "replace")
+        return PyBytes_FromStringAndSize(<const char*>(p + at + 4), n)
+    if code == C_VECTOR:
+        _need(scope, name, at, end, 4, "count")
+        n = rd32(p + at)
+        if n == -1:
+            pos[0] = at + 4
+            return None
+        # Every element takes at least one byte, so a count above the bytes left is a lie;
+        # checking it first bounds the list allocated below by the frame size.
+        if n < 0 or n > end - at - 4:
+            raise ProtocolError(_field(scope, name) + ".count", at, f"-1..{end - at - 4}",
+                                str(n))
+        pos[0] = at + 4
+        inner.parent = scope
+        inner.name = <PyObject*>name
+        items = PyList_New(n)
+        for i in range(n):
+            inner.index = i
+            v = decode_value(src, sub, pos, &inner)
+            Py_INCREF(v)
+            PyList_SET_ITEM(items, i, v)
+        return items
+    if code == C_RECORD:
+        inner.parent = scope
+        inner.name = <PyObject*>name
+        inner.index = -1
+        return decode_fields(src, sub, pos, &inner)
+    raise ProtocolError(_field(scope, name), at, "a known jute type", f"type code {code}")
+
+
+cdef tuple decode_fields(Source* src, object layout, Py_ssize_t* pos, Scope* scope):
+    cdef tuple lay = <tuple?>layout
+    cdef Py_ssize_t i, k = len(lay)
+    cdef tuple out = PyTuple_New(k)
+    cdef object v
+    for i in range(k):
+        v = decode_value(src, lay[i], pos, scope)
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(out, i, v)
+    return out
+
+
+def decode_record(layout, buf, Py_ssize_t offset=0, Py_ssize_t end=-1):
+    """Decode one record of ``layout`` from ``buf[offset:end]``; returns (values, new_offset)."""
+    cdef Py_buffer view
+    cdef Source src
+    cdef Py_ssize_t pos = offset
+    cdef tuple values
+    if offset < 0:
+        raise ValueError(f"offset {offset} is negative")
+    _get_buffer(buf, &view)
+    try:
+        src.p = <const unsigned char*>view.buf
+        src.end = view.len if end < 0 or end > view.len else end
+        values = decode_fields(&src, layout, &pos, NULL)
+    finally:
+        PyBuffer_Release(&view)
+    return values, pos
+
+
+def decode_request_header(frame):
+    """Return ``(xid, type)`` of a request frame (the payload, without its length prefix)."""
+    cdef Py_buffer view
+    cdef const unsigned char* p
+    cdef Py_ssize_t n
+    cdef int32_t xid, type_
+    _get_buffer(frame, &view)
+    p = <const unsigned char*>view.buf
+    n = view.len
+    if n >= 8:
+        xid = rd32(p)
+        type_ = rd32(p + 4)
+        PyBuffer_Release(&view)
+        return xid, type_
+    PyBuffer_Release(&view)
+    if n < 4:
+        raise ProtocolError("xid", 0, "4 bytes of int", f"{n} bytes left")
+    raise ProtocolError("type", 4, "4 bytes of int", f"{n - 4} bytes left")
+
+
+# --------------------------------------------------------------------------- jute encode
+
+cdef class Writer:
+    """A growable C buffer for one encode call; appended to the caller's output at the end."""
+
+    def __cinit__(self, Py_ssize_t cap=256):
+        self.data = <unsigned char*>PyMem_Malloc(cap)
+        if self.data == NULL:
+            raise MemoryError()
+        self.cap = cap
+        self.size = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.data)
+
+    cdef unsigned char* room(self, Py_ssize_t n) except NULL:
+        cdef Py_ssize_t cap
+        cdef unsigned char* grown
+        if self.cap - self.size < n:
+            cap = self.cap * 2
+            while cap - self.size < n:
+                cap *= 2
+            grown = <unsigned char*>PyMem_Realloc(self.data, cap)
+            if grown == NULL:
+                raise MemoryError()
+            self.data = grown
+            self.cap = cap
+        return self.data + self.size
+
+    cdef int i32(self, int32_t v) except -1:
+        wr32(self.room(4), v)
+        self.size += 4
+        return 0
+
+    cdef int i64(self, int64_t v) except -1:
+        wr64(self.room(8), v)
+        self.size += 8
+        return 0
+
+    cdef int raw(self, const unsigned char* p, Py_ssize_t n) except -1:
+        cdef unsigned char* dst
+        if n > INT32_MAX_C:
+            raise OverflowError(f"{n} bytes do not fit in a jute length")
+        dst = self.room(4 + n)
+        wr32(dst, <int32_t>n)
+        memcpy(dst + 4, p, n)
+        self.size += 4 + n
+        return 0
+
+    cdef int value(self, object spec, object value) except -1:
+        cdef object name, sub
+        cdef long code
+        cdef Py_buffer view
+        cdef bytes raw
+        name, code, sub = spec
+        if code == C_INT:
+            self.i32(<int32_t>as_int(name, value, INT32_MIN, INT32_MAX, "an int"))
+        elif code == C_LONG:
+            self.i64(as_int(name, value, INT64_MIN, INT64_MAX, "a long"))
+        elif code == C_BOOL:
+            self.room(1)[0] = 1 if value else 0
+            self.size += 1
+        elif code == C_BYTE:
+            self.room(1)[0] = <unsigned char>(as_int(name, value, -128, 255, "a byte") & 0xFF)
+            self.size += 1
+        elif code == C_USTRING:
+            if value is None:
+                self.i32(-1)
+            elif type(value) is not str and not isinstance(value, str):
+                raise TypeError(
+                    f"{name}: ustring needs str or None, got {type(value).__name__}")
+            else:
+                self.text(value)
+        elif code == C_BUFFER:
+            if value is None:
+                self.i32(-1)
+            elif isinstance(value, str):
+                raise TypeError(f"{name}: buffer needs a bytes-like object or None, got str")
+            elif type(value) is bytes:
+                self.raw(<const unsigned char*>PyBytes_AS_STRING(value), len(<bytes>value))
+            else:
+                _get_buffer(value, &view)
+                try:
+                    self.raw(<const unsigned char*>view.buf, view.len)
+                finally:
+                    PyBuffer_Release(&view)
+        elif code == C_VECTOR:
+            if value is None:
+                self.i32(-1)
+            else:
+                self.i32(<int32_t>len(value))
+                for item in value:
+                    self.value(sub, item)
+        elif code == C_RECORD:
+            self.fields(sub, value)
+        else:
+            raise ValueError(f"{name}: unknown jute type code {code}")
+        return 0
+
+    cdef int text(self, str value) except -1:
+        cdef const char* utf8 = NULL
+        cdef Py_ssize_t n = 0
+        cdef bytes raw
+        try:
+            # Exact UTF-8 (cached inside the str object; free for ASCII).
+            utf8 = PyUnicode_AsUTF8AndSize(value, &n)
+        except UnicodeEncodeError:
+            # Lone surrogates: written as their 3-byte forms, as Java's writer does.
+            raw = PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass")
+            return self.raw(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
+        return self.raw(<const unsigned char*>utf8, n)
+
+    cdef int fields(self, object layout, object values) except -1:
+        cdef Py_ssize_t i, k = len(layout)
+        if len(values) != k:
+            raise ValueError(f"record needs {k} values, got {len(values)}")
+        if type(layout) is tuple and (type(values) is tuple or type(values) is list):
+            for i in range(k):
+                self.value((<tuple>layout)[i], values[i])
+        else:
+            for spec, value in zip(layout, values):
+                self.value(spec, value)
+        return 0
+
+    cdef int stat(self, object stat) except -1:
+        cdef Py_ssize_t i
+        cdef tuple names = _STAT_NAMES
+        if len(stat) != 11:
+            raise ValueError(f"record needs 11 values, got {len(stat)}")
+        for i in range(11):
+            if i == 4 or i == 5 or i == 6 or i == 8 or i == 9:
+                self.i32(<int32_t>as_int(names[i], stat[i], INT32_MIN, INT32_MAX, "an int"))
+            else:
+                self.i64(as_int(names[i], stat[i], INT64_MIN, INT64_MAX, "a long"))
+        return 0
+
+    cdef int append_to(self, bytearray out) except -1:
+        cdef Py_ssize_t old = PyByteArray_GET_SIZE(out)
+        if PyByteArray_Resize(out, old + self.size) < 0:
+            return -1
+        memcpy(PyByteArray_AS_STRING(out) + old, self.data, self.size)
+        return 0
+
+
+cdef tuple _STAT_NAMES = (
+    "czxid", "mzxid", "ctime", "mtime", "version", "cversion", "aversion", "ephemeralOwner",
+    "dataLength", "numChildren", "pzxid",
+)
+
+
+def encode_record(layout, values, bytearray out not None):
+    """Append the jute encoding of ``values`` (a sequence matching ``layout``) to ``out``."""
+    cdef Writer w = Writer(256)
+    w.fields(layout, values)
+    w.append_to(out)
+
+
+def encode_stat(stat, bytearray out not None):
+    """Append the 68-byte wire Stat (11 fields, ``STAT`` layout order) to ``out``."""
+    cdef Writer w = Writer(68)
+    w.stat(stat)
+    w.append_to(out)
+
+
+def encode_reply_frame(xid, zxid, err, layout, body):
+    """One reply frame: int32 length, ReplyHeader ``(xid, zxid, err)``, then ``body``."""
+    cdef int32_t x = <int32_t>as_int("xid", xid, INT32_MIN, INT32_MAX, "an int")
+    cdef int64_t z = as_int("zxid", zxid, INT64_MIN, INT64_MAX, "a long")
+    cdef int32_t e = <int32_t>as_int("err", err, INT32_MIN, INT32_MAX, "an int")
+    cdef Writer w
+    cdef unsigned char head[20]
+    if (layout is None) != (body is None):
+        raise ValueError("reply layout and body must both be given or both be None")
+    if layout is None:
+        wr32(head, 16)
+        wr32(head + 4, x)
+        wr64(head + 8, z)
+        wr32(head + 16, e)
+        return PyBytes_FromStringAndSize(<const char*>head, 20)
+    w = Writer(256)
+    w.room(20)
+    w.size = 20
+    w.fields(layout, body)
+    if w.size - 4 > INT32_MAX_C:
+        raise OverflowError(f"reply of {w.size - 4} bytes does not fit in a frame")
+    wr32(w.data, <int32_t>(w.size - 4))
+    wr32(w.data + 4, x)
+    wr64(w.data + 8, z)
+    wr32(w.data + 16, e)
+    return PyBytes_FromStringAndSize(<const char*>w.data, w.size)
+
+
+# --------------------------------------------------------------------------- zxid
+
+cdef int64_t _zxid_arg(object zxid) except? -1:
+    cdef int64_t z
+    cdef int overflow = 0
+    try:
+        z = zxid
+    except OverflowError:
+        overflow = 1
+    if overflow:
+        raise OverflowError(f"zxid {zxid} does not fit in 64 bits")
+    return z
+
+
+def make_zxid(epoch, counter):
+    """Return the zxid ``epoch << 32 | counter``; both halves must fit in 32 bits."""
+    cdef int64_t e = _half(epoch, "epoch")
+    cdef int64_t c = _half(counter, "counter")
+    return <int64_t>((<uint64_t>e << 32) | <uint64_t>c)
+
+
+cdef int64_t _half(object v, str what) except? -1:
+    cdef int64_t x = -1
+    try:
+        x = v
+    except OverflowError:
+        x = -1
+    if x < 0 or x > 0xFFFFFFFF:
+        raise OverflowError(f"{what} {v} does not fit in 32 bits")
+    return x
+
+
+def zxid_epoch(zxid):
+    """The epoch half of a zxid (``zxid >> 32`` as ZooKeeper computes it, signed)."""
+    return _zxid_arg(zxid) >> 32
+
+
+def zxid_counter(zxid):
+    """The counter half of a zxid (its low 32 bits)."""
+    return <uint32_t>(<uint64_t>_zxid_arg(zxid) & 0xFFFFFFFF)
