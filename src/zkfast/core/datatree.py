@@ -1,0 +1,695 @@
+"""The znode tree: stats, ephemerals, containers, TTL nodes and the tree digest.
+
+Theory of operation
+-------------------
+``DataTree`` holds every znode in one dict keyed by full path (``nodes``; the root is ``"/"``).
+Each ``ZNode`` keeps its data, its ACL list, the persisted stat (zk-formats §2.3: the nine
+``StatPersisted`` fields) and the set of its child *names*. The wire ``Stat`` is derived on
+demand by ``stat_of`` (``dataLength``/``numChildren`` are computed and the client sees the
+v3 cversion ``2*persisted - numChildren``, as ``DataNode.copyStat`` does).
+
+The tree only changes through ``apply_txn(header, record)``, one committed txn at a time, in
+zxid order. Applying never fails: a txn that no longer fits the tree (replaying a log over a
+fuzzy snapshot) is absorbed exactly as Apache's ``DataTree.processTxn`` absorbs it, because a
+diverging apply would make this peer's digest differ from its ensemble's:
+
+* create on a missing parent changes nothing; create of an existing node changes nothing,
+  except that a plain ``create`` (type 1, also inside a multi) then repairs the parent's
+  cversion/pzxid from the txn (``setCversionPzxid``, the fuzzy-snapshot case);
+* delete of a missing node still raises the parent's pzxid when the txn's zxid is larger
+  (``deleteNode`` touches the parent before it looks for the child);
+* setData/setACL of a missing node change nothing;
+* a multi whose sub-txns include an error txn changes nothing (Prep turned every op into an
+  error); otherwise every sub-txn is applied in order, each absorbing its own failure. An
+  unknown sub-txn type ends the multi there (Apache's ``IOException`` path). ``create2`` never
+  appears inside a multi: clients' create2 ops travel as ``create`` (1).
+
+Each change returns the watch triggers it causes, in firing order, as ``(path, EventType)``
+pairs; the caller hands them to ``WatchManager.trigger`` after the whole txn is applied, so
+notifications of a txn precede its reply. A create yields ``(path, NodeCreated)`` then
+``(parent, NodeChildrenChanged)``; a delete ``(path, NodeDeleted)`` then
+``(parent, NodeChildrenChanged)``; setData and reconfig ``(path, NodeDataChanged)``.
+
+The tree digest (zk-formats §5, Apache ``DigestCalculator``/``NodeHashMapImpl``) is the sum mod
+2**64 of a CRC32 per node, over every node except those under ``/zookeeper/``. Every node caches
+its own CRC (``_digest``); a change subtracts the cached value, mutates, recomputes and adds,
+so ``digest()`` is O(1). The root hashes under the path ``""``.
+
+``node_count`` and ``count_descendants("/")`` follow Apache's map, which stores the root twice
+(``""`` and ``"/"``); ``approximate_data_size`` follows ``cachedApproximateDataSize`` (the
+``mntr`` gauge), kept incrementally from path length plus data length.
+
+Nothing here imports asyncio, sockets, time, random, os or threading; there is no logging on
+the hot path.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable
+from struct import Struct
+from typing import Any
+
+from ..wire.constants import CONTAINER_EPHEMERAL_OWNER, TTL_MAX_MS, EventType
+
+__all__ = [
+    "ZNode",
+    "DataTree",
+    "AclEntry",
+    "Trigger",
+    "validate_path",
+    "node_digest",
+    "parent_of",
+    "OPEN_ACL_UNSAFE",
+    "READ_ACL_UNSAFE",
+    "ZOOKEEPER_PATH",
+    "QUOTA_PATH",
+    "CONFIG_PATH",
+    "SYSTEM_PATHS",
+    "FRESH_TREE_DIGEST",
+]
+
+#: One ACL entry as decoded by ``wire/jute.ACL``: ``(perms, (scheme, id))``.
+AclEntry = tuple[int, tuple[str, str]]
+#: One watch trigger: the path and the event to fire on it.
+Trigger = tuple[str, EventType]
+
+#: ``ZooDefs.Ids.OPEN_ACL_UNSAFE`` and ``READ_ACL_UNSAFE``.
+OPEN_ACL_UNSAFE: list[AclEntry] = [(31, ("world", "anyone"))]
+READ_ACL_UNSAFE: list[AclEntry] = [(1, ("world", "anyone"))]
+
+ZOOKEEPER_PATH = "/zookeeper"
+QUOTA_PATH = "/zookeeper/quota"
+CONFIG_PATH = "/zookeeper/config"
+#: Paths that may never be deleted (``DataTree.isSpecialPath``); Prep answers BadArguments.
+SYSTEM_PATHS = frozenset({"/", ZOOKEEPER_PATH, QUOTA_PATH, CONFIG_PATH})
+#: Digest of a fresh tree (verified against Apache ZooKeeper 3.8.0, zk-formats §5).
+FRESH_TREE_DIGEST = 0x51C6D660
+
+_DIGEST_EXCLUDED_PREFIX = "/zookeeper/"
+_U64 = (1 << 64) - 1
+_TTL_OWNER_MASK = -0x0100000000000000  # 0xff00000000000000 as a signed 64-bit value
+_EXTENDED_RESERVED_BITS = 0x00FFFF0000000000
+
+_NODE_CREATED = EventType.NodeCreated
+_NODE_DELETED = EventType.NodeDeleted
+_NODE_DATA_CHANGED = EventType.NodeDataChanged
+_NODE_CHILDREN_CHANGED = EventType.NodeChildrenChanged
+
+# czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, ephemeralOwner: the digest's
+# field order (DigestCalculator), which differs from StatPersisted's.
+_DIGEST_STAT = Struct(">qqqqqiiiq")
+
+# PathUtils.validatePath works on UTF-16 code units: anything outside the BMP is a surrogate
+# pair, which falls in the forbidden \ud800-\uf8ff range, so every astral character is invalid.
+_BAD_PATH_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff]")
+
+
+def _wrap32(value: int) -> int:
+    """Java ``int`` overflow: the cversion arithmetic wraps rather than growing."""
+    return ((value + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
+def validate_path(path: str) -> bool:
+    """Return whether ``path`` is a valid znode path (``PathUtils.validatePath``, §2.2).
+
+    Valid: non-empty, starts with ``/``, no trailing ``/`` (except the root), no empty, ``.``
+    or ``..`` component, and none of the forbidden characters.
+    """
+    if not path or path[0] != "/":
+        return False
+    if len(path) == 1:
+        return True
+    if path[-1] == "/" or "//" in path:
+        return False
+    if "/." in path:
+        for name in path.split("/"):
+            if name == "." or name == "..":
+                return False
+    return _BAD_PATH_CHARS.search(path) is None
+
+
+def parent_of(path: str) -> str:
+    """Return the parent path of a non-root path (``"/"`` for children of the root)."""
+    return path[: path.rfind("/")] or "/"
+
+
+class ZNode:
+    """One znode: data, ACL, the persisted stat and the names of its children.
+
+    The stat fields are the nine of ``StatPersisted``; ``cversion`` is the persisted one (it
+    counts child creations). ``_digest`` caches this node's CRC32 contribution to the tree
+    digest (``None`` until computed; 0 for nodes under ``/zookeeper/``).
+    """
+
+    __slots__ = (
+        "data",
+        "acl",
+        "czxid",
+        "mzxid",
+        "ctime",
+        "mtime",
+        "version",
+        "cversion",
+        "aversion",
+        "ephemeral_owner",
+        "pzxid",
+        "children",
+        "_digest",
+    )
+
+    def __init__(
+        self,
+        data: bytes,
+        acl: list[AclEntry],
+        czxid: int = 0,
+        mzxid: int = 0,
+        ctime: int = 0,
+        mtime: int = 0,
+        version: int = 0,
+        cversion: int = 0,
+        aversion: int = 0,
+        ephemeral_owner: int = 0,
+        pzxid: int = 0,
+        children: set[str] | None = None,
+    ) -> None:
+        self.data = data
+        self.acl = acl
+        self.czxid = czxid
+        self.mzxid = mzxid
+        self.ctime = ctime
+        self.mtime = mtime
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.pzxid = pzxid
+        self.children: set[str] = set() if children is None else children
+        self._digest: int | None = None
+
+    def stat_persisted(self) -> tuple[int, int, int, int, int, int, int, int, int]:
+        """The 9-field ``StatPersisted`` tuple (snapshot order)."""
+        return (
+            self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
+            self.aversion, self.ephemeral_owner, self.pzxid,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ZNode(data={self.data!r}, czxid={self.czxid:#x}, mzxid={self.mzxid:#x}, "
+            f"pzxid={self.pzxid:#x}, version={self.version}, cversion={self.cversion}, "
+            f"aversion={self.aversion}, ephemeral_owner={self.ephemeral_owner:#x}, "
+            f"children={sorted(self.children)})"
+        )
+
+
+def node_digest(path: str, node: ZNode) -> int:
+    """CRC32 of one node as the tree digest counts it (0 under ``/zookeeper/``).
+
+    ``path`` is the full path; the root may be given as ``"/"`` or ``""``. Java hashes
+    ``String.getBytes()`` (UTF-8, an unpaired surrogate becomes ``?``), hence ``"replace"``.
+    """
+    if path.startswith(_DIGEST_EXCLUDED_PREFIX):
+        return 0
+    if path == "/":
+        path = ""
+    crc = zlib.crc32(path.encode("utf-8", "replace"))
+    if node.data:
+        crc = zlib.crc32(node.data, crc)
+    return zlib.crc32(
+        _DIGEST_STAT.pack(
+            node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime, node.version,
+            node.cversion, node.aversion, node.ephemeral_owner,
+        ),
+        crc,
+    )
+
+
+class _NoNode(Exception):
+    """A txn no longer fits the tree (``KeeperException.NoNodeException`` in Apache)."""
+
+
+class _NodeExists(Exception):
+    """A create found its node (``KeeperException.NodeExistsException`` in Apache)."""
+
+
+class _BadSubTxn(Exception):
+    """A multi carries a sub-txn type Apache cannot apply; the rest of the multi is skipped."""
+
+
+Header = tuple[int, int, int, int, int]
+
+
+class DataTree:
+    """All znodes of one server, changed only by committed txns (see the module docstring).
+
+    Args:
+        extended_types_enabled: ``zookeeper.extendedTypesEnabled``. Apache classifies an
+            ephemeralOwner with the top byte 0xff as a TTL node only when this is on
+            (``EphemeralType.get``); otherwise it is an ordinary session owner. It decides
+            which of ``ephemerals``/``ttls`` a node joins and what ``stat_of`` shows.
+    """
+
+    __slots__ = (
+        "nodes",
+        "ephemerals",
+        "containers",
+        "ttls",
+        "last_processed_zxid",
+        "extended_types_enabled",
+        "_digest",
+        "_data_size",
+        "_apply",
+    )
+
+    def __init__(self, *, extended_types_enabled: bool = False) -> None:
+        self.nodes: dict[str, ZNode] = {}
+        self.ephemerals: dict[int, set[str]] = {}
+        self.containers: set[str] = set()
+        self.ttls: set[str] = set()
+        self.last_processed_zxid = 0
+        self.extended_types_enabled = extended_types_enabled
+        self._digest = 0
+        self._data_size = 0
+        self._apply: dict[int, Any] = {
+            -10: self._apply_nothing,  # createSession: the session table's business
+            -11: self._apply_close_session,
+            1: self._apply_create,
+            15: self._apply_create,
+            19: self._apply_create_container,
+            21: self._apply_create_ttl,
+            2: self._apply_delete,
+            20: self._apply_delete,
+            5: self._apply_set_data,
+            16: self._apply_set_data,  # reconfig: setData on /zookeeper/config
+            7: self._apply_set_acl,
+            13: self._apply_nothing,  # check
+            -1: self._apply_nothing,  # error
+            14: self._apply_multi,
+        }
+        # The fresh tree of zk-formats §2.1: all-zero stats, empty data.
+        root = ZNode(b"", OPEN_ACL_UNSAFE, children={"zookeeper"})
+        proc = ZNode(b"", OPEN_ACL_UNSAFE, children={"quota", "config"})
+        self._put("/", root)
+        self._put(ZOOKEEPER_PATH, proc)
+        self._put(QUOTA_PATH, ZNode(b"", OPEN_ACL_UNSAFE))
+        # ZOOKEEPER-2014: the config node is read-only to the world, set with aversion -1.
+        self._put(CONFIG_PATH, ZNode(b"", READ_ACL_UNSAFE, aversion=-1))
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_nodes(
+        cls,
+        nodes: Iterable[tuple[str, ZNode]],
+        *,
+        last_processed_zxid: int = 0,
+        extended_types_enabled: bool = False,
+    ) -> DataTree:
+        """Build a tree from loaded nodes (a snapshot), as ``DataTree.deserialize`` does.
+
+        ``nodes`` yields ``(path, node)`` parents first; the root may be named ``""`` or
+        ``"/"``. Children sets are rebuilt from the paths (the nodes' own are cleared), and
+        ``ephemerals``/``containers``/``ttls``, the digest and the data size are recomputed.
+
+        Raises:
+            ValueError: a node's parent is missing, or no root was given.
+        """
+        tree = cls(extended_types_enabled=extended_types_enabled)
+        tree.nodes = {}
+        tree._digest = 0
+        tree._data_size = 0
+        for path, node in nodes:
+            node.children = set()
+            node._digest = None
+            if path == "" or path == "/":
+                tree._put("/", node)
+                continue
+            parent = tree.nodes.get(parent_of(path))
+            if parent is None:
+                raise ValueError(f"invalid snapshot: no parent for {path!r}")
+            parent.children.add(path[path.rfind("/") + 1 :])
+            tree._put(path, node)
+            tree._index_owner(path, node.ephemeral_owner)
+        if "/" not in tree.nodes:
+            raise ValueError("invalid snapshot: no root node")
+        # Apache recounts the size over its map, where the root appears twice.
+        tree._data_size += len(tree.nodes["/"].data)
+        tree.last_processed_zxid = last_processed_zxid
+        return tree
+
+    def _put(self, path: str, node: ZNode) -> None:
+        """Insert a node into the map, counting its digest and size (not its parent link)."""
+        self.nodes[path] = node
+        h = node_digest(path, node)
+        node._digest = h
+        self._digest = (self._digest + h) & _U64
+        self._data_size += len(path) + len(node.data)
+
+    # ------------------------------------------------------------------ reads
+
+    def get_node(self, path: str) -> ZNode | None:
+        """The node at ``path``, or None."""
+        return self.nodes.get(path)
+
+    def stat_of(self, node: ZNode) -> tuple[int, int, int, int, int, int, int, int, int, int, int]:
+        """The 11-field wire ``Stat`` of ``node`` (``DataNode.copyStat``).
+
+        Clients see the v3 cversion ``2*persisted - numChildren`` (Java int arithmetic), and an
+        ephemeralOwner of 0 for container and TTL nodes.
+        """
+        nc = len(node.children)
+        owner = node.ephemeral_owner
+        if owner < 0 and (
+            owner == CONTAINER_EPHEMERAL_OWNER
+            or (self.extended_types_enabled and self._is_ttl_owner(owner))
+        ):
+            owner = 0
+        return (
+            node.czxid,
+            node.mzxid,
+            node.ctime,
+            node.mtime,
+            node.version,
+            _wrap32(node.cversion * 2 - nc),
+            node.aversion,
+            owner,
+            len(node.data),
+            nc,
+            node.pzxid,
+        )
+
+    def children_of(self, path: str) -> list[str]:
+        """Child names of ``path``, sorted (deterministic; Apache's order is a HashSet's).
+
+        Raises:
+            KeyError: no node at ``path``.
+        """
+        return sorted(self.nodes[path].children)
+
+    def count_descendants(self, path: str) -> int:
+        """All nodes below ``path`` (``getAllChildrenNumber``); 0 for a missing path.
+
+        For ``/`` Apache answers ``nodes.size() - 2``: every node except the root and its alias.
+        """
+        if path == "/":
+            return len(self.nodes) - 1
+        node = self.nodes.get(path)
+        if node is None:
+            return 0
+        nodes = self.nodes
+        count = 0
+        stack = [(path, node)]
+        while stack:
+            base, n = stack.pop()
+            count += len(n.children)
+            for name in n.children:
+                child = nodes[base + "/" + name]
+                if child.children:
+                    stack.append((base + "/" + name, child))
+        return count
+
+    @property
+    def node_count(self) -> int:
+        """Apache's ``getNodeCount``: its map holds the root twice (a fresh tree says 5)."""
+        return len(self.nodes) + 1
+
+    @property
+    def approximate_data_size(self) -> int:
+        """``cachedApproximateDataSize``: sum of path length + data length, kept incrementally."""
+        return self._data_size
+
+    @property
+    def ephemerals_count(self) -> int:
+        """Number of ephemeral nodes over all sessions (``getEphemeralsCount``)."""
+        return sum(len(paths) for paths in self.ephemerals.values())
+
+    def digest(self) -> int:
+        """The tree digest (zk-formats §5): unsigned 64-bit."""
+        return self._digest
+
+    def recompute_digest(self) -> int:
+        """The digest recomputed from scratch (for tests and snapshot checks; O(nodes))."""
+        total = 0
+        for path, node in self.nodes.items():
+            total += node_digest(path, node)
+        return total & _U64
+
+    # ------------------------------------------------------------------ apply
+
+    def apply_txn(self, header: Header, record: Any) -> list[Trigger]:
+        """Apply one committed txn; return its watch triggers in firing order.
+
+        Args:
+            header: the ``TXN_HEADER`` tuple ``(clientId, cxid, zxid, time, type)``.
+            record: the decoded record of ``type`` (``wire/jute.TXNS``); for a multi, the list
+                of ``(type, record)`` sub-txns; for closeSession it may be None (pre-3.6 logs).
+
+        Never raises for a txn that does not fit the tree (see the module docstring).
+        """
+        triggers: list[Trigger] = []
+        fn = self._apply.get(header[4])
+        if fn is not None:
+            try:
+                fn(header, record, triggers)
+            except (_NoNode, _NodeExists, _BadSubTxn):
+                pass
+        if header[2] > self.last_processed_zxid:
+            self.last_processed_zxid = header[2]
+        return triggers
+
+    def _apply_nothing(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
+        """createSession, check and error txns leave the tree as it is."""
+
+    def _apply_create(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
+        # CreateTxn{path, data, acl, ephemeral, parentCVersion}
+        path = record[0]
+        owner = header[0] if record[3] else 0
+        try:
+            self._create_node(
+                path, record[1], record[2], owner, record[4], header[2], header[3], triggers
+            )
+        except _NodeExists:
+            if header[4] == 1:
+                # Replaying a create over a fuzzy snapshot: the node was deleted and recreated
+                # after the parent was serialized. Repair the parent (processTxn, NODEEXISTS).
+                self._set_cversion_pzxid(parent_of(path), record[4], header[2])
+            raise
+
+    def _apply_create_container(
+        self, header: Header, record: Any, triggers: list[Trigger]
+    ) -> None:
+        # CreateContainerTxn{path, data, acl, parentCVersion}
+        self._create_node(
+            record[0], record[1], record[2], CONTAINER_EPHEMERAL_OWNER, record[3], header[2],
+            header[3], triggers,
+        )
+
+    def _apply_create_ttl(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
+        # CreateTTLTxn{path, data, acl, parentCVersion, ttl}
+        ttl = record[4]
+        assert 0 < ttl <= TTL_MAX_MS, f"createTTL txn with ttl {ttl} out of range"
+        self._create_node(
+            record[0], record[1], record[2], _TTL_OWNER_MASK | ttl, record[3], header[2],
+            header[3], triggers,
+        )
+
+    def _apply_delete(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
+        self._delete_node(record[0], header[2], triggers)
+
+    def _apply_set_data(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
+        # SetDataTxn{path, data, version}: the version was decided by Prep; copy it.
+        path = record[0]
+        node = self.nodes.get(path)
+        if node is None:
+            raise _NoNode(path)
+        old = node._digest
+        data = record[1]
+        if data is None:
+            data = b""
+        self._data_size += len(data) - len(node.data)
+        node.data = data
+        node.mtime = header[3]
+        node.mzxid = header[2]
+        node.version = record[2]
+        self._rehash(path, node, old)
+        triggers.append((path, _NODE_DATA_CHANGED))
+
+    def _apply_set_acl(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
+        # SetACLTxn{path, acl, version}: version is the new aversion.
+        path = record[0]
+        node = self.nodes.get(path)
+        if node is None:
+            raise _NoNode(path)
+        old = node._digest
+        node.aversion = record[2]
+        node.acl = record[1]
+        self._rehash(path, node, old)
+
+    def _apply_close_session(
+        self, header: Header, record: Any, triggers: list[Trigger]
+    ) -> None:
+        # killSession: the txn's paths2Delete first, then any ephemerals the txn missed.
+        session_id = header[0]
+        zxid = header[2]
+        local = self.ephemerals.pop(session_id, None)
+        in_txn = record[0] if record is not None else None
+        if in_txn is not None:
+            for path in in_txn:
+                try:
+                    self._delete_node(path, zxid, triggers)
+                except _NoNode:
+                    pass
+            if local is not None:
+                local.difference_update(in_txn)
+        if local:
+            # Sorted: Apache walks a HashSet here; any fixed order is as good, a set's is not.
+            for path in sorted(local):
+                try:
+                    self._delete_node(path, zxid, triggers)
+                except _NoNode:
+                    pass
+
+    def _apply_multi(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
+        subs: list[tuple[int, Any]] = record
+        for sub_type, _ in subs:
+            if sub_type == -1:
+                # Prep failed one op and turned them all into error txns: nothing changes.
+                return
+        client_id, cxid, zxid, time, _ = header
+        for sub_type, sub_record in subs:
+            fn = self._multi_ops.get(sub_type)
+            if fn is None:
+                raise _BadSubTxn(sub_type)
+            try:
+                fn(self, (client_id, cxid, zxid, time, sub_type), sub_record, triggers)
+            except (_NoNode, _NodeExists):
+                pass
+
+    _multi_ops: dict[int, Any] = {
+        1: _apply_create,
+        21: _apply_create_ttl,
+        19: _apply_create_container,
+        2: _apply_delete,
+        20: _apply_delete,
+        5: _apply_set_data,
+        13: _apply_nothing,
+        -1: _apply_nothing,
+    }
+
+    # ------------------------------------------------------------------ primitives
+
+    def _rehash(self, path: str, node: ZNode, old: int | None) -> None:
+        """Swap ``node``'s digest contribution after a change (preChange/postChange)."""
+        h = node_digest(path, node)
+        node._digest = h
+        self._digest = (self._digest - (old or 0) + h) & _U64
+
+    def _create_node(
+        self,
+        path: str,
+        data: bytes | None,
+        acl: list[AclEntry],
+        owner: int,
+        parent_cversion: int,
+        zxid: int,
+        time: int,
+        triggers: list[Trigger],
+    ) -> None:
+        """``DataTree.createNode``: link a new node under its parent."""
+        cut = path.rfind("/")
+        parent_path = path[:cut] or "/"
+        name = path[cut + 1 :]
+        parent = self.nodes.get(parent_path)
+        if parent is None:
+            raise _NoNode(parent_path)
+        if name in parent.children:
+            raise _NodeExists(path)
+        old = parent._digest
+        if parent_cversion == -1:
+            parent_cversion = _wrap32(parent.cversion + 1)
+        # Replay can meet a create whose node was created and deleted inside the fuzzy range:
+        # only a larger cversion may move the parent's cversion and pzxid.
+        if parent_cversion > parent.cversion:
+            parent.cversion = parent_cversion
+            parent.pzxid = zxid
+        parent.children.add(name)
+        self._rehash(parent_path, parent, old)
+        if data is None:
+            data = b""
+        self._put(path, ZNode(data, acl, zxid, zxid, time, time, 0, 0, 0, owner, zxid))
+        if owner != 0:
+            self._index_owner(path, owner)
+        triggers.append((path, _NODE_CREATED))
+        triggers.append((parent_path, _NODE_CHILDREN_CHANGED))
+
+    def _delete_node(self, path: str, zxid: int, triggers: list[Trigger]) -> None:
+        """``DataTree.deleteNode``: the parent's pzxid moves even if the child is gone."""
+        cut = path.rfind("/")
+        parent_path = path[:cut] or "/"
+        parent = self.nodes.get(parent_path)
+        if parent is None:
+            raise _NoNode(parent_path)
+        old = parent._digest
+        parent.children.discard(path[cut + 1 :])
+        # Only a larger zxid moves pzxid, or a replayed delete could undo a later create's.
+        if zxid > parent.pzxid:
+            parent.pzxid = zxid
+        self._rehash(parent_path, parent, old)
+        node = self.nodes.pop(path, None)
+        if node is None:
+            raise _NoNode(path)
+        self._digest = (self._digest - (node._digest or 0)) & _U64
+        self._data_size -= len(path) + len(node.data)
+        owner = node.ephemeral_owner
+        if owner != 0:
+            if owner == CONTAINER_EPHEMERAL_OWNER:
+                self.containers.discard(path)
+            elif self.extended_types_enabled and self._is_ttl_owner(owner):
+                self.ttls.discard(path)
+            else:
+                paths = self.ephemerals.get(owner)
+                if paths is not None:
+                    paths.discard(path)
+        triggers.append((path, _NODE_DELETED))
+        triggers.append((parent_path, _NODE_CHILDREN_CHANGED))
+
+    def _set_cversion_pzxid(self, path: str, cversion: int, zxid: int) -> None:
+        """``DataTree.setCversionPzxid``: move cversion (and pzxid) only forward."""
+        node = self.nodes.get(path)
+        if node is None:
+            raise _NoNode(path)
+        if cversion == -1:
+            cversion = _wrap32(node.cversion + 1)
+        if cversion > node.cversion:
+            old = node._digest
+            node.cversion = cversion
+            node.pzxid = zxid
+            self._rehash(path, node, old)
+
+    @staticmethod
+    def _is_ttl_owner(owner: int) -> bool:
+        """``EphemeralType.get`` == TTL, given extended types are on (top byte 0xff, feature 0).
+
+        Apache throws for an unknown extended feature; zkfast treats it as a session owner.
+        """
+        return (owner & _TTL_OWNER_MASK) == _TTL_OWNER_MASK and not (
+            owner & _EXTENDED_RESERVED_BITS
+        )
+
+    def _index_owner(self, path: str, owner: int) -> None:
+        """File a node under ``containers``, ``ttls`` or its session's ``ephemerals``."""
+        if owner == 0:
+            return
+        if owner == CONTAINER_EPHEMERAL_OWNER:
+            self.containers.add(path)
+        elif self.extended_types_enabled and self._is_ttl_owner(owner):
+            self.ttls.add(path)
+        else:
+            paths = self.ephemerals.get(owner)
+            if paths is None:
+                self.ephemerals[owner] = {path}
+            else:
+                paths.add(path)
+
