@@ -12,6 +12,15 @@ from setuptools import setup
 PURE = os.environ.get("ZKFAST_PURE_BUILD") == "1"
 DEBUG = os.environ.get("ZKFAST_DEBUG_BUILD") == "1"
 
+# zkfast._impl falls back to the pure twin only when this marker module exists, so a pure build
+# says so in the installed package, and a compiled build removes any marker a pure build left.
+MARKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src", "zkfast", "_pure_build.py")
+if PURE:
+    with open(MARKER, "w") as f:
+        f.write('"""Marker: this zkfast was built with ZKFAST_PURE_BUILD=1 (no compiled core)."""\n')
+elif os.path.exists(MARKER):
+    os.remove(MARKER)
+
 ext_modules = []
 if not PURE:
     try:
