@@ -1,0 +1,43 @@
+"""Typed interface of the compiled core (``_core.pyx``), as mypy sees it.
+
+``_core_py`` has the same API; ``zkfast._impl.core`` is one or the other.
+"""
+
+from typing import Any, TypeAlias
+
+FieldSpec: TypeAlias = tuple[str, int, Any]
+Layout: TypeAlias = tuple[FieldSpec, ...]
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+IMPLEMENTATION: str
+T_INT: int
+T_LONG: int
+T_BOOL: int
+T_USTRING: int
+T_BUFFER: int
+T_VECTOR: int
+T_RECORD: int
+T_BYTE: int
+STAT_BYTES: int
+REPLY_HEADER_BYTES: int
+
+class ProtocolError(ValueError):
+    field: str
+    offset: int
+    expected: str
+    found: str
+    def __init__(self, field: str, offset: int, expected: str, found: str) -> None: ...
+
+def split_frames(buf: Buffer, offset: int, frame_bytes_max: int) -> tuple[list[bytes], int]: ...
+def decode_record(
+    layout: Layout, buf: Buffer, offset: int = 0, end: int = -1
+) -> tuple[tuple[Any, ...], int]: ...
+def encode_record(layout: Layout, values: Any, out: bytearray) -> None: ...
+def decode_request_header(frame: Buffer) -> tuple[int, int]: ...
+def encode_reply_frame(
+    xid: int, zxid: int, err: int, layout: Layout | None, body: Any
+) -> bytes: ...
+def encode_stat(stat: Any, out: bytearray) -> None: ...
+def make_zxid(epoch: int, counter: int) -> int: ...
+def zxid_epoch(zxid: int) -> int: ...
+def zxid_counter(zxid: int) -> int: ...
