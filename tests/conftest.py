@@ -26,6 +26,7 @@ except ImportError:  # a source checkout that is not installed
 from kazoo.client import KazooClient
 
 from zkfast.testing.procs import ServerProcess, apache_available, apache_server, zkfast_server
+from zkfast.testing.rawclient import RawClient
 
 SUPER_USER = "super"
 SUPER_PASSWORD = "super-secret"
@@ -111,3 +112,32 @@ def kazoo_client(zk_server: ServerProcess) -> Iterator[Callable[..., KazooClient
             client.stop()
         finally:
             client.close()
+
+
+@pytest.fixture
+def raw_client(zk_server: ServerProcess) -> Iterator[Callable[..., RawClient]]:
+    """Factory: `raw_client(port=None, connect=True, timeout_ms=30000)`; all closed at teardown."""
+    clients: list[RawClient] = []
+
+    def make(port: int | None = None, connect: bool = True, timeout_ms: int = 30000) -> RawClient:
+        client = RawClient("127.0.0.1", port or zk_server.client_port)
+        clients.append(client)
+        if connect:
+            assert client.connect(timeout_ms) > 0
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def znode(request: pytest.FixtureRequest, kazoo_client: Callable[..., KazooClient]) -> str:
+    """A fresh persistent znode, unique to the test (and its parameters), to work under."""
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name)
+    path = f"/{name}"
+    admin = kazoo_client()
+    if admin.exists(path):
+        admin.delete(path, recursive=True)
+    admin.create(path)
+    return path
