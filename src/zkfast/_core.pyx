@@ -37,6 +37,8 @@ from operator import index as _index
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+    int PyUnicode_KIND(object text)
+    int PyUnicode_4BYTE_KIND
 
 __all__ = [
     "ProtocolError",
@@ -54,6 +56,9 @@ __all__ = [
     "decode_request_header",
     "encode_reply_frame",
     "encode_stat",
+    "java_utf8",
+    "STAT_BYTES",
+    "REPLY_HEADER_BYTES",
     "make_zxid",
     "zxid_epoch",
     "zxid_counter",
@@ -290,6 +295,16 @@ def decode_request_header(frame):
 
 # --------------------------------------------------------------------------- jute encode
 
+def java_utf8(str text):
+    """``text`` encoded as Java's jute writer does: UTF-8 per UTF-16 code unit (CESU-8)."""
+    if PyUnicode_KIND(text) == PyUnicode_4BYTE_KIND:
+        text = "".join([
+            c if c <= "\uffff" else chr(0xD7C0 + (ord(c) >> 10)) + chr(0xDC00 + (ord(c) & 0x3FF))
+            for c in text
+        ])
+    return PyUnicode_AsEncodedString(text, "utf-8", "surrogatepass")
+
+
 cdef class Writer:
     """A growable C buffer for one encode call; appended to the caller's output at the end."""
 
@@ -391,6 +406,10 @@ cdef class Writer:
         cdef const char* utf8 = NULL
         cdef Py_ssize_t n = 0
         cdef bytes raw
+        if PyUnicode_KIND(value) == PyUnicode_4BYTE_KIND:
+            # Characters beyond U+FFFF: Java writes their surrogates separately (CESU-8).
+            raw = java_utf8(value)
+            return self.raw(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
         try:
             # Exact UTF-8 (cached inside the str object; free for ASCII).
             utf8 = PyUnicode_AsUTF8AndSize(value, &n)
@@ -483,8 +502,10 @@ def encode_reply_frame(xid, zxid, err, layout, body):
 # --------------------------------------------------------------------------- zxid
 
 cdef int64_t _zxid_arg(object zxid) except? -1:
-    cdef int64_t z
+    cdef int64_t z = 0
     cdef int overflow = 0
+    if type(zxid) is not int:
+        zxid = _index(zxid)  # TypeError for floats, strings, None
     try:
         z = zxid
     except OverflowError:
@@ -503,6 +524,8 @@ def make_zxid(epoch, counter):
 
 cdef int64_t _half(object v, str what) except? -1:
     cdef int64_t x = -1
+    if type(v) is not int:
+        v = _index(v)  # TypeError for floats, strings, None
     try:
         x = v
     except OverflowError:

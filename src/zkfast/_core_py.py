@@ -29,6 +29,11 @@ Conventions shared by both twins:
 * Encoders check every integer against its jute width (``OverflowError``), every value's type
   (``TypeError``: ``int`` for numbers, ``str`` for ustrings, a bytes-like for buffers) and every
   record's arity (``ValueError``). On any error ``out`` is left exactly as it was.
+* A ustring is written as Java's ``BinaryOutputArchive.writeString`` writes it: each UTF-16
+  code unit on its own (1-3 bytes), so lone surrogates pass through and a character beyond
+  U+FFFF becomes two 3-byte surrogates (6 bytes, CESU-8) rather than 4-byte UTF-8. That keeps
+  txn logs, snapshots and digests byte-identical with Apache's. It is read back with standard
+  UTF-8 and ``'replace'``, as Java's reader does.
 * A ``byte`` field encodes ``-128..255`` (signed or unsigned view of one byte) and decodes signed.
 """
 
@@ -54,6 +59,9 @@ __all__ = [
     "decode_request_header",
     "encode_reply_frame",
     "encode_stat",
+    "java_utf8",
+    "STAT_BYTES",
+    "REPLY_HEADER_BYTES",
     "make_zxid",
     "zxid_epoch",
     "zxid_counter",
@@ -257,6 +265,16 @@ def _check_int(name: str, value: Any, lo: int, hi: int, what: str) -> int:
     return v
 
 
+def java_utf8(text: str) -> bytes:
+    """``text`` encoded as Java's jute writer does: UTF-8 per UTF-16 code unit (CESU-8)."""
+    if not text.isascii() and max(text) > "\uffff":
+        text = "".join(
+            c if c <= "\uffff" else chr(0xD7C0 + (ord(c) >> 10)) + chr(0xDC00 + (ord(c) & 0x3FF))
+            for c in text
+        )
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _encode_value(spec: tuple[str, int, Any], value: Any, out: bytearray) -> None:
     name, code, sub = spec
     if code == T_INT:
@@ -273,7 +291,7 @@ def _encode_value(spec: tuple[str, int, Any], value: Any, out: bytearray) -> Non
         elif not isinstance(value, str):
             raise TypeError(f"{name}: ustring needs str or None, got {type(value).__name__}")
         else:
-            raw = value.encode("utf-8", "surrogatepass")
+            raw = java_utf8(value)
             if len(raw) > INT32_MAX:
                 raise OverflowError(f"{len(raw)} bytes do not fit in a jute length")
             out += _INT.pack(len(raw))
@@ -362,7 +380,11 @@ def encode_reply_frame(xid: int, zxid: int, err: int, layout: tuple[Any, ...] | 
 
 
 def make_zxid(epoch: int, counter: int) -> int:
-    """Return the zxid ``epoch << 32 | counter``; both halves must fit in 32 bits."""
+    """Return the zxid ``epoch << 32 | counter``; both halves must fit in 32 bits.
+
+    The result is the signed long Java holds (an epoch of 2^31 or more gives a negative zxid).
+    """
+    epoch, counter = _index(epoch), _index(counter)
     if not 0 <= epoch <= 0xFFFFFFFF:
         raise OverflowError(f"epoch {epoch} does not fit in 32 bits")
     if not 0 <= counter <= 0xFFFFFFFF:
@@ -373,6 +395,7 @@ def make_zxid(epoch: int, counter: int) -> int:
 
 def zxid_epoch(zxid: int) -> int:
     """The epoch half of a zxid (``zxid >> 32`` as ZooKeeper computes it, signed)."""
+    zxid = _index(zxid)
     if not INT64_MIN <= zxid <= INT64_MAX:
         raise OverflowError(f"zxid {zxid} does not fit in 64 bits")
     return zxid >> 32
@@ -380,6 +403,7 @@ def zxid_epoch(zxid: int) -> int:
 
 def zxid_counter(zxid: int) -> int:
     """The counter half of a zxid (its low 32 bits)."""
+    zxid = _index(zxid)
     if not INT64_MIN <= zxid <= INT64_MAX:
         raise OverflowError(f"zxid {zxid} does not fit in 64 bits")
     return zxid & 0xFFFFFFFF
