@@ -80,7 +80,7 @@ def server_kind(request: pytest.FixtureRequest) -> str:
 def zk_server(
     server_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """One server per module and kind; its log is printed when a test of the module fails."""
+    """One server per module and kind; its log is `zk_server.log_path` under pytest's tmp dir."""
     cfg = dict(getattr(request.module, "SERVER_CFG", {}))
     props = dict(getattr(request.module, "SERVER_PROPS", {}))
     workdir = tmp_path_factory.mktemp(f"{server_kind}-{request.module.__name__.rsplit('.', 1)[-1]}")
@@ -89,8 +89,6 @@ def zk_server(
         yield server
     finally:
         server.stop()
-        if request.session.testsfailed:
-            print(f"\n---- {server!r} log tail ({server.log_path}) ----\n{server.log_tail(40)}")
 
 
 @pytest.fixture
