@@ -126,6 +126,15 @@ class ServerConfig:
     autopurge_purge_interval_hours: int = 0
     digest_enabled: bool = True
     close_session_txn_enabled: bool = True
+    # ---- container and TTL reaper (ContainerManager; Apache reads these without "zookeeper.")
+    #: znode.container.checkIntervalMs: how often empty containers and expired TTL nodes are
+    #: looked for.
+    container_check_interval_ms: int = 60000
+    #: znode.container.maxPerMinute: deletions the reaper issues per minute at most.
+    container_max_per_minute: int = 10000
+    #: znode.container.maxNeverUsedIntervalMs: a container that never had a child is deleted
+    #: after this long; 0 = never (Apache's default).
+    container_max_never_used_interval_ms: int = 0
     #: The path of the zoo.cfg this came from, if any (for conf and logs).
     config_path: str | None = None
     #: Keys zkfast accepted but does not act on: name -> value (reported by ``conf``).
@@ -307,7 +316,7 @@ _QUIET_KEYS = frozenset({
 })
 _QUIET_PREFIXES = (
     "quorum.auth.", "ssl.quorum.", "metricsProvider.", "nio.", "netty.", "commitProcessor.",
-    "learner.", "leader.", "request_throttle", "connection_throttle", "znode.container.",
+    "learner.", "leader.", "request_throttle", "connection_throttle",
     "group.", "weight.", "com.sun.management.",
 )
 #: Apache bool keys parsed strictly by parseProperties: a bad value is an error there too.
@@ -439,6 +448,12 @@ def _apply(b: _Builder, key: str, value: str) -> bool:
         "sasl.serverconfig": lambda: setattr(b, "sasl_section", value or "Server"),
         "4lw.commands.whitelist": lambda: setattr(b, "whitelist", _csv(value)),
         "dynamicConfigFile": lambda: setattr(b, "dynamic_config_file", value),
+        "znode.container.checkIntervalMs": lambda: kw.__setitem__(
+            "container_check_interval_ms", _int(key, value, lo=1)),
+        "znode.container.maxPerMinute": lambda: kw.__setitem__(
+            "container_max_per_minute", _int(key, value, lo=1)),
+        "znode.container.maxNeverUsedIntervalMs": lambda: kw.__setitem__(
+            "container_max_never_used_interval_ms", _int(key, value, lo=0, bits=64)),
     }
     if key in simple:
         simple[key]()

@@ -1,0 +1,266 @@
+"""Assembles a running server: config -> core -> Driver -> AioEnv -> listeners; start and stop.
+
+``ZkfastServer`` is the in-process handle (tests use it directly, on any event loop);
+``run(config)`` is what the CLI calls: it picks the loop (uvloop when importable), installs the
+SIGTERM/SIGINT handlers and returns the process exit code.
+
+Shutdown order mirrors ``ZooKeeperServerMain.shutdown``: stop accepting, close the client
+connections (each one flushes what it was sent, with a bounded wait), then stop the timer and
+the txn log. Sessions are not closed: they survive a restart, as in Apache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from .. import ZK_COMPAT_VERSION, __version__
+from .._impl import IMPLEMENTATION
+from ..config import ServerConfig
+from .aio_client import ClientHub
+from .aio_env import AioEnv, TxnLog
+from .driver import Core, Driver
+
+__all__ = ["ZkfastServer", "CoreFactory", "run", "run_on_loop", "loop_factory"]
+
+log = logging.getLogger("zkfast.server")
+
+#: Builds the service core: ``(config, now_ms, rng) -> core``.
+CoreFactory = Callable[[ServerConfig, int, random.Random], Core]
+#: Listen backlog when clientPortListenBacklog is unset (-1). Java's default is 50, which drops
+#: connections under a benchmark's connect storm; 511 is the usual Linux server choice.
+DEFAULT_BACKLOG = 511
+#: How long a shutdown waits for connections to flush before resetting them.
+SHUTDOWN_FLUSH_S = 2.0
+
+T = TypeVar("T")
+
+
+def _default_core_factory(config: ServerConfig, now_ms: int, rng: random.Random) -> Core:
+    from ..core.server import ServerCore
+
+    core: Core = ServerCore(config, now_ms=now_ms, rng=rng)
+    return core
+
+
+def _four_letter_fn(core: Core, config: ServerConfig, env: AioEnv
+                    ) -> Callable[[bytes], bytes] | None:
+    try:
+        from .admin import run_four_letter_word
+    except ImportError:
+        log.warning("runtime/admin is missing: four-letter words will not be answered")
+        return None
+    return lambda word: run_four_letter_word(word, core, config, env.now_ms())
+
+
+class ZkfastServer:
+    """One standalone server inside the running event loop.
+
+    Args:
+        config: the frozen configuration; ``client_port=0`` binds an ephemeral port (tests).
+        core_factory: builds the core; the default is ``core.server.ServerCore``.
+        txn_log: the txn log; the default keeps txns in memory (see aio_env.MemoryTxnLog).
+    """
+
+    def __init__(self, config: ServerConfig, *, core_factory: CoreFactory | None = None,
+                 txn_log: TxnLog | None = None) -> None:
+        self.config = config
+        self._core_factory = core_factory or _default_core_factory
+        self._txn_log = txn_log
+        self.env: AioEnv | None = None
+        self.core: Core | None = None
+        self.hub: ClientHub | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self.client_addresses: list[tuple[str, int]] = []
+        self.secure_addresses: list[tuple[str, int]] = []
+        self._stop_requested: asyncio.Event | None = None
+        self._stopped = False
+        self.exit_code = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Build the core and bind the listeners; returns once clients can connect.
+
+        Raises:
+            OSError: a data directory cannot be created or a port cannot be bound (the
+                listeners already bound are closed again).
+        """
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        self._stop_requested = asyncio.Event()
+        for d in {cfg.data_dir, cfg.log_dir}:
+            os.makedirs(d, exist_ok=True)
+        env = AioEnv(loop, self._txn_log)
+        core = self._core_factory(cfg, env.now_ms(), random.Random())
+        env.driver = Driver(core, env)
+        env.on_fatal = self._fatal
+        self.env, self.core = env, core
+        env.set_timer(core.deadline_ms())
+        cert_ids_of = None
+        ssl_ctx = None
+        if cfg.secure_client_port is not None:
+            from .tls import build_server_context, cert_ids_from_ssl_object
+
+            ssl_ctx = build_server_context(cfg.tls)
+            cert_ids_of = cert_ids_from_ssl_object
+        hub = ClientHub(env, cfg, four_letter=_four_letter_fn(core, cfg, env),
+                        cert_ids_of=cert_ids_of, on_fatal=self._fatal)
+        self.hub = hub
+        backlog = cfg.client_port_listen_backlog if cfg.client_port_listen_backlog > 0 \
+            else DEFAULT_BACKLOG
+        try:
+            if cfg.client_port is not None:
+                srv = await loop.create_server(
+                    hub.protocol_factory(secure=False), host=cfg.client_port_address or None,
+                    port=cfg.client_port, backlog=backlog, reuse_address=True)
+                self._servers.append(srv)
+                self.client_addresses = _bound(srv)
+            if cfg.secure_client_port is not None:
+                srv = await loop.create_server(
+                    hub.protocol_factory(secure=True),
+                    host=cfg.secure_client_port_address or None, port=cfg.secure_client_port,
+                    backlog=backlog, reuse_address=True, ssl=ssl_ctx)
+                self._servers.append(srv)
+                self.secure_addresses = _bound(srv)
+        except OSError:
+            for srv in self._servers:
+                srv.close()
+            env.shutdown()
+            raise
+        loop_name = type(loop).__module__.split(".")[0]
+        log.info(
+            "zkfast %s (ZooKeeper %s protocol) standalone: clients on %s%s; core=%s; loop=%s; "
+            "dataDir=%s; txn log in memory (nothing is persisted yet)",
+            __version__, ZK_COMPAT_VERSION, _fmt(self.client_addresses) or "-",
+            f"; TLS clients on {_fmt(self.secure_addresses)}" if self.secure_addresses else "",
+            IMPLEMENTATION, loop_name, os.path.abspath(cfg.data_dir))
+
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Ask ``serve_until_stopped`` to shut down (signal handlers call this)."""
+        if exit_code:
+            self.exit_code = exit_code
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def serve_until_stopped(self) -> int:
+        """Serve until ``request_stop``; then shut down and return the exit code."""
+        assert self._stop_requested is not None, "start() first"
+        await self._stop_requested.wait()
+        await self.stop()
+        return self.exit_code
+
+    async def stop(self) -> None:
+        """Stop listening, close every connection (bounded flush), stop timer and txn log."""
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("shutting down")
+        for srv in self._servers:
+            srv.close()
+        hub = self.hub
+        if hub is not None:
+            hub.close_all("server shutting down")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SHUTDOWN_FLUSH_S
+            while hub.live and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            hub.abort_all()
+            while hub.live and loop.time() < deadline + 1.0:
+                await asyncio.sleep(0.01)
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), 2.0)
+        if self.env is not None:
+            self.env.shutdown()
+        log.info("stopped")
+
+    def _fatal(self, exc: BaseException) -> None:
+        self.request_stop(1)
+
+
+def _bound(srv: asyncio.AbstractServer) -> list[tuple[str, int]]:
+    out = []
+    for s in getattr(srv, "sockets", ()) or ():
+        name = s.getsockname()
+        out.append((str(name[0]), int(name[1])))
+    return out
+
+
+def _fmt(addrs: list[tuple[str, int]]) -> str:
+    return ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addrs)
+
+
+# --------------------------------------------------------------------------- process level
+
+
+def loop_factory(kind: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop factory: "uvloop", "asyncio", or "auto" (uvloop when importable).
+
+    Raises:
+        ImportError: ``kind == "uvloop"`` and uvloop is not installed.
+    """
+    if kind not in ("auto", "uvloop", "asyncio"):
+        raise ValueError(f"unknown event loop kind {kind!r}")
+    if kind != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+            log.warning("uvloop is not installed; running on asyncio's default event loop")
+        else:
+            return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return asyncio.new_event_loop
+
+
+def run_on_loop(coro: Coroutine[Any, Any, T], kind: str = "auto") -> T:
+    """Run a coroutine to completion on a fresh loop of the given kind."""
+    factory = loop_factory(kind)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro)
+    loop = factory()  # pragma: no cover - Python 3.10
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def run(config: ServerConfig, *, loop_kind: str | None = None,
+        core_factory: CoreFactory | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; return the exit code (0 clean, 1 after an internal failure).
+
+    ``loop_kind`` defaults to the ``ZKFAST_LOOP`` environment variable, else "auto".
+
+    Raises:
+        OSError: a port cannot be bound or a data directory created.
+    """
+    kind = loop_kind or os.environ.get("ZKFAST_LOOP", "auto")
+
+    async def main() -> int:
+        server = ZkfastServer(config, core_factory=core_factory)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _on_signal, server, signum)
+        try:
+            return await server.serve_until_stopped()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    return run_on_loop(main(), kind)
+
+
+def _on_signal(server: ZkfastServer, signum: int) -> None:
+    log.info("received %s", signal.Signals(signum).name)
+    server.request_stop(0)
