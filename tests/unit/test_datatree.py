@@ -44,7 +44,7 @@ def create(t: DataTree, zxid: int, path: str, data: bytes = b"", *, eph: bool = 
 def stat(t: DataTree, path: str) -> dict[str, int]:
     names = ("czxid mzxid ctime mtime version cversion aversion ephemeralOwner dataLength "
              "numChildren pzxid").split()
-    return dict(zip(names, t.stat_of(t.nodes[path])))
+    return dict(zip(names, t.stat_of(t.nodes[path]), strict=True))
 
 
 def check_digest(t: DataTree) -> None:
