@@ -1,0 +1,521 @@
+"""Requests: "prep" (request -> txn or error, against a pending view) and "final" (reads -> reply).
+
+Theory of operation
+-------------------
+Prep mirrors Apache's ``PrepRequestProcessor``. A write is validated against the *pending view*:
+the committed ``DataTree`` overlaid with the change records of txns that were prepped but are
+not applied yet (``outstandingChanges`` / ``outstandingChangesForPath``). ``PendingView.get``
+returns the newest ``ChangeRecord`` for a path (built from the tree when nothing is pending)
+or ``None`` for "no node"; every successful write adds the records it implies (the node and its
+parent), tagged with the txn's zxid, and ``PendingView.applied(zxid)`` forgets them once that
+txn is in the tree. Checks run in Apache's order and raise ``KeeperError(code)``; the caller
+turns that into an ``error`` txn that still takes its zxid (zk-formats §2.5).
+
+A multi preps its ops in order against the same view with one zxid. On the first failure the
+records it added are rolled back (``rollbackPendingChanges``) and the sub-txn list becomes: the
+txns of the ops before, ``ErrorTxn(code)`` for the failing op, ``ErrorTxn(-2)`` after it, which
+is exactly what Apache logs; the client sees 0 / code / -2 results.
+
+Digests (``TxnDigest``) follow ``PrepRequestProcessor.precalculateDigest``: each change record
+carries its node digest and the tree digest after it, so the digest of a txn is known at prep
+time, before it is applied. A failed single op carries no digest; createSession, closeSession and
+multi carry the current (pending) tree digest.
+
+Final: the read handlers (``FinalRequestProcessor``) answer from the committed tree and register
+watches. They raise ``KeeperError`` for NoNode/NoAuth/BadArguments/NoWatcher. Everything here is
+sans-IO and deterministic.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .datatree import node_digest as _node_digest
+from ..wire.constants import (
+    CONTAINER_EPHEMERAL_OWNER,
+    TTL_EPHEMERAL_OWNER_MASK,
+    TTL_MAX_MS,
+    Err,
+)
+
+__all__ = [
+    "KeeperError",
+    "ChangeRecord",
+    "PendingView",
+    "Prepper",
+    "ttl_ephemeral_owner",
+    "ephemeral_kind",
+    "SPECIAL_PATHS",
+    "WRITE_OPS",
+]
+
+_MASK64 = (1 << 64) - 1
+
+#: Paths a delete may never remove (ZKDatabase.isSpecialPath).
+SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
+
+#: Opcodes that become txns.
+WRITE_OPS = frozenset({1, 2, 5, 7, 13, 14, 15, 16, 19, 20, 21, -10, -11})
+
+# Error codes as plain ints (hot path; IntEnum comparisons are slower).
+_BADARGUMENTS = int(Err.BADARGUMENTS)
+_UNIMPLEMENTED = int(Err.UNIMPLEMENTED)
+_NONODE = int(Err.NONODE)
+_NOAUTH = int(Err.NOAUTH)
+_BADVERSION = int(Err.BADVERSION)
+_NODEEXISTS = int(Err.NODEEXISTS)
+_NOTEMPTY = int(Err.NOTEMPTY)
+_NOCHILDRENFOREPHEMERALS = int(Err.NOCHILDRENFOREPHEMERALS)
+_INVALIDACL = int(Err.INVALIDACL)
+_SESSIONEXPIRED = int(Err.SESSIONEXPIRED)
+_RUNTIMEINCONSISTENCY = int(Err.RUNTIMEINCONSISTENCY)
+
+_PERM_READ, _PERM_WRITE, _PERM_CREATE, _PERM_DELETE, _PERM_ADMIN = 1, 2, 4, 8, 16
+
+
+class KeeperError(Exception):
+    """An expected request outcome other than OK (KeeperException.Code value in ``code``)."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _signed64(v: int) -> int:
+    v &= _MASK64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def ttl_ephemeral_owner(ttl_ms: int) -> int:
+    """EphemeralType.TTL.toEphemeralOwner: ``0xFF00000000000000 | ttl`` as a signed long."""
+    return _signed64(TTL_EPHEMERAL_OWNER_MASK | ttl_ms)
+
+
+def ephemeral_kind(owner: int) -> str:
+    """EphemeralType.get: "void" (0), "container", "ttl" or "normal" (a session)."""
+    if owner == 0:
+        return "void"
+    if owner == CONTAINER_EPHEMERAL_OWNER:
+        return "container"
+    if (owner & 0xFF00000000000000) == 0xFF00000000000000 and owner < 0:
+        return "ttl"
+    return "normal"
+
+
+class ChangeRecord:
+    """The pending state of one path (Apache's ``ChangeRecord``); ``exists`` False = deleted."""
+
+    __slots__ = ("zxid", "path", "exists", "data", "acl", "czxid", "mzxid", "ctime", "mtime",
+                 "version", "cversion", "aversion", "ephemeral_owner", "pzxid", "child_count",
+                 "node_digest", "tree_digest")
+
+    def __init__(self, zxid: int, path: str) -> None:
+        self.zxid = zxid
+        self.path = path
+        self.exists = False
+        self.data: bytes = b""
+        self.acl: list[Any] = []
+        self.czxid = self.mzxid = self.ctime = self.mtime = self.pzxid = 0
+        self.version = self.cversion = self.aversion = 0
+        self.ephemeral_owner = 0
+        self.child_count = 0
+        self.node_digest = 0
+        self.tree_digest = 0
+
+    def duplicate(self, zxid: int) -> ChangeRecord:
+        c = ChangeRecord(zxid, self.path)
+        c.exists = self.exists
+        c.data = self.data
+        c.acl = self.acl
+        c.czxid, c.mzxid, c.ctime, c.mtime, c.pzxid = (self.czxid, self.mzxid, self.ctime,
+                                                      self.mtime, self.pzxid)
+        c.version, c.cversion, c.aversion = self.version, self.cversion, self.aversion
+        c.ephemeral_owner = self.ephemeral_owner
+        c.child_count = self.child_count
+        c.node_digest = self.node_digest
+        return c
+
+    def compute_digest(self) -> int:
+        """This record's node digest (datatree.node_digest reads the same attribute names)."""
+        return _node_digest(self.path, self)  # type: ignore[arg-type]
+
+
+class PendingView:
+    """The committed tree plus the change records of prepped, not yet applied txns."""
+
+    __slots__ = ("tree", "by_path", "changes", "digest_enabled", "_saved")
+
+    def __init__(self, tree: Any, digest_enabled: bool) -> None:
+        self.tree = tree
+        self.by_path: dict[str, ChangeRecord] = {}
+        self.changes: deque[ChangeRecord] = deque()
+        self.digest_enabled = digest_enabled
+        #: path -> record before the multi being prepped touched it (for rollback).
+        self._saved: dict[str, ChangeRecord | None] | None = None
+
+    def get(self, path: str) -> ChangeRecord | None:
+        """getRecordForPath: the newest pending record, else one built from the tree."""
+        if not path:
+            path = "/"
+        rec = self.by_path.get(path)
+        if rec is not None:
+            return rec if rec.exists else None
+        node = self.tree.nodes.get(path)
+        if node is None:
+            return None
+        rec = ChangeRecord(-1, path)
+        rec.exists = True
+        rec.data = node.data
+        rec.acl = node.acl
+        rec.czxid, rec.mzxid, rec.ctime, rec.mtime, rec.pzxid = (
+            node.czxid, node.mzxid, node.ctime, node.mtime, node.pzxid)
+        rec.version, rec.cversion, rec.aversion = node.version, node.cversion, node.aversion
+        rec.ephemeral_owner = node.ephemeral_owner
+        rec.child_count = len(node.children)
+        if self.digest_enabled:
+            rec.node_digest = rec.compute_digest()
+        return rec
+
+    def current_tree_digest(self) -> int:
+        """getCurrentTreeDigest: the newest pending tree digest, else the tree's."""
+        if self.changes:
+            return self.changes[-1].tree_digest
+        return _signed64(self.tree.digest())
+
+    def add(self, rec: ChangeRecord, prev_node_digest: int) -> None:
+        """addChangeRecord, with the tree digest precalculated (UPDATE/ADD/REMOVE)."""
+        if self.digest_enabled:
+            new_digest = rec.compute_digest() if rec.exists else 0
+            rec.node_digest = new_digest
+            rec.tree_digest = _signed64(self.current_tree_digest() - prev_node_digest + new_digest)
+        saved = self._saved
+        if saved is not None and rec.path not in saved:
+            saved[rec.path] = self.by_path.get(rec.path)
+        self.changes.append(rec)
+        self.by_path[rec.path] = rec
+
+    def begin_multi(self) -> int:
+        self._saved = {}
+        return len(self.changes)
+
+    def end_multi(self, mark: int, rollback: bool) -> None:
+        """Finish a multi; on ``rollback`` drop its records and restore the paths it touched."""
+        saved = self._saved
+        self._saved = None
+        if not rollback or saved is None:
+            return
+        while len(self.changes) > mark:
+            self.changes.pop()
+        for path, rec in saved.items():
+            if rec is None:
+                self.by_path.pop(path, None)
+            else:
+                self.by_path[path] = rec
+
+    def applied(self, zxid: int) -> None:
+        """Forget the records of every txn up to ``zxid`` (now in the tree)."""
+        changes = self.changes
+        by_path = self.by_path
+        while changes and changes[0].zxid <= zxid:
+            rec = changes.popleft()
+            if by_path.get(rec.path) is rec:
+                del by_path[rec.path]
+
+
+def _parent_of(path: str) -> str:
+    i = path.rfind("/")
+    return path[:i] if i > 0 else "/"
+
+
+class Prepper:
+    """Turns write requests into txns against a ``PendingView`` (PrepRequestProcessor).
+
+    Args:
+        view: the pending view.
+        validate_path: ``PathUtils.validatePath`` as a predicate.
+        check_acl: ``(acl, perm, auth_ids) -> bool`` (skipACL, super, world, schemes).
+        fixup_acl: ``(acl, auth_ids) -> list | None`` (None = InvalidACL).
+        is_session_live: ``checkSession`` as a predicate.
+        extended_types_enabled: zookeeper.extendedTypesEnabled (TTL nodes).
+    """
+
+    __slots__ = ("view", "validate_path", "check_acl", "fixup_acl", "is_session_live",
+                 "extended_types_enabled", "ops")
+
+    def __init__(self, view: PendingView, *, validate_path: Callable[[str], bool],
+                 check_acl: Callable[[Any, int, Any], bool],
+                 fixup_acl: Callable[[Any, Any], Any],
+                 is_session_live: Callable[[int], bool],
+                 extended_types_enabled: bool) -> None:
+        self.view = view
+        self.validate_path = validate_path
+        self.check_acl = check_acl
+        self.fixup_acl = fixup_acl
+        self.is_session_live = is_session_live
+        self.extended_types_enabled = extended_types_enabled
+        self.ops: dict[int, Callable[..., tuple[int, Any, bool]]] = {
+            1: self.create, 15: self.create, 19: self.create, 21: self.create,
+            2: self.delete, 5: self.set_data, 7: self.set_acl, 13: self.check,
+        }
+
+    # -------------------------------------------------------------- shared checks
+
+    def _check_session(self, session_id: int) -> None:
+        if not self.is_session_live(session_id):
+            raise KeeperError(_SESSIONEXPIRED)
+
+    def _valid(self, path: str) -> None:
+        if not self.validate_path(path):
+            raise KeeperError(_BADARGUMENTS)
+
+    def _parent_for_delete(self, path: str) -> str:
+        """getParentPathAndValidate."""
+        i = path.rfind("/")
+        if i == -1 or "\0" in path or path in SPECIAL_PATHS:
+            raise KeeperError(_BADARGUMENTS)
+        return path[:i] or "/"
+
+    def _record(self, path: str) -> ChangeRecord:
+        rec = self.view.get(path)
+        if rec is None:
+            raise KeeperError(_NONODE)
+        return rec
+
+    # -------------------------------------------------------------- ops
+    # Each returns (txn_type, txn_record, has_digest) and adds its change records.
+
+    def create(self, opcode: int, rec: tuple[Any, ...], session_id: int, auth: Any,
+               zxid: int, time_ms: int) -> tuple[int, Any, bool]:
+        """create/create2/createContainer/createTTL (pRequest2TxnCreate)."""
+        if opcode == 21:
+            path, data, acl, flags, ttl = rec
+        else:
+            path, data, acl, flags = rec
+            ttl = -1
+        if not 0 <= flags <= 6:
+            raise KeeperError(_BADARGUMENTS)  # CreateMode.fromFlag
+        is_ttl = flags in (5, 6)
+        if is_ttl and not self.extended_types_enabled:
+            raise KeeperError(_UNIMPLEMENTED)
+        # EphemeralType.validateTTL
+        if is_ttl:
+            if ttl > TTL_MAX_MS or ttl <= 0:
+                raise KeeperError(_BADARGUMENTS)
+        elif ttl >= 0:
+            raise KeeperError(_BADARGUMENTS)
+        self._check_session(session_id)
+        if path is None:
+            raise KeeperError(_BADARGUMENTS)
+        i = path.rfind("/")
+        if i == -1 or "\0" in path:
+            raise KeeperError(_BADARGUMENTS)
+        parent_path = path[:i] or "/"
+        acl_list = self.fixup_acl(acl, auth)
+        if acl_list is None:
+            raise KeeperError(_INVALIDACL)
+        view = self.view
+        parent = self._record(parent_path)
+        if not self.check_acl(parent.acl, _PERM_CREATE, auth):
+            raise KeeperError(_NOAUTH)
+        parent_cversion = parent.cversion
+        if flags in (2, 3, 6):
+            path = f"{path}{parent_cversion:010d}" if parent_cversion >= 0 else \
+                f"{path}-{-parent_cversion:09d}"
+        self._valid(path)
+        if view.get(path) is not None:
+            raise KeeperError(_NODEEXISTS)
+        if ephemeral_kind(parent.ephemeral_owner) == "normal":
+            raise KeeperError(_NOCHILDRENFOREPHEMERALS)
+        new_cversion = parent_cversion + 1
+        if data is None:
+            data = b""
+        if opcode == 19:
+            txn_type, txn = 19, (path, data, acl_list, new_cversion)
+            owner = CONTAINER_EPHEMERAL_OWNER
+        elif opcode == 21:
+            txn_type, txn = 21, (path, data, acl_list, new_cversion, ttl)
+            owner = ttl_ephemeral_owner(ttl)
+        else:
+            ephemeral = flags in (1, 3)
+            txn_type, txn = opcode, (path, data, acl_list, ephemeral, new_cversion)
+            owner = session_id if ephemeral else (ttl_ephemeral_owner(ttl) if is_ttl else 0)
+        if flags == 4 and opcode != 19:
+            owner = CONTAINER_EPHEMERAL_OWNER
+        p2 = parent.duplicate(zxid)
+        p2.child_count += 1
+        p2.cversion = new_cversion
+        p2.pzxid = zxid
+        view.add(p2, parent.node_digest)
+        node = ChangeRecord(zxid, path)
+        node.exists = True
+        node.data = data
+        node.acl = acl_list
+        node.czxid = node.mzxid = node.pzxid = zxid
+        node.ctime = node.mtime = time_ms
+        node.ephemeral_owner = owner
+        view.add(node, 0)
+        return txn_type, txn, True
+
+    def delete(self, opcode: int, rec: tuple[Any, ...], session_id: int, auth: Any,
+               zxid: int, time_ms: int) -> tuple[int, Any, bool]:
+        path, version = rec
+        self._check_session(session_id)
+        if path is None:
+            raise KeeperError(_BADARGUMENTS)
+        parent_path = self._parent_for_delete(path)
+        parent = self._record(parent_path)
+        if not self.check_acl(parent.acl, _PERM_DELETE, auth):
+            raise KeeperError(_NOAUTH)
+        node = self._record(path)
+        if version != -1 and version != node.version:
+            raise KeeperError(_BADVERSION)
+        if node.child_count > 0:
+            raise KeeperError(_NOTEMPTY)
+        self._remove(path, parent, node, zxid)
+        return 2, (path,), True
+
+    def delete_container(self, path: str, zxid: int) -> tuple[int, Any, bool]:
+        """deleteContainer (issued by the container/TTL check, not by clients)."""
+        parent_path = self._parent_for_delete(path)
+        node = self._record(path)
+        if node.child_count > 0:
+            raise KeeperError(_NOTEMPTY)
+        if ephemeral_kind(node.ephemeral_owner) == "normal":
+            raise KeeperError(_BADVERSION)
+        parent = self._record(parent_path)
+        self._remove(path, parent, node, zxid)
+        return 20, (path,), True
+
+    def _remove(self, path: str, parent: ChangeRecord, node: ChangeRecord, zxid: int) -> None:
+        view = self.view
+        p2 = parent.duplicate(zxid)
+        p2.child_count -= 1
+        p2.pzxid = zxid
+        view.add(p2, parent.node_digest)
+        gone = ChangeRecord(zxid, path)
+        view.add(gone, node.node_digest)
+
+    def set_data(self, opcode: int, rec: tuple[Any, ...], session_id: int, auth: Any,
+                 zxid: int, time_ms: int) -> tuple[int, Any, bool]:
+        path, data, version = rec
+        self._check_session(session_id)
+        if path is None:
+            raise KeeperError(_BADARGUMENTS)
+        self._valid(path)
+        node = self._record(path)
+        if not self.check_acl(node.acl, _PERM_WRITE, auth):
+            raise KeeperError(_NOAUTH)
+        if version != -1 and version != node.version:
+            raise KeeperError(_BADVERSION)
+        new_version = _inc_version(node.version)
+        if data is None:
+            data = b""
+        n2 = node.duplicate(zxid)
+        n2.version = new_version
+        n2.mtime = time_ms
+        n2.mzxid = zxid
+        n2.data = data
+        self.view.add(n2, node.node_digest)
+        return 5, (path, data, new_version), True
+
+    def set_acl(self, opcode: int, rec: tuple[Any, ...], session_id: int, auth: Any,
+                zxid: int, time_ms: int) -> tuple[int, Any, bool]:
+        path, acl, version = rec
+        self._check_session(session_id)
+        if path is None:
+            raise KeeperError(_BADARGUMENTS)
+        self._valid(path)
+        acl_list = self.fixup_acl(acl, auth)
+        if acl_list is None:
+            raise KeeperError(_INVALIDACL)
+        node = self._record(path)
+        if not self.check_acl(node.acl, _PERM_ADMIN, auth):
+            raise KeeperError(_NOAUTH)
+        if version != -1 and version != node.aversion:
+            raise KeeperError(_BADVERSION)
+        new_version = _inc_version(node.aversion)
+        n2 = node.duplicate(zxid)
+        n2.aversion = new_version
+        n2.acl = acl_list
+        self.view.add(n2, node.node_digest)
+        return 7, (path, acl_list, new_version), True
+
+    def check(self, opcode: int, rec: tuple[Any, ...], session_id: int, auth: Any,
+              zxid: int, time_ms: int) -> tuple[int, Any, bool]:
+        path, version = rec
+        self._check_session(session_id)
+        if path is None:
+            raise KeeperError(_BADARGUMENTS)
+        self._valid(path)
+        node = self._record(path)
+        if not self.check_acl(node.acl, _PERM_READ, auth):
+            raise KeeperError(_NOAUTH)
+        if version != -1 and version != node.version:
+            raise KeeperError(_BADVERSION)
+        return 13, (path, _inc_version(node.version)), False
+
+    def close_session(self, session_id: int, zxid: int) -> tuple[int, Any, bool]:
+        """closeSession: every ephemeral of the session, pending ones included, is deleted."""
+        view = self.view
+        owned = set(view.tree.ephemerals.get(session_id, ()))
+        for c in view.changes:
+            if not c.exists:
+                owned.discard(c.path)
+            elif c.ephemeral_owner == session_id:
+                owned.add(c.path)
+        paths = sorted(owned)
+        for path in paths:
+            node = view.get(path)
+            if view.digest_enabled:
+                parent = view.get(_parent_of(path))
+                if parent is not None:
+                    p2 = parent.duplicate(zxid)
+                    p2.pzxid = zxid
+                    view.add(p2, parent.node_digest)
+            view.add(ChangeRecord(zxid, path), node.node_digest if node is not None else 0)
+        return -11, (paths,), False
+
+    def multi(self, ops: list[tuple[int, tuple[Any, ...]]], session_id: int, auth: Any,
+              zxid: int, time_ms: int) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]], int]:
+        """Prep a multi; returns ``(sub_txns, results, failed_index)``.
+
+        ``results`` is ``[(op_type, path_or_None)]`` on success; ``failed_index`` is -1, or
+        the index of the failing op (then ``sub_txns`` already holds the error txns and the
+        caller reports 0 / code / -2 results).
+        """
+        view = self.view
+        mark = view.begin_multi()
+        txns: list[tuple[int, Any]] = []
+        results: list[tuple[int, Any]] = []
+        failed = -1
+        code = 0
+        ops_table = self.ops
+        for i, (op, rec) in enumerate(ops):
+            if failed >= 0:
+                txns.append((-1, (_RUNTIMEINCONSISTENCY,)))
+                results.append((-1, _RUNTIMEINCONSISTENCY))
+                continue
+            try:
+                t, txn, _ = ops_table[op](op, rec, session_id, auth, zxid, time_ms)
+            except KeeperError as e:
+                failed = i
+                code = e.code
+                view.end_multi(mark, rollback=True)
+                txns.append((-1, (code,)))
+                results.append((-1, code))
+                continue
+            txns.append((t, txn))
+            results.append((op, txn[0]))
+        if failed < 0:
+            view.end_multi(mark, rollback=False)
+        return txns, results, failed
+
+
+def _inc_version(v: int) -> int:
+    """checkAndIncVersion: current + 1, wrapping as a Java int (3.8 keeps -1 after -2)."""
+    v += 1
+    return v - (1 << 32) if v > 0x7FFFFFFF else v

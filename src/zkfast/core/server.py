@@ -1,0 +1,1023 @@
+"""ServerCore: the standalone ZooKeeper service as a sans-IO state machine.
+
+Theory of operation
+-------------------
+``ServerCore.step(event, now_ms) -> list[action]`` is the whole server; ``deadline_ms()`` says
+when it next needs a ``Ticked``. It mirrors Apache 3.8's standalone pipeline
+(``PrepRequestProcessor -> SyncRequestProcessor -> FinalRequestProcessor``):
+
+* ``ClientConnected`` creates a ``ClientConn``. Its first frame is a ConnectRequest
+  (``ZooKeeperServer.processConnectRequest``): a client that saw a newer zxid is closed without
+  a reply; the timeout is clamped to [min, max]; a new session is created in the tracker at
+  once and a createSession txn is prepped, the ConnectResponse leaving when that txn is
+  applied; a resumed session first closes the connection that held it, then is valid only if
+  the password matches and the session is live, otherwise the reply is
+  ``timeOut=0, sessionId=0, passwd=16 zero bytes`` and the connection closes.
+* ``ClientFramesReceived`` handles every frame of one read in one pass. Each request touches its
+  session (a closing/unknown session drops it, as ``ZooKeeperServer.touch`` does). auth (xid
+  -4) and sasl (102) are answered on the spot. Writes are prepped immediately, in arrival
+  order, against the pending view (``core/requests.py``) and take the next zxid, failed ones
+  as error txns; the txn bytes go out in one ``AppendTxns`` per step. Reads on a connection
+  with nothing queued are answered from the committed tree at once (the fast path); otherwise
+  they queue behind the connection's earlier requests so replies keep request order.
+* ``TxnsDurable(z)`` applies every in-flight txn up to ``z`` in zxid order: apply to the
+  ``DataTree``, forget its pending change records, fire watches (notifications are queued
+  before the reply), build the reply with ``zxid = lastProcessedZxid``, then drain the owning
+  connection's queue so any read behind that write runs before the next txn is applied.
+* ``Ticked``: expired sessions (``SessionTracker.poll_expired``) get closeSession txns; every
+  ``container_check_interval_ms`` the ContainerManager pass issues deleteContainer txns for
+  empty used containers and expired TTL nodes.
+* ``ClientDisconnected`` forgets the connection and its watches; its session lives on until
+  it expires.
+
+Each step returns ``AppendTxns`` first, then one ``SendToClient`` per connection (all of its
+replies and notifications, in order), then the ``CloseClient`` actions. Our own broken
+invariants (a zxid out of order) are assertions; a bad client only closes its connection.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .._impl import ProtocolError
+from ..config import ServerConfig
+from ..wire import client_codec as cc
+from ..wire import jute
+from ..wire.txn_codec import encode_txn
+from . import acl as acl_mod
+from .actions import AppendTxns, CloseClient, ResumeClient, SendToClient
+from .client_conn import AWAIT_CONNECT, CLOSED, CONNECTING, OPEN, ClientConn, Slot
+from .datatree import DataTree, validate_path
+from .events import (
+    ClientConnected,
+    ClientDisconnected,
+    ClientFramesReceived,
+    FourLetterWordReceived,
+    StorageFailed,
+    Ticked,
+    TxnsDurable,
+)
+from .requests import KeeperError, PendingView, Prepper
+from .sessions import SessionTracker, generate_passwd
+from .watches import WatchManager
+
+__all__ = ["ServerCore", "ServerStats", "java_auth_order"]
+
+_ZERO_PASSWD = b"\0" * 16
+_READ_OPS = frozenset({3, 4, 6, 8, 11, 12, 17, 18, 22, 101, 103, 104, 105, 106, 107})
+_WRITE_OPS = frozenset({1, 2, 5, 7, 14, 15, 16, 19, 20, 21})
+_CREATE_LAYOUT = {1: jute.CREATE_RESPONSE}
+_MARSHALLING = -5
+_UNIMPLEMENTED = -6
+_NONODE = -101
+_NOAUTH = -102
+_BADARGUMENTS = -8
+_NOWATCHER = -121
+_AUTHFAILED = -115
+_RECONFIGDISABLED = -123
+
+#: Apache's lastOp names (FinalRequestProcessor), for cons.
+_LAST_OP = {
+    1: "CREA", 15: "CREA", 19: "CREA", 21: "CREA", 2: "DELE", 20: "DELE", 5: "SETD", 7: "SETA",
+    16: "RECO", 14: "MULT", 22: "MLTR", -11: "CLOS", 9: "SYNC", 13: "CHEC", 3: "EXIS",
+    4: "GETD", 101: "SETW", 105: "STW2", 106: "ADDW", 6: "GETA", 8: "GETC", 12: "GETC",
+    104: "GETACN", 17: "CHKW", 18: "REMW", 107: "HOMI", 103: "GETE", 11: "PING", -10: "SESS",
+}
+
+
+def _java_string_hash(s: str) -> int:
+    """``String.hashCode`` over UTF-16 code units, as an unsigned 32-bit value."""
+    h = 0
+    for unit in _utf16_units(s):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return h
+
+
+def _utf16_units(s: str) -> list[int]:
+    raw = s.encode("utf-16-be", "surrogatepass")
+    return [(raw[i] << 8) | raw[i + 1] for i in range(0, len(raw), 2)]
+
+
+def java_auth_order(ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The iteration order of ``ServerCnxn.authInfo`` (a ConcurrentHashMap key set of Ids).
+
+    ``Id.hashCode`` is ``37*(37*17 + scheme.hashCode()) + id.hashCode()``; the map spreads it
+    (``h ^ h>>>16``) into ``n`` bins (16, doubling past 3/4 load) and iterates bin by bin,
+    insertion order inside a bin. whoAmI and ``auth:`` ACL expansion list ids in this order.
+    """
+    n = 16
+    while len(ids) > n * 3 // 4:
+        n *= 2
+    keyed = []
+    for i, (scheme, id_) in enumerate(ids):
+        h = (37 * ((37 * 17 + _java_string_hash(scheme)) & 0xFFFFFFFF)
+             + _java_string_hash(id_)) & 0xFFFFFFFF
+        spread = (h ^ (h >> 16)) & 0x7FFFFFFF
+        keyed.append((spread & (n - 1), i, (scheme, id_)))
+    keyed.sort()
+    return [k[2] for k in keyed]
+
+
+class ServerStats:
+    """Server-wide counters for srvr/stat/mntr (Apache ``ServerStats``)."""
+
+    __slots__ = ("packets_received", "packets_sent", "min_latency_ms", "max_latency_ms",
+                 "total_latency_ms", "count", "started_ms")
+
+    def __init__(self, now_ms: int) -> None:
+        self.started_ms = now_ms
+        self.reset()
+
+    def reset(self) -> None:
+        """``srst``: ServerStats.reset (latency and packet counters)."""
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.min_latency_ms = -1
+        self.max_latency_ms = 0
+        self.total_latency_ms = 0
+        self.count = 0
+
+    def update_latency(self, latency_ms: int) -> None:
+        if self.min_latency_ms < 0 or latency_ms < self.min_latency_ms:
+            self.min_latency_ms = latency_ms
+        if latency_ms > self.max_latency_ms:
+            self.max_latency_ms = latency_ms
+        self.total_latency_ms += latency_ms
+        self.count += 1
+
+    @property
+    def min_latency(self) -> int:
+        return self.min_latency_ms if self.min_latency_ms >= 0 else 0
+
+    @property
+    def avg_latency(self) -> float:
+        return self.total_latency_ms / self.count if self.count else 0.0
+
+
+class _Inflight:
+    """A prepped txn waiting to be durable and applied."""
+
+    __slots__ = ("zxid", "header", "record", "conn_id", "slot", "results")
+
+    def __init__(self, zxid: int, header: tuple[int, int, int, int, int], record: Any,
+                 conn_id: int | None, slot: Slot | None, results: Any) -> None:
+        self.zxid = zxid
+        self.header = header
+        self.record = record
+        self.conn_id = conn_id
+        self.slot = slot
+        self.results = results
+
+
+class ServerCore:
+    """The standalone service (see the module docstring).
+
+    Args:
+        config: the frozen server configuration.
+        now_ms: wall-clock ms at start (session ids and expiry buckets start from it).
+        rng: randomness for SASL nonces (session passwords are derived, not random).
+        tree: a restored ``DataTree`` (default: a fresh one at zxid 0).
+        sessions: restored ``(session_id, timeout_ms)`` pairs, tracked as live.
+    """
+
+    def __init__(self, config: ServerConfig, *, now_ms: int, rng: random.Random,
+                 tree: DataTree | None = None,
+                 sessions: list[tuple[int, int]] | None = None) -> None:
+        self.config = config
+        self.rng = rng
+        self.tree = tree if tree is not None else DataTree(
+            extended_types_enabled=config.extended_types_enabled)
+        self.watches = WatchManager()
+        self.sessions = SessionTracker(tick_ms=config.tick_ms, now_ms=now_ms,
+                                       server_id=config.server_id)
+        for sid, timeout in sessions or ():
+            self.sessions.add_session(sid, timeout, now_ms)
+        self.stats = ServerStats(now_ms)
+        self.conns: dict[int, ClientConn] = {}
+        self.session_conn: dict[int, int] = {}
+        self.view = PendingView(self.tree, config.digest_enabled)
+        self.digest_enabled = config.digest_enabled
+        schemes = set(acl_mod.DEFAULT_SCHEMES)
+        if config.sasl_users:
+            schemes.add("sasl")
+        if config.secure_client_port is not None:
+            schemes.add("x509")
+        self._schemes = frozenset(schemes)
+        skip = config.skip_acl
+        sch = self._schemes
+        _check = acl_mod.check_acl
+        _fix = acl_mod.fixup_acl
+        self.check_acl: Callable[[Any, int, Any], bool] = (
+            lambda a, perm, ids: _check(a, perm, ids, skip_acl=skip, schemes=sch))
+        self.prepper = Prepper(
+            self.view, validate_path=validate_path, check_acl=self.check_acl,
+            fixup_acl=lambda a, ids: _fix(a, java_auth_order(ids), schemes=sch),
+            is_session_live=self.sessions.is_live,
+            extended_types_enabled=config.extended_types_enabled)
+        self.next_zxid = self.tree.last_processed_zxid + 1
+        self.last_proposed_zxid = self.tree.last_processed_zxid
+        self._inflight: deque[_Inflight] = deque()
+        self._sync_waiters: dict[int, list[int]] = {}
+        self._out: dict[int, bytearray] = {}
+        self._closes: list[CloseClient] = []
+        self._append: list[tuple[int, bytes]] = []
+        self._extra: list[Any] = []
+        self._now_ms = now_ms
+        self.storage_failed: str | None = None
+        interval = getattr(config, "container_check_interval_ms", 60000)
+        self.container_check_interval_ms = interval
+        self._next_container_check_ms = now_ms + interval if interval > 0 else None
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ClientFramesReceived: self._on_frames,
+            TxnsDurable: self._on_durable,
+            ClientConnected: self._on_connected,
+            ClientDisconnected: self._on_disconnected,
+            Ticked: self._on_ticked,
+            StorageFailed: self._on_storage_failed,
+            FourLetterWordReceived: self._on_four_letter_word,
+        }
+        self._reads: dict[int, Callable[[ClientConn, Any], tuple[Any, Any]]] = {
+            3: self._read_exists, 4: self._read_get_data, 6: self._read_get_acl,
+            8: self._read_get_children, 12: self._read_get_children2,
+            17: self._read_check_watches, 18: self._read_remove_watches,
+            101: self._read_set_watches, 105: self._read_set_watches,
+            103: self._read_get_ephemerals, 104: self._read_all_children_number,
+            106: self._read_add_watch, 107: self._read_who_am_i,
+            16: self._read_bad_reconfig,
+        }
+
+    # ================================================================== driver interface
+
+    def step(self, event: Any, now_ms: int) -> list[Any]:
+        """Handle one event; return the actions it causes (see the module docstring)."""
+        self._now_ms = now_ms
+        self._handlers[type(event)](event)
+        return self._flush_actions()
+
+    def deadline_ms(self) -> int | None:
+        """The next time a ``Ticked`` is needed (session expiry, container check)."""
+        d = self.sessions.deadline_ms()
+        c = self._next_container_check_ms
+        if c is not None and (self.tree.containers or self.tree.ttls):
+            d = c if d is None or c < d else d
+        return d
+
+    def _flush_actions(self) -> list[Any]:
+        actions: list[Any] = []
+        if self._append:
+            actions.append(AppendTxns(self._append))
+            self._append = []
+        if self._out:
+            for conn_id, buf in self._out.items():
+                if buf:
+                    actions.append(SendToClient(conn_id, bytes(buf)))
+            self._out = {}
+        if self._extra:
+            actions.extend(self._extra)
+            self._extra = []
+        if self._closes:
+            actions.extend(self._closes)
+            self._closes = []
+        return actions
+
+    # ================================================================== connections
+
+    def _on_connected(self, ev: ClientConnected) -> None:
+        conn = ClientConn(ev.conn_id, ev.remote_host, ev.remote_port, self._now_ms, ev.secure)
+        for dn in ev.cert_ids:
+            conn.auth_ids.append(("x509", dn))
+        self.conns[ev.conn_id] = conn
+
+    def _on_disconnected(self, ev: ClientDisconnected) -> None:
+        conn = self.conns.get(ev.conn_id)
+        if conn is not None:
+            self._forget(conn)
+        self._out.pop(ev.conn_id, None)
+
+    def _forget(self, conn: ClientConn) -> None:
+        conn.state = CLOSED
+        self.conns.pop(conn.conn_id, None)
+        self.watches.remove_conn(conn.conn_id)
+        if conn.session_id and self.session_conn.get(conn.session_id) == conn.conn_id:
+            del self.session_conn[conn.session_id]
+            s = self.sessions.sessions.get(conn.session_id)
+            if s is not None and s.conn_id == conn.conn_id:
+                s.conn_id = None
+        conn.pending.clear()
+
+    def close_conn(self, conn: ClientConn, reason: str) -> None:
+        """Close a connection after what was queued for it (CloseClient follows the sends)."""
+        if conn.state == CLOSED:
+            return
+        self._forget(conn)
+        self._closes.append(CloseClient(conn.conn_id, reason))
+
+    def _buf(self, conn_id: int) -> bytearray:
+        buf = self._out.get(conn_id)
+        if buf is None:
+            buf = self._out[conn_id] = bytearray()
+        return buf
+
+    def _on_four_letter_word(self, ev: FourLetterWordReceived) -> None:
+        from ..runtime.admin import run_four_letter_word  # runtime-side formatting
+
+        text = run_four_letter_word(ev.word, self, self.config, self._now_ms)
+        self._buf(ev.conn_id).extend(text)
+        conn = self.conns.get(ev.conn_id)
+        if conn is not None:
+            self._forget(conn)
+        self._closes.append(CloseClient(ev.conn_id, "four letter word"))
+
+    def _on_storage_failed(self, ev: StorageFailed) -> None:
+        self.storage_failed = ev.reason
+        for conn in list(self.conns.values()):
+            self.close_conn(conn, f"storage failed: {ev.reason}")
+
+    # ================================================================== frames
+
+    def _on_frames(self, ev: ClientFramesReceived) -> None:
+        conn = self.conns.get(ev.conn_id)
+        if conn is None:
+            return
+        stats = self.stats
+        for frame in ev.frames:
+            if conn.state == CLOSED:
+                return
+            conn.packets_received += 1
+            stats.packets_received += 1
+            if conn.state == AWAIT_CONNECT:
+                self._on_connect_request(conn, frame)
+                continue
+            try:
+                self._on_request(conn, frame)
+            except ProtocolError as e:
+                self.close_conn(conn, f"malformed request: {e}")
+        if conn.state != CLOSED and len(conn.pending) > self.config.outstanding_requests_max_per_conn:
+            self.close_conn(conn, "too many outstanding requests")
+
+    def _on_connect_request(self, conn: ClientConn, frame: bytes) -> None:
+        try:
+            _pv, last_zxid, timeout, session_id, passwd, read_only = \
+                cc.decode_connect_request(frame)
+        except ProtocolError as e:
+            self.close_conn(conn, f"malformed ConnectRequest: {e}")
+            return
+        if self.storage_failed is not None:
+            self.close_conn(conn, "not serving")
+            return
+        conn.read_only_byte = read_only
+        if last_zxid > self.tree.last_processed_zxid:
+            self.close_conn(conn, f"client has seen zxid 0x{last_zxid:x}, ours is "
+                                  f"0x{self.tree.last_processed_zxid:x}")
+            return
+        config = self.config
+        timeout = max(config.session_timeout_min_ms, min(timeout, config.session_timeout_max_ms))
+        conn.timeout_ms = timeout
+        now = self._now_ms
+        if session_id == 0:
+            sid = self.sessions.create_session(timeout, now)
+            self._attach(conn, sid)
+            conn.state = CONNECTING
+            zxid = self._next_zxid()
+            header = (sid, 0, zxid, now, -10)
+            slot = Slot("connect", 0, -10, zxid, None, now)
+            conn.pending.append(slot)
+            digest = self.view.current_tree_digest() if self.digest_enabled else None
+            self._propose(header, (timeout,), digest, conn.conn_id, slot, None)
+            return
+        old = self.session_conn.get(session_id)
+        if old is not None and old != conn.conn_id:
+            old_conn = self.conns.get(old)
+            if old_conn is not None:
+                self.close_conn(old_conn, "client reconnected on another connection")
+        conn.session_id = session_id
+        valid = passwd == generate_passwd(session_id) and \
+            self.sessions.touch(session_id, timeout, now)
+        buf = self._buf(conn.conn_id)
+        if not valid:
+            cc.append_connect_response(buf, 0, 0, _ZERO_PASSWD, read_only if read_only is None
+                                       else False)
+            self._sent(conn, 1)
+            self.close_conn(conn, "session expired or invalid password")
+            return
+        self._attach(conn, session_id)
+        conn.state = OPEN
+        cc.append_connect_response(buf, timeout, session_id, generate_passwd(session_id),
+                                   None if read_only is None else False)
+        self._sent(conn, 1)
+
+    def _attach(self, conn: ClientConn, sid: int) -> None:
+        conn.session_id = sid
+        self.session_conn[sid] = conn.conn_id
+        s = self.sessions.sessions.get(sid)
+        if s is not None:
+            s.conn_id = conn.conn_id
+
+    def _sent(self, conn: ClientConn, n: int) -> None:
+        conn.packets_sent += n
+        self.stats.packets_sent += n
+
+    def _on_request(self, conn: ClientConn, frame: bytes) -> None:
+        xid, op = cc.decode_request_header(frame)
+        if op == 100:
+            self._on_auth(conn, xid, frame)
+            return
+        if op == 102:
+            self._on_sasl(conn, xid, frame)
+            return
+        now = self._now_ms
+        if not self.sessions.touch(conn.session_id, conn.timeout_ms, now):
+            return  # MissingSessionException: the request is dropped
+        if op in _READ_OPS or op == 9:
+            if op == 9:
+                self._on_sync(conn, xid, frame)
+            else:
+                self._read_or_queue(conn, xid, op, frame, now)
+            return
+        if op in _WRITE_OPS:
+            if op == 16:
+                try:
+                    cc.decode_request(16, frame)
+                except ProtocolError:
+                    # Decoded before the txn header exists: MarshallingError, no txn.
+                    self._read_or_queue(conn, xid, op, frame, now)
+                    return
+            self._on_write(conn, xid, op, frame)
+            return
+        if op == -11:
+            self._on_close_session(conn, xid)
+            return
+        # Request.isValid: unknown opcodes and check alone (ZOOKEEPER: a lone check has no
+        # reply body in 3.8) get Unimplemented, then the connection closes.
+        buf = self._buf(conn.conn_id)
+        cc.append_reply(buf, xid, -1, _UNIMPLEMENTED)
+        self._sent(conn, 1)
+        self.close_conn(conn, f"unimplemented request type {op}")
+
+    def _read_or_queue(self, conn: ClientConn, xid: int, op: int, frame: bytes,
+                       now: int) -> None:
+        if conn.pending:
+            conn.pending.append(Slot("read", xid, op, 0, frame, now))
+        else:
+            self._run_read(conn, xid, op, frame, now)
+
+    # ================================================================== auth and sasl
+
+    def _on_auth(self, conn: ClientConn, xid: int, frame: bytes) -> None:
+        _type, scheme, auth = cc.decode_auth_packet(frame)
+        ok = False
+        if scheme == "digest":
+            for id_ in acl_mod.digest_auth_ids(auth or b"", self.config.super_digest):
+                if id_ not in conn.auth_ids:
+                    conn.auth_ids.append(id_)
+            ok = True
+        elif scheme == "ip":
+            ident = ("ip", conn.remote_host)
+            if ident not in conn.auth_ids:
+                conn.auth_ids.append(ident)
+            ok = True
+        buf = self._buf(conn.conn_id)
+        cc.append_reply(buf, xid, 0, 0 if ok else _AUTHFAILED)
+        self._sent(conn, 1)
+        if not ok:
+            self.close_conn(conn, f"auth failed for scheme {scheme!r}")
+
+    def _on_sasl(self, conn: ClientConn, xid: int, frame: bytes) -> None:
+        (token,) = cc.decode_request(102, frame)
+        buf = self._buf(conn.conn_id)
+        users = dict(self.config.sasl_users)
+        if not users:
+            # No SASL server on this connection: Apache's NullPointerException path answers
+            # OK with a null token.
+            cc.append_reply(buf, xid, 0, 0, jute.SASL_TOKEN, (None,))
+            self._sent(conn, 1)
+            return
+        try:
+            from .sasl import DigestMD5Server, SaslError
+        except ImportError:
+            cc.append_reply(buf, xid, 0, _AUTHFAILED, jute.SASL_TOKEN, (None,))
+            self._sent(conn, 1)
+            self.close_conn(conn, "SASL unavailable")
+            return
+        if conn.sasl is None:
+            conn.sasl = DigestMD5Server(users, self.rng)
+        try:
+            reply = conn.sasl.step(token or b"")
+        except SaslError as e:
+            cc.append_reply(buf, xid, 0, _AUTHFAILED, jute.SASL_TOKEN, (None,))
+            self._sent(conn, 1)
+            self.close_conn(conn, f"SASL authentication failed: {e}")
+            return
+        if conn.sasl.complete and conn.sasl.authorized_id is not None:
+            ident = ("sasl", conn.sasl.authorized_id)
+            if ident not in conn.auth_ids:
+                conn.auth_ids.append(ident)
+        cc.append_reply(buf, xid, 0, 0, jute.SASL_TOKEN, (reply,))
+        self._sent(conn, 1)
+
+    # ================================================================== writes
+
+    def _next_zxid(self) -> int:
+        z = self.next_zxid
+        self.next_zxid = z + 1
+        return z
+
+    def _propose(self, header: tuple[int, int, int, int, int], record: Any,
+                 digest: int | None, conn_id: int | None, slot: Slot | None,
+                 results: Any) -> None:
+        zxid = header[2]
+        assert zxid == self.last_proposed_zxid + 1, "zxids must be proposed without gaps"
+        self.last_proposed_zxid = zxid
+        self._append.append((zxid, encode_txn(header, record, digest)))
+        self._inflight.append(_Inflight(zxid, header, record, conn_id, slot, results))
+
+    def _on_write(self, conn: ClientConn, xid: int, op: int, frame: bytes) -> None:
+        now = self._now_ms
+        zxid = self._next_zxid()
+        sid = conn.session_id
+        prepper = self.prepper
+        header_type = op
+        results: Any = None
+        digest: int | None = None
+        record: Any
+        try:
+            if op == 20:
+                # 3.8 reads the deleteContainer path from the whole request buffer, header
+                # included, so a client-sent one always contains NUL: BadArguments.
+                path = frame.decode("utf-8", "replace")
+                header_type, record, _ = prepper.delete_container(path, zxid)
+            elif op == 16:
+                raise KeeperError(_RECONFIGDISABLED if not getattr(
+                    self.config, "reconfig_enabled", False) else _UNIMPLEMENTED)
+            elif op == 14:
+                try:
+                    ops = cc.decode_request(14, frame)
+                except ProtocolError:
+                    raise KeeperError(_MARSHALLING) from None
+                record, results, _failed = prepper.multi(ops, sid, conn.auth_ids, zxid, now)
+                if self.digest_enabled:
+                    digest = self.view.current_tree_digest()
+            else:
+                try:
+                    rec = cc.decode_request(op, frame)
+                except ProtocolError:
+                    raise KeeperError(_MARSHALLING) from None
+                header_type, record, has_digest = prepper.ops[op](
+                    op, rec, sid, conn.auth_ids, zxid, now)
+                results = record[0]
+                if self.digest_enabled and has_digest:
+                    digest = self.view.current_tree_digest()
+        except KeeperError as e:
+            header_type, record, digest = -1, (e.code,), None
+        slot = Slot("write", xid, op, zxid, None, now)
+        conn.pending.append(slot)
+        self._propose((sid, xid, zxid, now, header_type), record, digest, conn.conn_id, slot,
+                      results)
+
+    def _on_close_session(self, conn: ClientConn, xid: int) -> None:
+        now = self._now_ms
+        zxid = self._next_zxid()
+        sid = conn.session_id
+        header_type, record, _ = self.prepper.close_session(sid, zxid)
+        self.sessions.set_closing(sid)
+        slot = Slot("close", xid, -11, zxid, None, now)
+        conn.pending.append(slot)
+        digest = self.view.current_tree_digest() if self.digest_enabled else None
+        if not self.config.close_session_txn_enabled:
+            record = None
+        self._propose((sid, xid, zxid, now, header_type), record, digest, conn.conn_id, slot,
+                      None)
+
+    def _expire_session(self, sid: int) -> None:
+        """SessionTrackerImpl expirer -> ZooKeeperServer.expire: a closeSession txn."""
+        zxid = self._next_zxid()
+        header_type, record, _ = self.prepper.close_session(sid, zxid)
+        digest = self.view.current_tree_digest() if self.digest_enabled else None
+        if not self.config.close_session_txn_enabled:
+            record = None
+        self._propose((sid, 0, zxid, self._now_ms, header_type), record, digest, None, None,
+                      None)
+
+    def _on_sync(self, conn: ClientConn, xid: int, frame: bytes) -> None:
+        now = self._now_ms
+        try:
+            rec = cc.decode_request(9, frame)
+        except ProtocolError:
+            rec = None
+        target = self.last_proposed_zxid
+        if target <= self.tree.last_processed_zxid and not conn.pending:
+            self._reply_sync(conn, xid, rec, now, now)
+            return
+        slot = Slot("sync", xid, 9, target, rec, now)
+        conn.pending.append(slot)
+        if target > self.tree.last_processed_zxid:
+            self._sync_waiters.setdefault(target, []).append(conn.conn_id)
+
+    def _reply_sync(self, conn: ClientConn, xid: int, rec: Any, received_ms: int,
+                    now: int) -> None:
+        buf = self._buf(conn.conn_id)
+        zxid = self.tree.last_processed_zxid
+        if rec is None:
+            cc.append_reply(buf, xid, zxid, _MARSHALLING)
+        else:
+            cc.append_reply(buf, xid, zxid, 0, jute.SYNC_RESPONSE, rec)
+        self._sent(conn, 1)
+        self._finished(conn, xid, zxid, 9, received_ms, now)
+
+    def _finished(self, conn: ClientConn, xid: int, zxid: int, op: int, received_ms: int,
+                  now: int) -> None:
+        conn.update_for_response(xid, zxid, _LAST_OP.get(op, "NA"), received_ms, now)
+        self.stats.update_latency(now - received_ms)
+
+    # ================================================================== apply
+
+    def _on_durable(self, ev: TxnsDurable) -> None:
+        inflight = self._inflight
+        tree = self.tree
+        view = self.view
+        watches = self.watches
+        conns = self.conns
+        while inflight and inflight[0].zxid <= ev.zxid:
+            t = inflight.popleft()
+            assert t.zxid == tree.last_processed_zxid + 1 or tree.last_processed_zxid == 0 \
+                or t.zxid > tree.last_processed_zxid, "txns must apply in zxid order"
+            triggers = tree.apply_txn(t.header, t.record)
+            view.applied(t.zxid)
+            htype = t.header[4]
+            if htype == -10:
+                self._after_create_session(t)
+            elif htype == -11:
+                self._after_close_session(t)
+            for path, event_type in triggers:
+                for conn_id in watches.trigger(path, event_type):
+                    c = conns.get(conn_id)
+                    if c is not None:
+                        cc.append_notification(self._buf(conn_id), int(event_type), 3, path)
+                        self._sent(c, 1)
+            slot = t.slot
+            if slot is not None and t.conn_id is not None:
+                conn = conns.get(t.conn_id)
+                if conn is not None:
+                    self._complete_write(conn, slot, t)
+                    self._drain(conn)
+            waiters = self._sync_waiters.pop(t.zxid, None)
+            if waiters:
+                for conn_id in waiters:
+                    c = conns.get(conn_id)
+                    if c is not None:
+                        self._drain(c)
+
+    def _after_create_session(self, t: _Inflight) -> None:
+        conn = self.conns.get(t.conn_id) if t.conn_id is not None else None
+        if conn is not None and conn.state == CONNECTING:
+            conn.state = OPEN
+
+    def _after_close_session(self, t: _Inflight) -> None:
+        sid = t.header[0]
+        self.sessions.remove(sid)
+        conn_id = self.session_conn.get(sid)
+        if t.conn_id is None and conn_id is not None:
+            # Expired (or closed elsewhere): the session's connection goes too.
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                self.close_conn(conn, "session expired")
+
+    def _complete_write(self, conn: ClientConn, slot: Slot, t: _Inflight) -> None:
+        """Build the reply of an applied txn into ``slot`` (FinalRequestProcessor)."""
+        out = bytearray()
+        tree = self.tree
+        zxid = tree.last_processed_zxid
+        header_type = t.header[4]
+        op = slot.opcode
+        if op == -10:
+            ro = conn.read_only_byte
+            cc.append_connect_response(out, conn.timeout_ms, conn.session_id,
+                                       generate_passwd(conn.session_id),
+                                       None if ro is None else False)
+        elif op == 14:
+            cc.append_multi_reply(out, slot.xid, zxid, self._multi_results(t))
+        elif header_type == -1:
+            cc.append_reply(out, slot.xid, zxid, t.record[0])
+        elif op == 1:
+            cc.append_reply(out, slot.xid, zxid, 0, jute.CREATE_RESPONSE, (t.record[0],))
+        elif op in (15, 19, 21):
+            path = t.record[0]
+            node = tree.nodes.get(path)
+            if node is None:
+                cc.append_reply(out, slot.xid, zxid, _NONODE)
+            else:
+                cc.append_reply(out, slot.xid, zxid, 0, jute.CREATE2_RESPONSE,
+                                (path, tree.stat_of(node)))
+        elif op in (5, 7):
+            node = tree.nodes.get(t.record[0])
+            if node is None:
+                cc.append_reply(out, slot.xid, zxid, _NONODE)
+            else:
+                cc.append_reply(out, slot.xid, zxid, 0, jute.STAT_RESPONSE,
+                                (tree.stat_of(node),))
+        else:  # delete, deleteContainer, closeSession
+            cc.append_reply(out, slot.xid, zxid, 0)
+        slot.reply = bytes(out)
+        slot.done = True
+        slot.zxid = zxid
+
+    def _multi_results(self, t: _Inflight) -> list[tuple[int, int, Any]]:
+        tree = self.tree
+        failed = any(sub_type == -1 for sub_type, _ in t.record)
+        out: list[tuple[int, int, Any]] = []
+        if failed:
+            seen_error = False
+            for sub_type, sub in t.record:
+                if sub_type == -1:
+                    out.append((-1, sub[0], None))
+                    seen_error = True
+                else:
+                    out.append((-1, -2 if seen_error else 0, None))
+            return out
+        for (sub_type, sub), (op, path) in zip(t.record, t.results):
+            if op == 1:
+                out.append((1, 0, (path,)))
+            elif op in (15, 19, 21):
+                node = tree.nodes.get(path)
+                stat = tree.stat_of(node) if node is not None else (0,) * 11
+                out.append((15, 0, (path, stat)))
+            elif op == 5:
+                node = tree.nodes.get(path)
+                stat = tree.stat_of(node) if node is not None else (0,) * 11
+                out.append((5, 0, (stat,)))
+            else:  # delete, check
+                out.append((op, 0, None))
+        return out
+
+    def _drain(self, conn: ClientConn) -> None:
+        """Send every finished reply at the head of the connection's queue, in order."""
+        pending = conn.pending
+        now = self._now_ms
+        processed = self.tree.last_processed_zxid
+        while pending and conn.state != CLOSED:
+            slot = pending[0]
+            kind = slot.kind
+            if kind == "read":
+                pending.popleft()
+                self._run_read(conn, slot.xid, slot.opcode, slot.record, slot.received_ms)
+                continue
+            if kind == "sync":
+                if slot.zxid > processed:
+                    return
+                pending.popleft()
+                self._reply_sync(conn, slot.xid, slot.record, slot.received_ms, now)
+                continue
+            if not slot.done:
+                return
+            pending.popleft()
+            assert slot.reply is not None
+            self._buf(conn.conn_id).extend(slot.reply)
+            self._sent(conn, 1)
+            if kind == "connect":
+                conn.update_for_response(-1, slot.zxid, "SESS", slot.received_ms, now)
+                self.stats.update_latency(now - slot.received_ms)
+            else:
+                self._finished(conn, slot.xid, slot.zxid, slot.opcode, slot.received_ms, now)
+            if kind == "close":
+                self.close_conn(conn, "client closed the session")
+                return
+
+    # ================================================================== reads
+
+    def _run_read(self, conn: ClientConn, xid: int, op: int, frame: bytes,
+                  received_ms: int) -> None:
+        """Answer one read from the committed tree (FinalRequestProcessor)."""
+        buf = self._buf(conn.conn_id)
+        zxid = self.tree.last_processed_zxid
+        if op == 11:
+            cc.append_reply(buf, -2, zxid, 0)
+        elif op == 22:
+            try:
+                ops = cc.decode_request(22, frame)
+            except ProtocolError:
+                cc.append_reply(buf, xid, zxid, _MARSHALLING)
+            else:
+                cc.append_multi_reply(buf, xid, zxid, self._multi_read(conn, ops))
+        else:
+            try:
+                rec = cc.decode_request(op, frame)
+                layout, body = self._reads[op](conn, rec)
+            except ProtocolError:
+                cc.append_reply(buf, xid, zxid, _MARSHALLING)
+            except KeeperError as e:
+                cc.append_reply(buf, xid, zxid, e.code)
+            else:
+                cc.append_reply(buf, xid, zxid, 0, layout, body)
+        self._sent(conn, 1)
+        self._finished(conn, xid, zxid, op, received_ms, self._now_ms)
+
+    def _node_for_read(self, conn: ClientConn, path: str, perm: int) -> Any:
+        node = self.tree.nodes.get(path)
+        if node is None:
+            raise KeeperError(_NONODE)
+        if not self.check_acl(node.acl, perm, conn.auth_ids):
+            raise KeeperError(_NOAUTH)
+        return node
+
+    def _read_exists(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        path, watch = rec
+        if path is None or "\0" in path:
+            raise KeeperError(_BADARGUMENTS)
+        node = self.tree.nodes.get(path)
+        if watch:
+            if node is None:
+                self.watches.add_exist_watch(path, conn.conn_id)
+            else:
+                self.watches.add_data_watch(path, conn.conn_id)
+        if node is None:
+            raise KeeperError(_NONODE)
+        return jute.STAT_RESPONSE, (self.tree.stat_of(node),)
+
+    def _read_get_data(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        path, watch = rec
+        node = self._node_for_read(conn, path, 1)
+        if watch:
+            self.watches.add_data_watch(path, conn.conn_id)
+        return jute.GET_DATA_RESPONSE, (node.data, self.tree.stat_of(node))
+
+    def _read_get_acl(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        (path,) = rec
+        node = self._node_for_read(conn, path, 1 | 16)
+        admin = self.check_acl(node.acl, 16, conn.auth_ids)
+        acl = acl_mod.redact_acl_for_getacl(node.acl, admin)
+        return jute.GET_ACL_RESPONSE, (acl, self.tree.stat_of(node))
+
+    def _read_get_children(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        path, watch = rec
+        node = self._node_for_read(conn, path, 1)
+        if watch:
+            self.watches.add_child_watch(path, conn.conn_id)
+        return jute.GET_CHILDREN_RESPONSE, (list(node.children),)
+
+    def _read_get_children2(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        path, watch = rec
+        node = self._node_for_read(conn, path, 1)
+        if watch:
+            self.watches.add_child_watch(path, conn.conn_id)
+        return jute.GET_CHILDREN2_RESPONSE, (list(node.children), self.tree.stat_of(node))
+
+    def _read_all_children_number(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        (path,) = rec
+        self._node_for_read(conn, path, 1)
+        return jute.GET_ALL_CHILDREN_NUMBER_RESPONSE, (self.tree.count_descendants(path),)
+
+    def _read_get_ephemerals(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        (prefix,) = rec
+        mine = sorted(self.tree.ephemerals.get(conn.session_id, ()))
+        if prefix is None or not prefix.strip() or prefix.strip() == "/":
+            return jute.GET_EPHEMERALS_RESPONSE, (mine,)
+        return jute.GET_EPHEMERALS_RESPONSE, ([p for p in mine if p.startswith(prefix)],)
+
+    def _watcher_type(self, t: int) -> int:
+        if t not in (1, 2, 3):
+            raise ProtocolError("WatcherType", 0, "1..3", str(t))  # MarshallingError in 3.8
+        return t
+
+    def _read_check_watches(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        path, t = rec
+        if not self.watches.has_watches(path, conn.conn_id, self._watcher_type(t)):
+            raise KeeperError(_NOWATCHER)
+        return None, None
+
+    def _read_remove_watches(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        path, t = rec
+        if not self.watches.remove_watches(path, conn.conn_id, self._watcher_type(t)):
+            raise KeeperError(_NOWATCHER)
+        return None, None
+
+    def _read_add_watch(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        path, mode = rec
+        if mode not in (0, 1):
+            raise ProtocolError("AddWatchRequest.mode", 0, "0 or 1", str(mode))
+        self.watches.add_persistent(path, conn.conn_id, mode == 1)
+        return jute.ERROR_RESPONSE, (0,)
+
+    def _read_bad_reconfig(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        raise ProtocolError("ReconfigRequest", 8, "a ReconfigRequest", "undecodable body")
+
+    def _read_who_am_i(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        infos = []
+        for scheme, id_ in java_auth_order(conn.auth_ids):
+            if scheme == "digest":
+                user = id_.split(":")[0]
+            elif scheme in ("ip", "sasl", "x509"):
+                user = id_
+            else:
+                user = ""
+            infos.append((scheme, user))
+        return jute.WHO_AM_I_RESPONSE, (infos,)
+
+    def _read_set_watches(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        """DataTree.setWatches: fire what the client missed, register the rest (§2.7)."""
+        rz = rec[0]
+        data, exist, child = rec[1] or (), rec[2] or (), rec[3] or ()
+        persistent = rec[4] or () if len(rec) > 4 else ()
+        recursive = rec[5] or () if len(rec) > 5 else ()
+        nodes = self.tree.nodes
+        watches = self.watches
+        cid = conn.conn_id
+        buf = self._buf(cid)
+        sent = 0
+        for path in data:
+            node = nodes.get(path)
+            if node is None:
+                cc.append_notification(buf, 2, 3, path)
+                sent += 1
+            elif node.mzxid > rz:
+                cc.append_notification(buf, 3, 3, path)
+                sent += 1
+            else:
+                watches.add_data_watch(path, cid)
+        for path in exist:
+            if path in nodes:
+                cc.append_notification(buf, 1, 3, path)
+                sent += 1
+            else:
+                watches.add_exist_watch(path, cid)
+        for path in child:
+            node = nodes.get(path)
+            if node is None:
+                cc.append_notification(buf, 2, 3, path)
+                sent += 1
+            elif node.pzxid > rz:
+                cc.append_notification(buf, 4, 3, path)
+                sent += 1
+            else:
+                watches.add_child_watch(path, cid)
+        for path in persistent:
+            watches.add_persistent(path, cid, False)
+        for path in recursive:
+            watches.add_persistent(path, cid, True)
+        if sent:
+            self._sent(conn, sent)
+        return None, None
+
+    def _multi_read(self, conn: ClientConn, ops: list[tuple[int, Any]]
+                    ) -> list[tuple[int, int, Any]]:
+        out: list[tuple[int, int, Any]] = []
+        for op, rec in ops:
+            try:
+                if op == 4:
+                    _, body = self._read_get_data(conn, rec)
+                    out.append((4, 0, body))
+                else:
+                    _, body = self._read_get_children(conn, rec)
+                    out.append((8, 0, body))
+            except KeeperError as e:
+                out.append((-1, e.code, None))
+        return out
+
+    # ================================================================== timers
+
+    def _on_ticked(self, ev: Ticked) -> None:
+        now = self._now_ms
+        for sid in self.sessions.poll_expired(now):
+            self._expire_session(sid)
+        nxt = self._next_container_check_ms
+        if nxt is not None and now >= nxt:
+            self._next_container_check_ms = now + self.container_check_interval_ms
+            self._check_containers(now)
+
+    def _check_containers(self, now: int) -> None:
+        """ContainerManager.checkContainers: deleteContainer for every candidate."""
+        tree = self.tree
+        candidates: list[str] = []
+        for path in sorted(tree.containers):
+            node = tree.nodes.get(path)
+            if node is not None and not node.children and node.cversion > 0:
+                candidates.append(path)
+        for path in sorted(tree.ttls):
+            node = tree.nodes.get(path)
+            if node is None or node.children:
+                continue
+            ttl = node.ephemeral_owner & 0x000000FFFFFFFFFF
+            if ttl != 0 and now - node.mtime > ttl:
+                candidates.append(path)
+        for path in candidates:
+            zxid = self._next_zxid()
+            digest: int | None = None
+            try:
+                header_type, record, _ = self.prepper.delete_container(path, zxid)
+                if self.digest_enabled:
+                    digest = self.view.current_tree_digest()
+            except KeeperError as e:
+                header_type, record = -1, (e.code,)
+            self._propose((0, 0, zxid, now, header_type), record, digest, None, None, None)
+
+    # ================================================================== snapshots for admin
+
+    @property
+    def outstanding_requests(self) -> int:
+        return sum(len(c.pending) for c in self.conns.values())
+
+    def resume_all(self) -> list[ResumeClient]:
+        return [ResumeClient(cid) for cid in self.conns]
