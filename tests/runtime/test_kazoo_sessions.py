@@ -1,0 +1,171 @@
+"""Sessions: handshake fields, timeout negotiation, ephemerals removed on close and on expiry,
+resuming a session on a new connection, wrong passwords, and expiry of a client whose traffic is
+stalled by a TCP proxy (zk-formats §1.2).
+
+The server runs with tickTime=200, so sessions may last 400..4000 ms.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from kazoo.client import KazooState
+
+from zkfast.testing.procs import TcpProxy, wait_until
+
+SERVER_CFG = {"tickTime": "200"}
+OK, NO_NODE = 0, -101
+EPHEMERAL = 1
+
+
+def java_random_passwd(session_id: int) -> bytes:
+    """`ZooKeeperServer.generatePasswd`: java.util.Random(sessionId ^ 0xB3415C00).nextBytes(16)."""
+    mask = (1 << 48) - 1
+    seed = ((session_id ^ 0xB3415C00) ^ 0x5DEECE66D) & mask
+    out = bytearray()
+    while len(out) < 16:
+        seed = (seed * 0x5DEECE66D + 0xB) & mask
+        r = seed >> 16
+        for _ in range(min(4, 16 - len(out))):
+            out.append(r & 0xFF)
+            r >>= 8
+    return bytes(out)
+
+
+def test_java_random_passwd_reference_value():
+    assert java_random_passwd(0x0100000A5B3C0000) == bytes.fromhex(
+        "068ca4031b34fa78543d3d685cdd3e5e"
+    )
+
+
+def test_handshake_session_id_and_password(raw_client):
+    a, b = raw_client(), raw_client()
+    assert a.session_id != b.session_id
+    for c in (a, b):
+        assert c.session_id >> 56 == 1  # standalone: the session tracker's server id is 1
+        assert c.passwd == java_random_passwd(c.session_id)
+
+
+@pytest.mark.parametrize(("asked", "granted"), [(1, 400), (100, 400), (1000, 1000), (60000, 4000)])
+def test_session_timeout_is_clamped(raw_client, asked, granted):
+    raw = raw_client(connect=False)
+    assert raw.connect(timeout_ms=asked) == granted
+
+
+def test_ephemerals_removed_on_close(kazoo_client, znode):
+    owner, observer = kazoo_client(), kazoo_client()
+    paths = [owner.create(f"{znode}/e{i}", ephemeral=True) for i in range(3)]
+    paths.append(owner.create(f"{znode}/s-", ephemeral=True, sequence=True))
+    persistent = owner.create(f"{znode}/kept")
+    assert all(observer.exists(p) for p in paths)
+    owner.stop()  # closeSession is a txn: once it is answered the ephemerals are gone
+    assert [observer.exists(p) for p in paths] == [None] * 4
+    assert observer.exists(persistent) is not None
+
+
+def test_server_closes_the_connection_after_close_session(raw_client, znode):
+    raw = raw_client()
+    assert raw.create(f"{znode}/e", flags=EPHEMERAL)[0] == OK
+    reply = raw.call(-11)
+    assert (reply.err, reply.body) == (OK, b"")
+    with pytest.raises(ConnectionError):
+        raw.ping()
+    other = raw_client()
+    assert other.exists(f"{znode}/e")[0] == NO_NODE
+    # the closed session cannot be resumed
+    assert raw.connect() == 0
+
+
+def test_resume_session_on_new_connection_keeps_ephemerals(raw_client, kazoo_client, znode):
+    raw = raw_client()
+    err, path, _ = raw.create(f"{znode}/eph", b"mine", flags=EPHEMERAL)
+    assert err == OK
+    sid, passwd = raw.session_id, raw.passwd
+    raw.close()  # drop the connection, not the session
+    resumed = kazoo_client(client_id=(sid, passwd))
+    assert resumed.client_id[0] == sid
+    assert resumed.get(path)[0] == b"mine"
+    assert resumed.exists(path).ephemeralOwner == sid
+    resumed.stop()  # now the session ends, and its ephemeral with it
+    assert kazoo_client().exists(path) is None
+
+
+def test_resuming_on_a_new_connection_closes_the_old_one(raw_client, znode):
+    first = raw_client()
+    second = raw_client(connect=False)
+    assert second.connect(session_id=first.session_id, passwd=first.passwd) > 0
+    assert second.session_id == first.session_id
+    with pytest.raises(ConnectionError):
+        first.ping()
+    assert second.exists(znode)[0] == OK
+
+
+def test_wrong_password_is_expired(raw_client):
+    owner = raw_client()
+    thief = raw_client(connect=False)
+    wrong = bytes(b ^ 0xFF for b in owner.passwd)
+    assert thief.connect(session_id=owner.session_id, passwd=wrong) == 0
+    assert thief.session_id == 0  # the reply carried session id 0
+    with pytest.raises(ConnectionError):
+        thief.ping()  # and the server closed the connection
+    # Apache 3.8 closes the session's current connection before it checks the password
+    # (ZooKeeperServer.processConnectRequest), but the session itself survives
+    with pytest.raises(ConnectionError):
+        owner.ping()
+    assert owner.connect() > 0
+    assert owner.ping().err == OK
+
+
+def test_unknown_session_is_expired(raw_client):
+    raw = raw_client(connect=False)
+    sid = 0x01FF_FFFF_FFFF_0001
+    assert raw.connect(session_id=sid, passwd=java_random_passwd(sid)) == 0
+
+
+def test_client_ahead_of_server_is_refused(raw_client):
+    raw = raw_client(connect=False)
+    with pytest.raises(ConnectionError):
+        raw.connect(last_zxid=0x7FFF_0000_0000_0000)
+
+
+def test_idle_session_expires_and_its_ephemerals_go(raw_client, kazoo_client, znode):
+    idle = raw_client(connect=False)
+    assert idle.connect(timeout_ms=400) == 400
+    busy = raw_client(connect=False)
+    assert busy.connect(timeout_ms=400) == 400
+    assert idle.create(f"{znode}/idle", flags=EPHEMERAL)[0] == OK
+    assert busy.create(f"{znode}/busy", flags=EPHEMERAL)[0] == OK
+    observer = kazoo_client()
+    deleted = threading.Event()
+    observer.exists(f"{znode}/idle", watch=lambda ev: deleted.set())
+
+    def idle_expired() -> bool:
+        assert busy.ping().err == OK  # the busy session keeps pinging meanwhile
+        return observer.exists(f"{znode}/idle") is None
+
+    wait_until(idle_expired, 60, "idle session expired")
+    assert deleted.wait(30)
+    assert observer.exists(f"{znode}/busy") is not None  # pings kept it alive
+    with pytest.raises(ConnectionError):
+        idle.ping()  # the server closed the expired session's connection
+    assert idle.connect(timeout_ms=400) == 0  # and it cannot be resumed
+
+
+def test_stalled_client_expires_and_kazoo_reports_lost(kazoo_client, zk_server, znode):
+    with TcpProxy(zk_server.client_port) as proxy:
+        states: list[str] = []
+        client = kazoo_client(hosts=proxy.hosts, timeout=1.0)
+        client.add_listener(states.append)
+        old_session = client.client_id
+        path = client.create(f"{znode}/eph", ephemeral=True)
+        observer = kazoo_client()
+        proxy.pause()  # no bytes either way: pings stop reaching the server
+        wait_until(lambda: observer.exists(path) is None, 60, "ephemeral of stalled session gone")
+        proxy.resume()
+        wait_until(lambda: KazooState.LOST in states, 60, "kazoo saw the session expire")
+        assert states[0] == KazooState.SUSPENDED
+        # kazoo then starts a new session
+        wait_until(lambda: client.state == KazooState.CONNECTED, 60, "kazoo reconnected")
+        assert client.client_id[0] != old_session[0]
+        assert client.exists(path) is None
