@@ -192,8 +192,9 @@ class ServerCore:
         self.tree = tree if tree is not None else DataTree(
             extended_types_enabled=config.extended_types_enabled)
         self.watches = WatchManager()
-        self.sessions = SessionTracker(tick_ms=config.tick_ms, now_ms=now_ms,
-                                       server_id=config.server_id)
+        # A standalone ZooKeeperServer builds its tracker with createSessionTrackerServerId = 1,
+        # so standalone session ids start 0x01... whatever myid says.
+        self.sessions = SessionTracker(tick_ms=config.tick_ms, now_ms=now_ms, server_id=1)
         for sid, timeout in sessions or ():
             self.sessions.add_session(sid, timeout, now_ms)
         self.stats = ServerStats(now_ms)
