@@ -583,3 +583,138 @@ def test_validate_path(path: str, ok: bool) -> None:
 def test_parent_of() -> None:
     assert parent_of("/a") == "/"
     assert parent_of("/a/b") == "/a"
+
+
+# --------------------------------------------------------------------------- Apache 3.8.0 log
+
+# The txn entries (TxnHeader + record + TxnDigest) of a Debian ZooKeeper 3.8.0 standalone
+# server's log.1, written by a kazoo session: creates (plain, sequential, ephemeral, non-ASCII
+# path), setData (also on /), delete, setACL, a multi, a failed multi, a failed create (error
+# txn, no digest) and two closeSessions. Its `mntr` after zxid 0x12 said zk_znode_count 10,
+# zk_approximate_data_size 87, zk_ephemerals_count 1.
+APACHE_LOG = [
+    (
+        "0100000cabd60000000000000000000000000001000001a21934bfeafffffff6000027100000000200000000"
+        "51c6d660"
+    ),
+    (
+        "0100000cabd60001000000000000000000000002000001a21934c0fcfffffff6000027100000000200000000"
+        "51c6d660"
+    ),
+    (
+        "0100000cabd60000000000010000000000000003000001a21934c10300000001000000022f61000000026869"
+        "000000010000001f00000005776f726c6400000006616e796f6e65000000000100000002000000016260aaff"
+    ),
+    (
+        "0100000cabd60000000000020000000000000004000001a21934c25d000000010000000f2f612f732d303030"
+        "303030303030300000000178000000010000001f00000005776f726c6400000006616e796f6e650000000001"
+        "0000000200000001f114e07e"
+    ),
+    (
+        "0100000cabd60000000000030000000000000005000001a21934c265000000010000000f2f612f732d303030"
+        "303030303030310000000179000000010000001f00000005776f726c6400000006616e796f6e650100000002"
+        "0000000200000001e9796082"
+    ),
+    (
+        "0100000cabd60001000000010000000000000006000001a21934c26c00000001000000032f65310000000365"
+        "7068000000010000001f00000005776f726c6400000006616e796f6e6501000000020000000200000002b5c2"
+        "afc9"
+    ),
+    (
+        "0100000cabd60001000000020000000000000007000001a21934c29400000001000000052f612f6532000000"
+        "00000000010000001f00000005776f726c6400000006616e796f6e6501000000030000000200000002fe3c1b"
+        "26"
+    ),
+    (
+        "0100000cabd60000000000040000000000000008000001a21934c29700000005000000022f61000000056865"
+        "6c6c6f00000001000000020000000379ee9df7"
+    ),
+    (
+        "0100000cabd60000000000050000000000000009000001a21934c29b000000020000000f2f612f732d303030"
+        "303030303030300000000200000002ec3a0724"
+    ),
+    (
+        "0100000cabd6000000000006000000000000000a000001a21934c29e00000001000000022f63000000000000"
+        "00010000001f00000005776f726c6400000006616e796f6e6500000000030000000200000003ba49cb37"
+    ),
+    (
+        "0100000cabd6000000000007000000000000000b000001a21934c2a100000001000000042f632f7800000001"
+        "31000000010000001f00000005776f726c6400000006616e796f6e6500000000010000000200000003d60a47"
+        "2a"
+    ),
+    (
+        "0100000cabd6000000000008000000000000000c000001a21934c2b100000007000000042f632f7800000001"
+        "0000001f000000066469676573740000001e753a4a7137774d79412f7732566435574944414b6475344f4949"
+        "4645513d000000010000000200000003c14132eb"
+    ),
+    (
+        "0100000cabd6000000000009000000000000000d000001a21934c2ba0000000e00000003000000010000002c"
+        "000000032f6d31000000016d000000010000001f00000005776f726c6400000006616e796f6e650000000004"
+        "0000000500000013000000022f61000000056d756c7469000000020000000200000008000000042f632f7800"
+        "0000020000000302cb4afa"
+    ),
+    (
+        "0100000cabd600000000000a000000000000000e000001a21934c2be0000000e00000002000000010000002c"
+        "000000032f6d32000000016d000000010000001f00000005776f726c6400000006616e796f6e650000000005"
+        "ffffffff00000004ffffff9b000000020000000302cb4afa"
+    ),
+    (
+        "0100000cabd600000000000b000000000000000f000001a21934c2ce00000001000000062fc3a974c3a90000"
+        "0002c3bc000000010000001f00000005776f726c6400000006616e796f6e6500000000050000000200000003"
+        "2b094d35"
+    ),
+    (
+        "0100000cabd600000000000c0000000000000010000001a21934c2d2ffffffffffffff92"
+    ),
+    (
+        "0100000cabd600000000000d0000000000000011000001a21934c2d500000005000000012f00000008726f6f"
+        "74646174610000000100000002000000030d249c1b"
+    ),
+    (
+        "0100000cabd60001000000030000000000000012000001a21934c2d7fffffff500000002000000052f612f65"
+        "32000000032f653100000002000000025102e02b"
+    ),
+    (
+        "0100000cabd600000000000e0000000000000013000001a21934c532fffffff5000000010000000f2f612f73"
+        "2d303030303030303030310000000200000001a2e43563"
+    ),
+]
+
+
+def _decode_log_entry(raw: bytes) -> tuple[tuple, object, int | None]:
+    from zkfast._impl import core
+    from zkfast.wire import jute
+
+    header, off = core.decode_record(jute.TXN_HEADER, raw, 0)
+    record, off = core.decode_record(jute.TXNS[header[4]], raw, off)
+    if header[4] == 14:
+        record = [(t, core.decode_record(jute.TXNS[t], d, 0)[0]) for t, d in record[0]]
+    digest = None
+    if off < len(raw):
+        (_version, digest), off = core.decode_record(jute.TXN_DIGEST, raw, off)
+    assert off == len(raw)
+    return header, record, digest
+
+
+def test_replay_of_an_apache_log_matches_every_txn_digest() -> None:
+    t = DataTree()
+    checked = 0
+    for entry in APACHE_LOG:
+        header, record, digest = _decode_log_entry(bytes.fromhex(entry))
+        t.apply_txn(header, record)
+        if digest is not None:
+            assert t.digest() == digest & 0xFFFFFFFFFFFFFFFF, hex(header[2])
+            checked += 1
+        if header[2] == 0x12:
+            assert (t.node_count, t.approximate_data_size, t.ephemerals_count) == (10, 87, 1)
+    assert checked == len(APACHE_LOG) - 1  # the error txn carries no digest
+    assert t.last_processed_zxid == 0x13
+    assert t.digest() == t.recompute_digest()
+    assert t.children_of("/a") == []
+    assert t.nodes["/a"].cversion == 3 and t.nodes["/"].data == b"rootdata"
+    # Replaying the whole log again changes nothing (restore over a fuzzy snapshot).
+    before = t.digest()
+    for entry in APACHE_LOG:
+        header, record, _ = _decode_log_entry(bytes.fromhex(entry))
+        t.apply_txn(header, record)
+    assert t.digest() == before
