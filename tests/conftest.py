@@ -91,6 +91,12 @@ def zk_server(
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def super_credentials() -> tuple[str, str]:
+    """(user, password) of the super digest every test server is configured with."""
+    return SUPER_USER, SUPER_PASSWORD
+
+
 @pytest.fixture
 def kazoo_client(zk_server: ServerProcess) -> Iterator[Callable[..., KazooClient]]:
     """Factory: `kazoo_client(hosts=None, start=True, **KazooClient kwargs)`; all closed at teardown."""
