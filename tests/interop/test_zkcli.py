@@ -27,7 +27,6 @@ import pytest
 
 from zkfast.testing.procs import ServerProcess
 
-
 pytestmark = pytest.mark.interop
 
 ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
