@@ -209,6 +209,19 @@ def test_ttl_owner_without_extended_types_is_a_session() -> None:
     assert stat(t, "/t")["ephemeralOwner"] == owner
 
 
+def test_create_txn_v0_without_parent_cversion() -> None:
+    t = DataTree()
+    create(t, 1, "/p")
+    t.apply_txn(hdr(2, 1), ("/p/a", b"", OPEN_ACL_UNSAFE, False))
+    assert t.nodes["/p"].cversion == 1 and t.nodes["/p"].pzxid == 2
+
+
+def test_close_session_accepts_a_bare_path_list() -> None:
+    t = _with_ephemerals()
+    trig = t.apply_txn(hdr(6, -11), ["/e3"])
+    assert trig[:2] == [("/e3", DELETED), ("/", CHILDREN)] and SESSION not in t.ephemerals
+
+
 def test_create2_returns_same_triggers_and_stat() -> None:
     t = DataTree()
     assert create(t, 1, "/a", b"d", type_=15) == [("/a", CREATED), ("/", CHILDREN)]
@@ -346,7 +359,7 @@ def test_close_session_with_paths_in_txn() -> None:
     check_digest(t)
 
 
-@pytest.mark.parametrize("record", [None, (None,), ([],)])
+@pytest.mark.parametrize("record", [None, (None,), ([],), []])
 def test_close_session_without_paths(record: object) -> None:
     t = _with_ephemerals()
     trig = t.apply_txn(hdr(6, -11), record)

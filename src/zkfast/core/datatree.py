@@ -463,18 +463,21 @@ class DataTree:
         """createSession, check and error txns leave the tree as it is."""
 
     def _apply_create(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
-        # CreateTxn{path, data, acl, ephemeral, parentCVersion}
+        # CreateTxn{path, data, acl, ephemeral, parentCVersion}; CreateTxnV0 (pre-3.3 logs)
+        # has no parentCVersion, which reads as -1 (parent + 1).
         path = record[0]
         owner = header[0] if record[3] else 0
+        parent_cversion = record[4] if len(record) > 4 else -1
         try:
             self._create_node(
-                path, record[1], record[2], owner, record[4], header[2], header[3], triggers
+                path, record[1], record[2], owner, parent_cversion, header[2], header[3],
+                triggers,
             )
         except _NodeExists:
             if header[4] == 1:
                 # Replaying a create over a fuzzy snapshot: the node was deleted and recreated
                 # after the parent was serialized. Repair the parent (processTxn, NODEEXISTS).
-                self._set_cversion_pzxid(parent_of(path), record[4], header[2])
+                self._set_cversion_pzxid(parent_of(path), parent_cversion, header[2])
             raise
 
     def _apply_create_container(
@@ -534,7 +537,8 @@ class DataTree:
         session_id = header[0]
         zxid = header[2]
         local = self.ephemerals.pop(session_id, None)
-        in_txn = record[0] if record is not None else None
+        # The decoded CloseSessionTxn is (paths2Delete,); a bare list of paths is accepted too.
+        in_txn = record if isinstance(record, list) else (None if record is None else record[0])
         if in_txn is not None:
             for path in in_txn:
                 try:
