@@ -181,7 +181,10 @@ class SessionTracker:
                     del self._buckets[old]
 
     def poll_expired(self, now_ms: int) -> list[int]:
-        """Every session whose bucket time is ``<= now_ms``, marked closing, in id order."""
+        """Every session whose bucket time is ``<= now_ms``, marked closing.
+
+        Bucket by bucket in time order (as the expirer drains them), id order inside one.
+        """
         if now_ms < self._next_expiration_ms:
             return []
         tick = self.tick_ms

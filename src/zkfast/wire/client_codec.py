@@ -293,6 +293,8 @@ def decode_multi_reply(frame: bytes, offset: int) -> list[tuple[int, int, Any]]:
         body: Any = None
         if layout is not None:
             body, pos = _decode(layout, frame, pos)
+        if op == -1:
+            err, body = body[0], None  # ErrorResult: the code is the result
         out.append((op, err, body))
 
 
