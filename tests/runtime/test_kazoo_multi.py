@@ -16,6 +16,7 @@ from kazoo.protocol.states import ZnodeStat
 from zkfast.testing.rawclient import OP, OPEN_ACL, Reader, Writer
 
 OK, NO_NODE, BAD_VERSION, NODE_EXISTS, RUNTIME_INCONSISTENCY = 0, -101, -103, -110, -2
+MARSHALLING_ERROR = -5
 
 
 def create_record(path: str, data: bytes = b"", flags: int = 0, ttl: int | None = None) -> bytes:
@@ -172,7 +173,17 @@ def test_empty_multi(raw_client):
     assert raw.multi([]) == (OK, [])
 
 
-def test_multi_rejects_read_ops(raw_client, znode):
+def test_multi_with_a_read_op_is_marshalling_error(raw_client, znode):
     raw = raw_client()
-    err, results = raw.multi([(OP["getData"], bytes(Writer().string(znode).bool(False).out))])
-    assert err != OK or [e for _, e, _ in results] != [OK]
+    assert raw.exists(znode)[0] == OK
+    before = raw.last_zxid
+    w = Writer()
+    w.int(OP["create"]).bool(False).int(-1)
+    w.out += create_record(f"{znode}/a")
+    w.int(OP["getData"]).bool(False).int(-1).string(znode).bool(False)
+    w.int(-1).bool(True).int(-1)
+    reply = raw.call(OP["multi"], bytes(w.out))
+    assert (reply.err, reply.body) == (MARSHALLING_ERROR, b"")
+    assert reply.zxid == before + 1  # Apache logs an error txn for it
+    assert raw.ping().err == OK  # the connection stays open
+    assert raw.exists(f"{znode}/a")[0] == NO_NODE
