@@ -32,13 +32,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .datatree import node_digest as _node_digest
 from ..wire.constants import (
     CONTAINER_EPHEMERAL_OWNER,
     TTL_EPHEMERAL_OWNER_MASK,
     TTL_MAX_MS,
     Err,
 )
+from .datatree import node_digest as _node_digest
 
 __all__ = [
     "KeeperError",
@@ -333,6 +333,7 @@ class Prepper:
         new_cversion = parent_cversion + 1
         if data is None:
             data = b""
+        txn: tuple[Any, ...]
         if opcode == 19:
             txn_type, txn = 19, (path, data, acl_list, new_cversion)
             owner = CONTAINER_EPHEMERAL_OWNER

@@ -37,11 +37,9 @@ invariants (a zxid out of order) are assertions; a bad client only closes its co
 
 from __future__ import annotations
 
-import random
-import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._impl import ProtocolError
 from ..config import ServerConfig
@@ -64,6 +62,9 @@ from .events import (
 from .requests import KeeperError, PendingView, Prepper
 from .sessions import SessionTracker, generate_passwd
 from .watches import WatchManager
+
+if TYPE_CHECKING:  # a core imports no random module: the rng is injected
+    import random
 
 __all__ = ["ServerCore", "ServerStats", "java_auth_order"]
 
@@ -182,12 +183,19 @@ class ServerCore:
         rng: randomness for SASL nonces (session passwords are derived, not random).
         tree: a restored ``DataTree`` (default: a fresh one at zxid 0).
         sessions: restored ``(session_id, timeout_ms)`` pairs, tracked as live.
+        four_letter_words: ``(word, core, config, now_ms) -> bytes`` for a
+            ``FourLetterWordReceived`` event (the runtime passes
+            ``zkfast.runtime.admin.run_four_letter_word``; without it the connection is just
+            closed). The runtime may also call that function itself and never send the event.
     """
 
     def __init__(self, config: ServerConfig, *, now_ms: int, rng: random.Random,
                  tree: DataTree | None = None,
-                 sessions: list[tuple[int, int]] | None = None) -> None:
+                 sessions: list[tuple[int, int]] | None = None,
+                 four_letter_words: Callable[[bytes, Any, ServerConfig, int], bytes] | None
+                 = None) -> None:
         self.config = config
+        self.four_letter_words = four_letter_words
         self.rng = rng
         self.tree = tree if tree is not None else DataTree(
             extended_types_enabled=config.extended_types_enabled)
@@ -324,10 +332,9 @@ class ServerCore:
         return buf
 
     def _on_four_letter_word(self, ev: FourLetterWordReceived) -> None:
-        from ..runtime.admin import run_four_letter_word  # runtime-side formatting
-
-        text = run_four_letter_word(ev.word, self, self.config, self._now_ms)
-        self._buf(ev.conn_id).extend(text)
+        if self.four_letter_words is not None:
+            text = self.four_letter_words(ev.word, self, self.config, self._now_ms)
+            self._buf(ev.conn_id).extend(text)
         conn = self.conns.get(ev.conn_id)
         if conn is not None:
             self._forget(conn)
@@ -739,7 +746,7 @@ class ServerCore:
                 else:
                     out.append((-1, -2 if seen_error else 0, None))
             return out
-        for (sub_type, sub), (op, path) in zip(t.record, t.results):
+        for op, path in t.results:
             if op == 1:
                 out.append((1, 0, (path,)))
             elif op in (15, 19, 21):

@@ -177,7 +177,7 @@ def decode_request(opcode: int, frame: bytes, offset: int = 8) -> Any:
 
 def decode_auth_packet(frame: bytes, offset: int = 8) -> tuple[int, str | None, bytes | None]:
     """Decode the AuthPacket ``(type, scheme, auth)`` of an xid -4 request."""
-    return _decode(jute.AUTH_PACKET, frame, offset)[0]  # type: ignore[no-any-return]
+    return _decode(jute.AUTH_PACKET, frame, offset)[0]
 
 
 # ------------------------------------------------------------------ server side: encode

@@ -110,4 +110,4 @@ def decode_txn(data: bytes) -> tuple[tuple[int, int, int, int, int], Any, int | 
     digest: int | None = None
     if end - pos >= 12:
         (_version, digest), pos = _decode(jute.TXN_DIGEST, data, pos, end)
-    return header, record, digest  # type: ignore[return-value]
+    return header, record, digest
