@@ -36,6 +36,7 @@ from operator import index as _index
 
 
 cdef extern from "Python.h":
+    long long PyLong_AsLongLongAndOverflow(object value, int* overflow) except? -1
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
     int PyUnicode_KIND(object text)
     int PyUnicode_4BYTE_KIND
@@ -99,14 +100,11 @@ class ProtocolError(ValueError):
 
 cdef int64_t as_int(str name, object value, int64_t lo, int64_t hi, str what) except? -1:
     """Range-check a Python int like the twin's ``_check_int`` and narrow it."""
-    cdef int64_t v = 0
-    cdef bint overflow = False
+    cdef int overflow = 0
+    cdef long long v
     if type(value) is not int:
         value = _index(value)  # TypeError for floats, strings, None
-    try:
-        v = value
-    except OverflowError:
-        overflow = True
+    v = PyLong_AsLongLongAndOverflow(value, &overflow)
     if overflow or v < lo or v > hi:
         raise OverflowError(f"{name}: {value} does not fit in {what}")
     return v
@@ -308,11 +306,11 @@ def java_utf8(str text):
 cdef class Writer:
     """A growable C buffer for one encode call; appended to the caller's output at the end."""
 
-    def __cinit__(self, Py_ssize_t cap=256):
-        self.data = <unsigned char*>PyMem_Malloc(cap)
+    def __cinit__(self):
+        self.data = <unsigned char*>PyMem_Malloc(256)
         if self.data == NULL:
             raise MemoryError()
-        self.cap = cap
+        self.cap = 256
         self.size = 0
 
     def __dealloc__(self):
@@ -432,15 +430,8 @@ cdef class Writer:
         return 0
 
     cdef int stat(self, object stat) except -1:
-        cdef Py_ssize_t i
-        cdef tuple names = _STAT_NAMES
-        if len(stat) != 11:
-            raise ValueError(f"record needs 11 values, got {len(stat)}")
-        for i in range(11):
-            if i == 4 or i == 5 or i == 6 or i == 8 or i == 9:
-                self.i32(<int32_t>as_int(names[i], stat[i], INT32_MIN, INT32_MAX, "an int"))
-            else:
-                self.i64(as_int(names[i], stat[i], INT64_MIN, INT64_MAX, "a long"))
+        _stat_into(stat, self.room(68))
+        self.size += 68
         return 0
 
     cdef int append_to(self, bytearray out) except -1:
@@ -451,6 +442,22 @@ cdef class Writer:
         return 0
 
 
+cdef int _stat_into(object stat, unsigned char* p) except -1:
+    """Write the 68-byte wire Stat of an 11-value sequence at ``p``."""
+    cdef Py_ssize_t i
+    cdef tuple names = _STAT_NAMES
+    if len(stat) != 11:
+        raise ValueError(f"record needs 11 values, got {len(stat)}")
+    for i in range(11):
+        if i == 4 or i == 5 or i == 6 or i == 8 or i == 9:
+            wr32(p, <int32_t>as_int(names[i], stat[i], INT32_MIN, INT32_MAX, "an int"))
+            p += 4
+        else:
+            wr64(p, as_int(names[i], stat[i], INT64_MIN, INT64_MAX, "a long"))
+            p += 8
+    return 0
+
+
 cdef tuple _STAT_NAMES = (
     "czxid", "mzxid", "ctime", "mtime", "version", "cversion", "aversion", "ephemeralOwner",
     "dataLength", "numChildren", "pzxid",
@@ -459,16 +466,19 @@ cdef tuple _STAT_NAMES = (
 
 def encode_record(layout, values, bytearray out not None):
     """Append the jute encoding of ``values`` (a sequence matching ``layout``) to ``out``."""
-    cdef Writer w = Writer(256)
+    cdef Writer w = Writer.__new__(Writer)
     w.fields(layout, values)
     w.append_to(out)
 
 
 def encode_stat(stat, bytearray out not None):
     """Append the 68-byte wire Stat (11 fields, ``STAT`` layout order) to ``out``."""
-    cdef Writer w = Writer(68)
-    w.stat(stat)
-    w.append_to(out)
+    cdef unsigned char buf[68]
+    cdef Py_ssize_t old
+    _stat_into(stat, buf)
+    old = PyByteArray_GET_SIZE(out)
+    PyByteArray_Resize(out, old + 68)
+    memcpy(PyByteArray_AS_STRING(out) + old, buf, 68)
 
 
 def encode_reply_frame(xid, zxid, err, layout, body):
@@ -486,7 +496,7 @@ def encode_reply_frame(xid, zxid, err, layout, body):
         wr64(head + 8, z)
         wr32(head + 16, e)
         return PyBytes_FromStringAndSize(<const char*>head, 20)
-    w = Writer(256)
+    w = Writer.__new__(Writer)
     w.room(20)
     w.size = 20
     w.fields(layout, body)

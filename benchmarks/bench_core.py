@@ -1,0 +1,133 @@
+"""pytest-benchmark of the core kernels at server size, in both builds.
+
+Each benchmark runs one server-sized operation (10k frames or replies), on the compiled core
+and on the pure twin, and asserts its result. The compiled/pure ratios go in
+benchmarks/RESULTS-core.md with the command that produced them:
+
+    pytest benchmarks/bench_core.py --benchmark-only --benchmark-group-by=group
+
+CI runs this file with ``--benchmark-disable`` (each body once, as a test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from zkfast import _core_py
+from zkfast.wire import jute
+
+try:
+    from zkfast import _core as _compiled
+except ImportError:  # pragma: no cover - the compiled core is not built
+    _compiled = None
+
+N = 10_000
+FRAME_BYTES_MAX = 0xFFFFF
+IMPLS = [
+    pytest.param(
+        _compiled, id="compiled",
+        marks=pytest.mark.skipif(_compiled is None, reason="compiled core not built"),
+    ),
+    pytest.param(_core_py, id="pure"),
+]
+STAT = (0x100000003, 0x1000004D2, 1700000000000, 1700000123456, 12, 4, 0, 0, 100, 2,
+        0x100000007)
+ACL_OPEN = [(31, ("world", "anyone"))]
+
+
+@pytest.fixture(params=IMPLS)
+def core(request: pytest.FixtureRequest) -> ModuleType:
+    return request.param  # type: ignore[no-any-return]
+
+
+def request_frame(xid: int, op: int, body: tuple[Any, ...]) -> bytes:
+    out = bytearray(jute.encode(jute.REQUEST_HEADER, (xid, op)))
+    _core_py.encode_record(jute.REQUESTS[op], body, out)
+    return bytes(out)
+
+
+def mixed_requests() -> list[bytes]:
+    """10k requests as a client mix sends them: getData, setData and create, in turn."""
+    frames = []
+    for i in range(N):
+        path = f"/app/service/member-{i:06d}"
+        kind = i % 3
+        if kind == 0:
+            frames.append(request_frame(i + 1, 4, (path, True)))
+        elif kind == 1:
+            frames.append(request_frame(i + 1, 5, (path, b"v" * 100, -1)))
+        else:
+            frames.append(request_frame(i + 1, 1, (path, b"payload" * 8, ACL_OPEN, 0)))
+    return frames
+
+
+def run(benchmark: Any, fn: Callable[[], Any]) -> Any:
+    return benchmark.pedantic(fn, rounds=15, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="split 10k frames")
+def test_split_10k_frames(benchmark: Any, core: ModuleType) -> None:
+    frames = mixed_requests()
+    stream = b"".join(len(f).to_bytes(4, "big") + f for f in frames)
+
+    got, pos = run(benchmark, lambda: core.split_frames(stream, 0, FRAME_BYTES_MAX))
+    assert pos == len(stream)
+    assert got == frames
+
+
+@pytest.mark.benchmark(group="decode 10k requests")
+def test_decode_10k_requests(benchmark: Any, core: ModuleType) -> None:
+    frames = mixed_requests()
+    requests = jute.REQUESTS
+    header = core.decode_request_header
+    decode = core.decode_record
+
+    def decode_all() -> list[tuple[int, int, tuple[Any, ...]]]:
+        out = []
+        for frame in frames:
+            xid, op = header(frame)
+            record, _ = decode(requests[op], frame, 8)
+            out.append((xid, op, record))
+        return out
+
+    got = run(benchmark, decode_all)
+    assert len(got) == N
+    assert got[0] == (1, 4, ("/app/service/member-000000", True))
+    assert got[1] == (2, 5, ("/app/service/member-000001", b"v" * 100, -1))
+    assert got[2] == (3, 1, ("/app/service/member-000002", b"payload" * 8, ACL_OPEN, 0))
+    assert sum(1 for _, op, _ in got if op == 5) == N // 3
+
+
+@pytest.mark.benchmark(group="encode 10k getData replies")
+def test_encode_10k_getdata_replies(benchmark: Any, core: ModuleType) -> None:
+    data = b"d" * 100
+    layout = jute.GET_DATA_RESPONSE
+    reply = core.encode_reply_frame
+
+    def encode_all() -> list[bytes]:
+        return [reply(xid, 0x100000007, 0, layout, (data, STAT)) for xid in range(1, N + 1)]
+
+    got = run(benchmark, encode_all)
+    assert len(got) == N
+    assert all(len(f) == 4 + 16 + 4 + 100 + 68 for f in got)
+    assert _core_py.decode_record(jute.REPLY_HEADER + layout, got[-1], 4) == (
+        (N, 0x100000007, 0, data, STAT), len(got[-1]))
+
+
+@pytest.mark.benchmark(group="encode 10k stats")
+def test_encode_10k_stats(benchmark: Any, core: ModuleType) -> None:
+    encode_stat = core.encode_stat
+
+    def encode_all() -> bytearray:
+        out = bytearray()
+        for _ in range(N):
+            encode_stat(STAT, out)
+        return out
+
+    got = run(benchmark, encode_all)
+    assert len(got) == N * 68
+    assert bytes(got[-68:]) == jute.encode(jute.STAT, STAT)
