@@ -29,13 +29,13 @@ N = 10_000
 FRAME_BYTES_MAX = 0xFFFFF
 IMPLS = [
     pytest.param(
-        _compiled, id="compiled",
+        _compiled,
+        id="compiled",
         marks=pytest.mark.skipif(_compiled is None, reason="compiled core not built"),
     ),
     pytest.param(_core_py, id="pure"),
 ]
-STAT = (0x100000003, 0x1000004D2, 1700000000000, 1700000123456, 12, 4, 0, 0, 100, 2,
-        0x100000007)
+STAT = (0x100000003, 0x1000004D2, 1700000000000, 1700000123456, 12, 4, 0, 0, 100, 2, 0x100000007)
 ACL_OPEN = [(31, ("world", "anyone"))]
 
 
@@ -115,7 +115,9 @@ def test_encode_10k_getdata_replies(benchmark: Any, core: ModuleType) -> None:
     assert len(got) == N
     assert all(len(f) == 4 + 16 + 4 + 100 + 68 for f in got)
     assert _core_py.decode_record(jute.REPLY_HEADER + layout, got[-1], 4) == (
-        (N, 0x100000007, 0, data, STAT), len(got[-1]))
+        (N, 0x100000007, 0, data, STAT),
+        len(got[-1]),
+    )
 
 
 @pytest.mark.benchmark(group="encode 10k stats")

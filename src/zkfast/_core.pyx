@@ -81,7 +81,6 @@ STAT_BYTES = 68
 REPLY_HEADER_BYTES = 16
 
 
-
 class ProtocolError(ValueError):
     """Malformed outside input: names the field, the offset, what was expected and found."""
 
@@ -354,7 +353,6 @@ cdef class Writer:
         cdef object name, sub
         cdef long code
         cdef Py_buffer view
-        cdef bytes raw
         name, code, sub = spec
         if code == C_INT:
             self.i32(<int32_t>as_int(name, value, INT32_MIN, INT32_MAX, "an int"))

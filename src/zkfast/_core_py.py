@@ -122,8 +122,9 @@ class ProtocolError(ValueError):
 # --------------------------------------------------------------------------- frames
 
 
-def split_frames(buf: bytes | bytearray | memoryview, offset: int, frame_bytes_max: int
-                 ) -> tuple[list[bytes], int]:
+def split_frames(
+    buf: bytes | bytearray | memoryview, offset: int, frame_bytes_max: int
+) -> tuple[list[bytes], int]:
     """Cut every complete length-prefixed frame out of ``buf`` starting at ``offset``.
 
     Returns the payloads (without their 4-byte length) and the offset just past the last
@@ -156,8 +157,9 @@ def _need(field: str, pos: int, end: int, n: int, what: str) -> None:
         raise ProtocolError(field, pos, f"{n} bytes of {what}", f"{max(end - pos, 0)} bytes left")
 
 
-def _decode_value(spec: tuple[str, int, Any], buf: Any, pos: int, end: int, prefix: str
-                  ) -> tuple[Any, int]:
+def _decode_value(
+    spec: tuple[str, int, Any], buf: Any, pos: int, end: int, prefix: str
+) -> tuple[Any, int]:
     name, code, sub = spec
     field = prefix + name
     if code == T_INT:
@@ -203,8 +205,9 @@ def _decode_value(spec: tuple[str, int, Any], buf: Any, pos: int, end: int, pref
     raise ProtocolError(field, pos, "a known jute type", f"type code {code}")
 
 
-def _decode_fields(layout: tuple[Any, ...], buf: Any, pos: int, end: int, prefix: str
-                   ) -> tuple[tuple[Any, ...], int]:
+def _decode_fields(
+    layout: tuple[Any, ...], buf: Any, pos: int, end: int, prefix: str
+) -> tuple[tuple[Any, ...], int]:
     values = []
     for spec in layout:
         value, pos = _decode_value(spec, buf, pos, end, prefix)
@@ -212,8 +215,9 @@ def _decode_fields(layout: tuple[Any, ...], buf: Any, pos: int, end: int, prefix
     return tuple(values), pos
 
 
-def decode_record(layout: tuple[Any, ...], buf: bytes | bytearray | memoryview, offset: int = 0,
-                  end: int = -1) -> tuple[tuple[Any, ...], int]:
+def decode_record(
+    layout: tuple[Any, ...], buf: bytes | bytearray | memoryview, offset: int = 0, end: int = -1
+) -> tuple[tuple[Any, ...], int]:
     """Decode one record of ``layout`` from ``buf[offset:end]``.
 
     Returns the field values as a tuple and the offset just past the record.
@@ -251,9 +255,17 @@ def decode_request_header(frame: bytes | bytearray | memoryview) -> tuple[int, i
 _STAT_LAYOUT: tuple[tuple[str, int, None], ...] = tuple(
     (name, T_LONG if width == 8 else T_INT, None)
     for name, width in (
-        ("czxid", 8), ("mzxid", 8), ("ctime", 8), ("mtime", 8), ("version", 4),
-        ("cversion", 4), ("aversion", 4), ("ephemeralOwner", 8), ("dataLength", 4),
-        ("numChildren", 4), ("pzxid", 8),
+        ("czxid", 8),
+        ("mzxid", 8),
+        ("ctime", 8),
+        ("mtime", 8),
+        ("version", 4),
+        ("cversion", 4),
+        ("aversion", 4),
+        ("ephemeralOwner", 8),
+        ("dataLength", 4),
+        ("numChildren", 4),
+        ("pzxid", 8),
     )
 )
 
@@ -323,7 +335,7 @@ def _encode_value(spec: tuple[str, int, Any], value: Any, out: bytearray) -> Non
 def _encode_fields(layout: tuple[Any, ...], values: Any, out: bytearray) -> None:
     if len(values) != len(layout):
         raise ValueError(f"record needs {len(layout)} values, got {len(values)}")
-    for spec, value in zip(layout, values):
+    for spec, value in zip(layout, values, strict=True):
         _encode_value(spec, value, out)
 
 
@@ -350,8 +362,9 @@ def encode_stat(stat: Any, out: bytearray) -> None:
     out += record
 
 
-def encode_reply_frame(xid: int, zxid: int, err: int, layout: tuple[Any, ...] | None,
-                       body: Any) -> bytes:
+def encode_reply_frame(
+    xid: int, zxid: int, err: int, layout: tuple[Any, ...] | None, body: Any
+) -> bytes:
     """One reply frame: int32 length, ReplyHeader ``(xid, zxid, err)``, then ``body``.
 
     ``layout`` and ``body`` are both ``None`` for a header-only reply (errors, pings, replies

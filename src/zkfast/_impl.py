@@ -23,7 +23,7 @@ else:
                 "zkfast: the compiled core zkfast._core is missing; rebuild with Cython "
                 "(pip install .) or set ZKFAST_PURE=1 to run the pure-Python core on purpose"
             ) from exc
-        from . import _core_py as core  # type: ignore[no-redef]
+        from . import _core_py as core
 
 ProtocolError = core.ProtocolError
 IMPLEMENTATION: str = core.IMPLEMENTATION

@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover - the compiled core is not built
 IMPLS = [
     pytest.param(_core_py, id="pure"),
     pytest.param(
-        _compiled, id="compiled",
+        _compiled,
+        id="compiled",
         marks=pytest.mark.skipif(_compiled is None, reason="compiled core not built"),
     ),
 ]
@@ -45,10 +46,16 @@ ALL_LAYOUTS: list[tuple[str, Any]] = (
     [(f"request {op}", layout) for op, layout in sorted(jute.REQUESTS.items())]
     + [(f"response {op}", layout) for op, layout in sorted(jute.RESPONSES.items())]
     + [(f"txn {t}", layout) for t, layout in sorted(jute.TXNS.items())]
-    + [("connect request", jute.CONNECT_REQUEST), ("connect response", jute.CONNECT_RESPONSE),
-       ("reply header", jute.REPLY_HEADER), ("watcher event", jute.WATCHER_EVENT),
-       ("auth packet", jute.AUTH_PACKET), ("multi header", jute.MULTI_HEADER),
-       ("txn header", jute.TXN_HEADER), ("stat persisted", jute.STAT_PERSISTED)]
+    + [
+        ("connect request", jute.CONNECT_REQUEST),
+        ("connect response", jute.CONNECT_RESPONSE),
+        ("reply header", jute.REPLY_HEADER),
+        ("watcher event", jute.WATCHER_EVENT),
+        ("auth packet", jute.AUTH_PACKET),
+        ("multi header", jute.MULTI_HEADER),
+        ("txn header", jute.TXN_HEADER),
+        ("stat persisted", jute.STAT_PERSISTED),
+    ]
 )
 
 
@@ -99,20 +106,20 @@ def mutate(frame: bytes, rng: random.Random, other: bytes) -> bytes:
         elif kind == 1 and raw:
             raw[rng.randrange(len(raw))] = rng.choice([0x00, 0xFF, 0x7F, 0x80])
         elif kind == 2 and raw:
-            del raw[rng.randrange(len(raw)):]
+            del raw[rng.randrange(len(raw)) :]
         elif kind == 3:
             i = rng.randrange(len(raw) + 1)
             raw[i:i] = rng.randbytes(rng.randrange(1, 6))
         elif kind == 4 and len(raw) >= 4:
             i = rng.randrange(len(raw) - 3)
             v = rng.choice([*INTERESTING_INTS, len(raw), len(raw) - i, len(raw) - i - 3])
-            raw[i:i + 4] = (v & 0xFFFFFFFF).to_bytes(4, "big")
+            raw[i : i + 4] = (v & 0xFFFFFFFF).to_bytes(4, "big")
         elif kind == 5 and raw:
             i = rng.randrange(len(raw))
-            del raw[i:i + rng.randrange(1, 9)]
+            del raw[i : i + rng.randrange(1, 9)]
         elif kind == 6:
             cut = rng.randrange(len(raw) + 1)
-            raw = raw[:cut] + other[rng.randrange(len(other) + 1):]
+            raw = raw[:cut] + other[rng.randrange(len(other) + 1) :]
     return bytes(raw)
 
 
@@ -162,8 +169,10 @@ def test_mutated_request_frames(core: ModuleType, seed: int) -> None:
             bad = mutate(frame, rng, rng.choice(frames))
             result = check_frame(core, bad)
             if _compiled is not None:
-                assert result == check_frame(
-                    _core_py if core is _compiled else _compiled, bad), (seed, bad.hex())
+                assert result == check_frame(_core_py if core is _compiled else _compiled, bad), (
+                    seed,
+                    bad.hex(),
+                )
 
 
 @pytest.mark.parametrize("seed", SEEDS[:4])
@@ -228,8 +237,9 @@ def test_valid_frames_decode_exactly(core: ModuleType) -> None:
         assert bytes(out) == frame
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=80), which=st.integers(0, len(ALL_LAYOUTS) - 1))
 def test_random_bytes_every_decoder(core: ModuleType, data: bytes, which: int) -> None:
     decode_or_protocol_error(core, ALL_LAYOUTS[which][1], data, 0)

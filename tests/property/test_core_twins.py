@@ -23,17 +23,27 @@ from zkfast.wire import jute
 
 compiled = pytest.importorskip("zkfast._core", reason="compiled core not built")
 
-FAST = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-SLOW = settings(max_examples=4000, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+SLOW = settings(
+    max_examples=4000,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
+)
 
 
 @pytest.fixture(autouse=True)
 def _slow_only_when_asked(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("slow") and "slow" not in (
-            request.config.getoption("markexpr") or ""):
+        request.config.getoption("markexpr") or ""
+    ):
         pytest.skip("long property run: select it with -m slow")
 
 
@@ -56,9 +66,11 @@ leaf_spec = st.tuples(NAMES, LEAF_CODES, st.none())
 def _extender(record_min: int) -> Callable[[st.SearchStrategy[Any]], st.SearchStrategy[Any]]:
     def extend(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         vector = st.tuples(NAMES, st.just(T_VECTOR), children)
-        record = st.tuples(NAMES, st.just(T_RECORD),
-                           st.lists(children, min_size=record_min, max_size=4).map(tuple))
+        record = st.tuples(
+            NAMES, st.just(T_RECORD), st.lists(children, min_size=record_min, max_size=4).map(tuple)
+        )
         return vector | record
+
     return extend
 
 
@@ -70,15 +82,25 @@ field_spec = st.recursive(leaf_spec, _extender(1), max_leaves=8)
 layouts = st.lists(field_spec, max_size=5).map(tuple)
 odd_layouts = st.lists(st.recursive(leaf_spec, _extender(0), max_leaves=8), max_size=5).map(tuple)
 real_layouts = st.sampled_from(
-    [jute.CREATE_REQUEST, jute.SET_DATA_REQUEST, jute.SET_WATCHES2, jute.GET_DATA_RESPONSE,
-     jute.GET_ACL_RESPONSE, jute.MULTI_TXN, jute.WHO_AM_I_RESPONSE, jute.CONNECT_REQUEST,
-     jute.REPLY_HEADER + jute.GET_CHILDREN2_RESPONSE, jute.TXN_HEADER + jute.CREATE_TXN]
+    [
+        jute.CREATE_REQUEST,
+        jute.SET_DATA_REQUEST,
+        jute.SET_WATCHES2,
+        jute.GET_DATA_RESPONSE,
+        jute.GET_ACL_RESPONSE,
+        jute.MULTI_TXN,
+        jute.WHO_AM_I_RESPONSE,
+        jute.CONNECT_REQUEST,
+        jute.REPLY_HEADER + jute.GET_CHILDREN2_RESPONSE,
+        jute.TXN_HEADER + jute.CREATE_TXN,
+    ]
 )
 any_layout = layouts | real_layouts
 
 any_text = st.text(alphabet=st.characters() | st.integers(0xD800, 0xDFFF).map(chr), max_size=12)
-plain_text = st.text(alphabet=st.characters(exclude_categories=("Cs",), max_codepoint=0xFFFF),
-                     max_size=12)
+plain_text = st.text(
+    alphabet=st.characters(exclude_categories=("Cs",), max_codepoint=0xFFFF), max_size=12
+)
 
 
 def values_for(spec: tuple[str, int, Any], text: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
@@ -159,9 +181,11 @@ def prop_exact_round_trip(lv: Any) -> None:
 
 
 test_cross_round_trip, test_cross_round_trip_slow = twin_tests(
-    prop_cross_round_trip, layout_and_values())
+    prop_cross_round_trip, layout_and_values()
+)
 test_exact_round_trip, test_exact_round_trip_slow = twin_tests(
-    prop_exact_round_trip, layout_and_values(plain_text))
+    prop_exact_round_trip, layout_and_values(plain_text)
+)
 
 
 # ----------------------------------------------------------------------------- hostile bytes
@@ -169,7 +193,8 @@ test_exact_round_trip, test_exact_round_trip_slow = twin_tests(
 
 def prop_random_bytes(layout: Any, buf: bytes, offset: int, end: int) -> None:
     assert outcome(pure.decode_record, layout, buf, offset, end) == outcome(
-        compiled.decode_record, layout, buf, offset, end)
+        compiled.decode_record, layout, buf, offset, end
+    )
 
 
 @st.composite
@@ -182,14 +207,15 @@ def mutated(draw: st.DrawFn) -> Any:
             i = draw(st.integers(0, len(raw) - 1))
             raw[i] = draw(st.integers(0, 255))
         elif kind == "cut" and raw:
-            del raw[draw(st.integers(0, len(raw) - 1)):]
+            del raw[draw(st.integers(0, len(raw) - 1)) :]
         elif kind == "insert":
             i = draw(st.integers(0, len(raw)))
             raw[i:i] = draw(st.binary(min_size=1, max_size=4))
         elif kind == "length" and len(raw) >= 4:
             i = draw(st.integers(0, len(raw) - 4))
-            raw[i:i + 4] = draw(st.sampled_from(
-                [-1, -2, 0, 1, 0x7FFFFFFF, -(2**31), len(raw)])).to_bytes(4, "big", signed=True)
+            raw[i : i + 4] = draw(
+                st.sampled_from([-1, -2, 0, 1, 0x7FFFFFFF, -(2**31), len(raw)])
+            ).to_bytes(4, "big", signed=True)
     return layout, bytes(raw)
 
 
@@ -200,8 +226,12 @@ def prop_mutated_bytes(lb: Any) -> None:
 
 
 test_random_bytes, test_random_bytes_slow = twin_tests(
-    prop_random_bytes, any_layout | odd_layouts, st.binary(max_size=64), st.integers(0, 70),
-    st.integers(-1, 70))
+    prop_random_bytes,
+    any_layout | odd_layouts,
+    st.binary(max_size=64),
+    st.integers(0, 70),
+    st.integers(-1, 70),
+)
 test_mutated_bytes, test_mutated_bytes_slow = twin_tests(prop_mutated_bytes, mutated())
 
 
@@ -239,19 +269,24 @@ def prop_split_frames_cut(data: Any) -> None:
 
 def prop_split_frames_garbage(buf: bytes, offset: int, limit: int) -> None:
     assert outcome(pure.split_frames, buf, offset, limit) == outcome(
-        compiled.split_frames, buf, offset, limit)
+        compiled.split_frames, buf, offset, limit
+    )
 
 
 test_split_frames_cut, test_split_frames_cut_slow = twin_tests(prop_split_frames_cut, cut_stream())
 test_split_frames_garbage, test_split_frames_garbage_slow = twin_tests(
-    prop_split_frames_garbage, st.binary(max_size=48), st.integers(0, 50),
-    st.sampled_from([0, 1, 7, 64, 0xFFFFF, 2**31 - 1, 2**40]))
+    prop_split_frames_garbage,
+    st.binary(max_size=48),
+    st.integers(0, 50),
+    st.sampled_from([0, 1, 7, 64, 0xFFFFF, 2**31 - 1, 2**40]),
+)
 
 
 # ----------------------------------------------------------------------------- fast paths
 
 wide_int = st.integers(-(2**64), 2**64) | st.sampled_from(
-    [2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1])
+    [2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1]
+)
 
 
 def prop_request_header(frame: bytes) -> None:
@@ -282,22 +317,29 @@ def prop_stat(stat: Any) -> None:
 
 
 def prop_zxid(epoch: int, counter: int, zxid: int) -> None:
-    for fn, args in (("make_zxid", (epoch, counter)), ("zxid_epoch", (zxid,)),
-                     ("zxid_counter", (zxid,))):
+    for fn, args in (
+        ("make_zxid", (epoch, counter)),
+        ("zxid_epoch", (zxid,)),
+        ("zxid_counter", (zxid,)),
+    ):
         assert error_outcome(getattr(pure, fn), *args) == error_outcome(
-            getattr(compiled, fn), *args)
+            getattr(compiled, fn), *args
+        )
 
 
 stat_values = st.lists(wide_int | st.integers(-5, 5), min_size=10, max_size=12)
 reply_bodies = st.none() | layout_and_values()
 
 test_request_header, test_request_header_slow = twin_tests(
-    prop_request_header, st.binary(max_size=12))
+    prop_request_header, st.binary(max_size=12)
+)
 test_reply_frame, test_reply_frame_slow = twin_tests(
-    prop_reply_frame, wide_int, wide_int, wide_int, reply_bodies)
+    prop_reply_frame, wide_int, wide_int, wide_int, reply_bodies
+)
 test_stat, test_stat_slow = twin_tests(prop_stat, stat_values)
 test_zxid, test_zxid_slow = twin_tests(
-    prop_zxid, wide_int | st.integers(0, 2**32), wide_int | st.integers(0, 2**32), wide_int)
+    prop_zxid, wide_int | st.integers(0, 2**32), wide_int | st.integers(0, 2**32), wide_int
+)
 
 
 # ----------------------------------------------------------------------------- encode errors

@@ -24,7 +24,8 @@ except ImportError:  # pragma: no cover - the compiled core is not built
 IMPLS = [
     pytest.param(_core_py, id="pure"),
     pytest.param(
-        _compiled, id="compiled",
+        _compiled,
+        id="compiled",
         marks=pytest.mark.skipif(_compiled is None, reason="compiled core not built"),
     ),
 ]
@@ -74,8 +75,18 @@ def test_same_public_api(core: ModuleType) -> None:
     assert sorted(core.__all__) == sorted(_core_py.__all__)
     for name in _core_py.__all__:
         assert hasattr(core, name), name
-    for code in ("T_INT", "T_LONG", "T_BOOL", "T_USTRING", "T_BUFFER", "T_VECTOR", "T_RECORD",
-                 "T_BYTE", "STAT_BYTES", "REPLY_HEADER_BYTES"):
+    for code in (
+        "T_INT",
+        "T_LONG",
+        "T_BOOL",
+        "T_USTRING",
+        "T_BUFFER",
+        "T_VECTOR",
+        "T_RECORD",
+        "T_BYTE",
+        "STAT_BYTES",
+        "REPLY_HEADER_BYTES",
+    ):
         assert getattr(core, code) == getattr(_core_py, code)
 
 
@@ -224,8 +235,11 @@ def test_decode_memoryview_slice(core: ModuleType) -> None:
         (BUF, i32(2**31 - 1) + b"x", ("v.length", 0, "-1..1", "2147483647")),
         ((("kids", 6, ("k", 4, None)),), i32(3) + b"ab", ("kids.count", 0, "-1..2", "3")),
         ((("kids", 6, ("k", 4, None)),), i32(-7), ("kids.count", 0, "-1..0", "-7")),
-        ((("kids", 6, ("k", 4, None)),), i32(2) + s("a") + i32(9),
-         ("kids[1].k.length", 9, "-1..0", "9")),
+        (
+            (("kids", 6, ("k", 4, None)),),
+            i32(2) + s("a") + i32(9),
+            ("kids[1].k.length", 9, "-1..0", "9"),
+        ),
         ((("x", 99, None),), b"", ("x", 0, "a known jute type", "type code 99")),
     ],
 )
@@ -239,8 +253,12 @@ def test_decode_error_names_nested_fields(core: ModuleType) -> None:
     body = s("/a") + s("hi") + i32(2) + i32(31) + s("world") + s("anyone") + i32(1) + s("dig")
     with pytest.raises(core.ProtocolError) as ei:
         core.decode_record(jute.CREATE_REQUEST, body)
-    assert perr(ei.value)[1:] == ("acl[1].acl.id.id", len(body), "4 bytes of length",
-                                  "0 bytes left")
+    assert perr(ei.value)[1:] == (
+        "acl[1].acl.id.id",
+        len(body),
+        "4 bytes of length",
+        "0 bytes left",
+    )
     stat_cut = b"\x00" * 32  # czxid, mzxid, ctime, mtime
     with pytest.raises(core.ProtocolError) as ei:
         core.decode_record(jute.GET_DATA_RESPONSE, i32(0) + stat_cut)
@@ -280,10 +298,12 @@ def test_worked_create_frame(core: ModuleType) -> None:
 def test_worked_ping_and_replies(core: ModuleType) -> None:
     assert core.decode_request_header(bytes.fromhex("fffffffe0000000b")) == (-2, 11)
     assert core.encode_reply_frame(1, 0x100000003, -101, None, None) == bytes.fromhex(
-        "00000010000000010000000100000003ffffff9b")
+        "00000010000000010000000100000003ffffff9b"
+    )
     notification = core.encode_reply_frame(-1, -1, 0, jute.WATCHER_EVENT, (3, 3, "/foo"))
     assert notification == bytes.fromhex(
-        "00000020ffffffffffffffffffffffff00000000000000030000000300000004 2f666f6f".replace(" ", ""))
+        "00000020ffffffffffffffffffffffff00000000000000030000000300000004 2f666f6f".replace(" ", "")
+    )
 
 
 # ----------------------------------------------------------------------------- encode
@@ -352,8 +372,9 @@ def test_encode_vectors_and_records(core: ModuleType) -> None:
         ((("v", 6, ("e", 1, None)),), ([1, 2**40],), OverflowError),
     ],
 )
-def test_encode_errors_leave_out_untouched(core: ModuleType, layout: Any, values: Any,
-                                           exc: type[Exception]) -> None:
+def test_encode_errors_leave_out_untouched(
+    core: ModuleType, layout: Any, values: Any, exc: type[Exception]
+) -> None:
     out = bytearray(b"keep")
     with pytest.raises(exc):
         core.encode_record(layout, values, out)
@@ -375,8 +396,19 @@ def test_encode_appends(core: ModuleType) -> None:
 
 # ----------------------------------------------------------------------------- fast paths
 
-STAT = (0x100000003, 0x100000004, 1700000000000, 1700000000001, 3, -1, 2, 0x0100000A5B3C0000,
-        5, 2, 0x100000005)
+STAT = (
+    0x100000003,
+    0x100000004,
+    1700000000000,
+    1700000000001,
+    3,
+    -1,
+    2,
+    0x0100000A5B3C0000,
+    5,
+    2,
+    0x100000005,
+)
 
 
 def test_decode_request_header(core: ModuleType) -> None:
@@ -431,11 +463,15 @@ def test_encode_reply_frame(core: ModuleType) -> None:
     frames, _ = core.split_frames(frame + frame, 0, 0xFFFFF)
     assert len(frames) == 2
     assert core.decode_record(jute.REPLY_HEADER + jute.GET_DATA_RESPONSE, frames[0]) == (
-        (9, 0x100000005, 0, b"hello", STAT), len(frame) - 4)
+        (9, 0x100000005, 0, b"hello", STAT),
+        len(frame) - 4,
+    )
     assert core.encode_reply_frame(-2, 7, 0, None, None) == i32(16) + jute.encode(
-        jute.REPLY_HEADER, (-2, 7, 0))
+        jute.REPLY_HEADER, (-2, 7, 0)
+    )
     assert core.encode_reply_frame(4, 7, 0, (), ()) == i32(16) + jute.encode(
-        jute.REPLY_HEADER, (4, 7, 0))
+        jute.REPLY_HEADER, (4, 7, 0)
+    )
     big = b"z" * 5000  # past the writer's first allocation
     frame = core.encode_reply_frame(1, 1, 0, jute.GET_DATA_RESPONSE, (big, STAT))
     assert len(frame) == 4 + 16 + 4 + 5000 + 68
@@ -445,18 +481,25 @@ def test_encode_reply_frame(core: ModuleType) -> None:
     ("args", "exc", "msg"),
     [
         ((2**31, 0, 0, None, None), OverflowError, "xid: 2147483648 does not fit in an int"),
-        ((0, 2**63, 0, None, None), OverflowError,
-         "zxid: 9223372036854775808 does not fit in a long"),
-        ((0, 0, -(2**31) - 1, None, None), OverflowError,
-         "err: -2147483649 does not fit in an int"),
+        (
+            (0, 2**63, 0, None, None),
+            OverflowError,
+            "zxid: 9223372036854775808 does not fit in a long",
+        ),
+        (
+            (0, 0, -(2**31) - 1, None, None),
+            OverflowError,
+            "err: -2147483649 does not fit in an int",
+        ),
         ((0, 0.5, 0, None, None), TypeError, None),
         ((0, 0, 0, jute.STAT_RESPONSE, None), ValueError, None),
         ((0, 0, 0, None, (STAT,)), ValueError, None),
         ((0, 0, 0, jute.STAT_RESPONSE, (STAT[:3],)), ValueError, None),
     ],
 )
-def test_encode_reply_frame_errors(core: ModuleType, args: Any, exc: type[Exception],
-                                   msg: str | None) -> None:
+def test_encode_reply_frame_errors(
+    core: ModuleType, args: Any, exc: type[Exception], msg: str | None
+) -> None:
     with pytest.raises(exc) as ei:
         core.encode_reply_frame(*args)
     if msg is not None:
@@ -494,15 +537,20 @@ def test_zxid_signed_epoch(core: ModuleType) -> None:
         ("make_zxid", (0, -1), OverflowError, "counter -1 does not fit in 32 bits"),
         ("make_zxid", (2**70, 0), OverflowError, f"epoch {2**70} does not fit in 32 bits"),
         ("zxid_epoch", (2**63,), OverflowError, f"zxid {2**63} does not fit in 64 bits"),
-        ("zxid_counter", (-(2**63) - 1,), OverflowError,
-         f"zxid {-(2**63) - 1} does not fit in 64 bits"),
+        (
+            "zxid_counter",
+            (-(2**63) - 1,),
+            OverflowError,
+            f"zxid {-(2**63) - 1} does not fit in 64 bits",
+        ),
         ("make_zxid", ("1", 0), TypeError, None),
         ("make_zxid", (1.5, 0), TypeError, None),
         ("zxid_epoch", (None,), TypeError, None),
     ],
 )
-def test_zxid_range_checks(core: ModuleType, fn: str, args: Any, exc: type[Exception],
-                           msg: str | None) -> None:
+def test_zxid_range_checks(
+    core: ModuleType, fn: str, args: Any, exc: type[Exception], msg: str | None
+) -> None:
     with pytest.raises(exc) as ei:
         getattr(core, fn)(*args)
     if msg is not None:

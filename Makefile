@@ -1,0 +1,49 @@
+# zkfast developer entry points. PYTHON defaults to the project venv when there is one.
+#
+#   make compile      re-cythonize and build the compiled core in place (always, even if unchanged)
+#   make debug        same, with Cython annotate (src/zkfast/_core.html) and line tracing
+#   make test         the whole suite on the compiled core
+#   make test-pure    the whole suite on the pure-Python twin (ZKFAST_PURE=1)
+#   make bench        pytest-benchmark, compiled and pure side by side
+#   make lint         ruff, mypy --strict, cython-lint
+#   make wheels       manylinux wheels with cibuildwheel (needs docker)
+
+PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
+PYTEST ?= $(PYTHON) -m pytest
+CORE_PYX := src/zkfast/_core.pyx
+CORE_GENERATED := src/zkfast/_core.c src/zkfast/_core.html
+
+.PHONY: compile debug test test-pure bench lint wheels clean
+
+compile:
+	rm -f $(CORE_GENERATED)
+	$(PYTHON) setup.py build_ext --inplace --force
+	$(PYTHON) -c "import zkfast._impl as i; assert i.IMPLEMENTATION == 'compiled'; print('zkfast core:', i.IMPLEMENTATION)"
+
+debug:
+	rm -f $(CORE_GENERATED)
+	ZKFAST_DEBUG_BUILD=1 $(PYTHON) setup.py build_ext --inplace --force
+	@echo "annotated source: src/zkfast/_core.html (line tracing on: coverage and profilers see .pyx lines)"
+
+test:
+	$(PYTEST) -q
+
+test-pure:
+	ZKFAST_PURE=1 $(PYTEST) -q
+
+# bench_*.py files are named explicitly: pytest's default discovery looks only at test_*.py.
+bench:
+	$(PYTEST) benchmarks $(wildcard benchmarks/bench_*.py) --benchmark-only --benchmark-group-by=group
+
+lint:
+	$(PYTHON) -m ruff check src tests benchmarks
+	$(PYTHON) -m mypy --strict
+	# cython-lint runs pycodestyle from PATH: put the interpreter's bin directory first.
+	PATH="$(abspath $(dir $(PYTHON))):$$PATH" $(PYTHON) -m cython_lint.cython_lint --max-line-length 100 src/zkfast/*.pyx src/zkfast/*.pxd
+
+# cibuildwheel builds inside the manylinux containers, so it needs a running docker daemon.
+wheels:
+	$(PYTHON) -m cibuildwheel --platform linux --output-dir wheelhouse
+
+clean:
+	rm -rf build wheelhouse $(CORE_GENERATED) src/zkfast/_core.*.so src/zkfast/_pure_build.py
