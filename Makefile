@@ -15,14 +15,23 @@ CORE_GENERATED := src/zkfast/_core.c src/zkfast/_core.html
 
 .PHONY: compile debug test test-pure bench lint wheels clean
 
-compile:
+# Build under build/ and rename the extension into src/: a process that has the old one
+# loaded keeps its (unlinked) copy instead of crashing on a file rewritten under it.
+define build_core
 	rm -f $(CORE_GENERATED)
-	$(PYTHON) setup.py build_ext --inplace --force
+	$(1) $(PYTHON) setup.py build_ext --force --build-lib build/core
+	for so in build/core/zkfast/_core.*.so; do \
+	    name=$$(basename $$so); \
+	    cp $$so src/zkfast/.$$name.tmp && mv -f src/zkfast/.$$name.tmp src/zkfast/$$name; \
+	done
 	$(PYTHON) -c "import zkfast._impl as i; assert i.IMPLEMENTATION == 'compiled'; print('zkfast core:', i.IMPLEMENTATION)"
+endef
+
+compile:
+	$(call build_core,)
 
 debug:
-	rm -f $(CORE_GENERATED)
-	ZKFAST_DEBUG_BUILD=1 $(PYTHON) setup.py build_ext --inplace --force
+	$(call build_core,ZKFAST_DEBUG_BUILD=1)
 	@echo "annotated source: src/zkfast/_core.html (line tracing on: coverage and profilers see .pyx lines)"
 
 test:
