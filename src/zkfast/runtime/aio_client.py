@@ -32,7 +32,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .._impl import ProtocolError, core
 from ..config import ServerConfig
@@ -169,10 +169,11 @@ class ClientConnection(asyncio.Protocol):
 
     # ---- asyncio callbacks ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike: no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
         hub = self.hub
         hub.live.add(self)
+        transport = self.transport
         peername = transport.get_extra_info("peername")
         host, port = (str(peername[0]), int(peername[1])) if peername else ("", 0)
         self.host = host
