@@ -1,0 +1,508 @@
+"""Restore a database from its snapshots and txn logs, and decide what autopurge deletes.
+
+Theory of operation
+-------------------
+``recover(files, snap_dir, log_dir, ...)`` mirrors ``FileTxnSnapLog.restore`` and
+``ZKDatabase.loadDataBase``, with stricter refusals where Apache would carry on with lost data:
+
+1. Snapshots: the names ``snapshot.<hex>[.gz|.snappy]`` newest first; up to 100 that pass the
+   quick check (``SnapStream.isValidSnapshot``: the seal marker at the end of a plain file, the
+   gzip / snappy magic at the start of a compressed one) are read in turn, and the first that
+   decodes completely (seals included) is used; its zxid is the one in its name
+   (``FileSnap.deserialize``). A snapshot that fails is logged and the next older one tried.
+2. Logs: ``log.<hex>`` sorted by start zxid; replay starts with the log that has the largest
+   start zxid <= the snapshot zxid (or the first log) and runs through every later one
+   (``FileTxnLog.getLogFiles``). Txns at or below the snapshot zxid are skipped; every other
+   txn must follow the previous one (zxid + 1, or counter 1 of a newer epoch): a hole means a
+   log file is missing, and recovery refuses. Each txn is applied to the tree; createSession
+   adds its session, closeSession removes it (``FileTxnSnapLog.processTransaction``). A txn's
+   TxnDigest, when present, is compared with the tree's digest (``DataTree.compareDigest``); a
+   mismatch is reported, not fatal, as in Apache.
+3. Endings. A log ends where a complete entry does not follow (``txnlog.scan_log``): zeros
+   (preallocation) end any log quietly. A torn entry at the end of the *last* log is what a crash
+   mid-write leaves: it is logged and the file truncated to its last complete entry. A torn
+   entry at the end of an earlier log is left alone if the next log carries on without a hole.
+   A checksum failure on a complete entry anywhere is corruption: recovery refuses.
+4. Refusals (``RecoveryError``, saying what was found and what to do): snapshot files exist but
+   none is valid; logs hold txns but there is no snapshot (unless ``trust_empty_snapshot``,
+   Apache's ``zookeeper.snapshot.trust.empty`` of ZOOKEEPER-3056); a corrupt log; a hole.
+   Nothing at all gives an empty database at zxid 0 and writes ``snapshot.0`` (Apache's
+   ``datadir.autocreate`` path saves the empty tree at once).
+5. Sessions that own ephemerals but are not in the session table are killed: their ephemerals
+   are deleted at the last zxid without a txn (``ZooKeeperServer.loadData``).
+
+``purge_plan`` is ``PurgeTxnLog.purge``: keep the newest ``retain`` valid snapshots; delete
+snapshots older than the oldest kept one, and logs older than it except the log that holds its
+next txns (the one with the largest start zxid <= its zxid).
+
+All file access goes through the small ``Files`` interface, so the simulator and the tests can
+hand in a faulty disk (``MemoryFiles`` keeps what was synced apart from what was only written).
+No IO and no clock here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .._impl import ProtocolError, core
+from ..core.datatree import DataTree
+from ..wire.txn_codec import decode_txn
+from .snapshot import SnapshotCorrupt
+from .tree_io import decode_file, quick_valid, tree_from_snapshot
+from .txnlog import FILE_HEADER_BYTES, LogCorrupt, parse_file_zxid, scan_log
+
+__all__ = [
+    "Files",
+    "LogHandle",
+    "MemoryFiles",
+    "Recovered",
+    "RecoveryError",
+    "recover",
+    "purge_plan",
+    "list_snapshots",
+    "list_logs",
+    "SNAPSHOTS_TRIED_MAX",
+]
+
+#: Logs are read in chunks until a run of zeros longer than any entry follows the last
+#: non-zero byte: from there on it is preallocated space (an entry is at most jute.maxbuffer
+#: plus its header, and always ends with a non-zero 'B').
+_LOG_CHUNK_BYTES = 256 << 10
+ENTRY_BYTES_MAX = (1 << 20) + 4096
+#: FileSnap.deserialize looks at up to 100 snapshots that pass the quick check.
+SNAPSHOTS_TRIED_MAX = 100
+_QUICK_BYTES = 16
+
+
+class RecoveryError(Exception):
+    """The data directory cannot be restored safely; the message says what to do."""
+
+
+class LogHandle(Protocol):
+    """One open txn log file being appended to."""
+
+    def write_at(self, offset: int, data: bytes) -> None: ...
+
+    def extend(self, size: int) -> None:
+        """Grow the file to ``size`` bytes of zeros (preallocation)."""
+
+    def sync(self) -> None:
+        """fdatasync: everything written so far survives a crash once this returns."""
+
+    def close(self) -> None: ...
+
+
+class Files(Protocol):
+    """The file operations storage needs; names are plain file names inside a directory."""
+
+    def list(self, directory: str) -> list[str]: ...
+
+    def size(self, directory: str, name: str) -> int: ...
+
+    def read(self, directory: str, name: str, offset: int = 0, length: int = -1) -> bytes: ...
+
+    def truncate(self, directory: str, name: str, size: int) -> None:
+        """Cut a file to ``size`` bytes and make that durable."""
+
+    def remove(self, directory: str, name: str) -> None: ...
+
+    def write_atomic(self, directory: str, name: str, data: bytes) -> None:
+        """Write a whole file durably under ``name`` (temporary file, fsync, rename, dir fsync)."""
+
+    def create_log(self, directory: str, name: str) -> LogHandle:
+        """Create (or empty) a log file for appending."""
+
+    def sync_dir(self, directory: str) -> None: ...
+
+
+# ============================================================================ memory files
+
+
+class _MemFile:
+    __slots__ = ("data", "synced")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        #: What survives a crash: the content as of the last sync (None: the name itself is
+        #: not durable yet, the directory was not synced since the file was created).
+        self.synced: bytes | None = None
+
+
+class _MemHandle:
+    def __init__(self, fs: MemoryFiles, directory: str, name: str) -> None:
+        self.fs = fs
+        self.directory = directory
+        self.name = name
+
+    def _file(self) -> _MemFile:
+        return self.fs.dirs[self.directory][self.name]
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        self.fs.before("write", self.name)
+        f = self._file()
+        if len(f.data) < offset:
+            f.data.extend(bytes(offset - len(f.data)))
+        f.data[offset:offset + len(data)] = data
+
+    def extend(self, size: int) -> None:
+        self.fs.before("extend", self.name)
+        f = self._file()
+        if len(f.data) < size:
+            f.data.extend(bytes(size - len(f.data)))
+
+    def sync(self) -> None:
+        self.fs.before("sync", self.name)
+        f = self._file()
+        f.synced = bytes(f.data)
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryFiles:
+    """An in-memory ``Files`` that knows what a crash would keep.
+
+    ``crash()`` drops everything not synced: a file's content goes back to its last sync, a
+    file whose directory entry was never synced disappears. ``before(op, name)`` is called
+    before every write/extend/sync: a test replaces it to inject an error.
+    """
+
+    def __init__(self) -> None:
+        self.dirs: dict[str, dict[str, _MemFile]] = {}
+        #: Names created since the directory's last sync: lost by a crash.
+        self.unsynced_names: dict[str, set[str]] = {}
+
+    def before(self, op: str, name: str) -> None:
+        """Hook for fault injection (raise OSError to fail the operation)."""
+
+    def put(self, directory: str, name: str, data: bytes) -> None:
+        """Create a durable file (test setup)."""
+        f = _MemFile()
+        f.data = bytearray(data)
+        f.synced = bytes(data)
+        self.dirs.setdefault(directory, {})[name] = f
+
+    def get(self, directory: str, name: str) -> bytes:
+        return bytes(self.dirs[directory][name].data)
+
+    def crash(self) -> None:
+        """Forget everything that was not synced."""
+        for directory, files in self.dirs.items():
+            for name in list(files):
+                f = files[name]
+                if name in self.unsynced_names.get(directory, set()) or f.synced is None:
+                    del files[name]
+                    continue
+                f.data = bytearray(f.synced)
+        self.unsynced_names.clear()
+
+    # ---- Files protocol
+    def list(self, directory: str) -> list[str]:
+        return sorted(self.dirs.get(directory, {}))
+
+    def size(self, directory: str, name: str) -> int:
+        return len(self.dirs[directory][name].data)
+
+    def read(self, directory: str, name: str, offset: int = 0, length: int = -1) -> bytes:
+        data = self.dirs[directory][name].data
+        end = len(data) if length < 0 else offset + length
+        return bytes(data[offset:end])
+
+    def truncate(self, directory: str, name: str, size: int) -> None:
+        self.before("truncate", name)
+        f = self.dirs[directory][name]
+        del f.data[size:]
+        f.synced = bytes(f.data)
+
+    def remove(self, directory: str, name: str) -> None:
+        self.before("remove", name)
+        del self.dirs[directory][name]
+
+    def write_atomic(self, directory: str, name: str, data: bytes) -> None:
+        self.before("write_atomic", name)
+        self.put(directory, name, data)
+
+    def create_log(self, directory: str, name: str) -> LogHandle:
+        self.before("create", name)
+        self.dirs.setdefault(directory, {})[name] = _MemFile()
+        self.unsynced_names.setdefault(directory, set()).add(name)
+        return _MemHandle(self, directory, name)
+
+    def sync_dir(self, directory: str) -> None:
+        self.before("sync_dir", directory)
+        self.unsynced_names.pop(directory, None)
+
+
+# ============================================================================ recovery
+
+
+@dataclass
+class Recovered:
+    """The restored database and how it was found."""
+
+    tree: DataTree
+    #: ``(session_id, timeout_ms)`` of every session alive at the last zxid, sorted.
+    sessions: list[tuple[int, int]]
+    last_zxid: int
+    #: The snapshot used (None: started from an empty tree).
+    snapshot_name: str | None = None
+    snapshot_zxid: int = 0
+    txns_replayed: int = 0
+    logs_read: list[str] = field(default_factory=list)
+    #: Files whose torn tail was cut off, as "name@offset".
+    truncated: list[str] = field(default_factory=list)
+    #: A snapshot.0 was written for a brand-new database.
+    created: bool = False
+    #: Sessions that owned ephemerals but were not in the session table.
+    killed_sessions: list[int] = field(default_factory=list)
+    #: The first zxid whose TxnDigest did not match the tree, if any.
+    digest_mismatch_zxid: int | None = None
+
+
+def list_snapshots(files: Files, snap_dir: str) -> list[tuple[int, str]]:
+    """``(zxid, name)`` of every snapshot file name, newest first."""
+    out = []
+    for name in files.list(snap_dir):
+        z = parse_file_zxid(name, "snapshot")
+        if z is not None:
+            out.append((z, name))
+    out.sort(reverse=True)
+    return out
+
+
+def list_logs(files: Files, log_dir: str) -> list[tuple[int, str]]:
+    """``(start zxid, name)`` of every txn log file name, oldest first."""
+    out = []
+    for name in files.list(log_dir):
+        z = parse_file_zxid(name, "log")
+        if z is not None:
+            out.append((z, name))
+    out.sort()
+    return out
+
+
+def is_quick_valid(files: Files, directory: str, name: str) -> bool:
+    """``SnapStream.isValidSnapshot`` over ``files``."""
+    try:
+        size = files.size(directory, name)
+        head = files.read(directory, name, 0, _QUICK_BYTES)
+        tail = files.read(directory, name, max(0, size - 5), 5)
+    except OSError:
+        return False
+    return quick_valid(name, size, head, tail)
+
+
+def valid_snapshots(files: Files, snap_dir: str, n: int) -> list[tuple[int, str]]:
+    """``FileSnap.findNValidSnapshots``: up to ``n`` quick-valid snapshots, newest first."""
+    out = []
+    for z, name in list_snapshots(files, snap_dir):
+        if is_quick_valid(files, snap_dir, name):
+            out.append((z, name))
+            if len(out) >= n:
+                break
+    return out
+
+
+def _follows(prev: int, zxid: int) -> bool:
+    if zxid == prev + 1:
+        return True
+    return core.zxid_epoch(zxid) > core.zxid_epoch(prev) and core.zxid_counter(zxid) <= 1
+
+
+def recover(files: Files, snap_dir: str, log_dir: str, *, trust_empty_snapshot: bool = False,
+            extended_types_enabled: bool = False, digest_enabled: bool = True,
+            entry_bytes_max: int = ENTRY_BYTES_MAX,
+            log: Callable[[str], None] = lambda msg: None) -> Recovered:
+    """Restore the database (see the module docstring).
+
+    Args:
+        files: the file system.
+        snap_dir: the ``version-2`` directory of dataDir; ``log_dir`` that of dataLogDir.
+        trust_empty_snapshot: replay logs even without a snapshot (ZOOKEEPER-3056).
+        entry_bytes_max: the largest log entry possible (jute.maxbuffer plus headers).
+        log: receives one line per notable finding (torn tails, skipped snapshots).
+
+    Raises:
+        RecoveryError: the data cannot be restored without losing or inventing txns.
+    """
+    snaps = list_snapshots(files, snap_dir)
+    logs = list_logs(files, log_dir)
+    tree: DataTree | None = None
+    sessions: dict[int, int] = {}
+    used: tuple[int, str] | None = None
+    tried = 0
+    failures: list[str] = []
+    for z, name in snaps:
+        if tried >= SNAPSHOTS_TRIED_MAX:
+            break
+        if not is_quick_valid(files, snap_dir, name):
+            failures.append(f"{name}: incomplete (fails the quick validity check)")
+            continue
+        tried += 1
+        try:
+            snap = decode_file(name, files.read(snap_dir, name))
+            tree = tree_from_snapshot(snap, z, extended_types_enabled=extended_types_enabled)
+        except (SnapshotCorrupt, ProtocolError, OSError) as exc:
+            failures.append(f"{name}: {exc}")
+            log(f"problem reading snapshot {name}: {exc}; trying an older one")
+            continue
+        if digest_enabled and snap.digest is not None and snap.digest[0] == z \
+                and snap.digest[2] != tree.digest():
+            log(f"snapshot {name}: digest 0x{snap.digest[2]:x} in the file, tree digest "
+                f"0x{tree.digest():x}")
+        sessions = dict(snap.sessions)
+        used = (z, name)
+        break
+    has_txns = any(_log_has_entries(files, log_dir, name) for _, name in logs)
+    if used is None:
+        if snaps:
+            raise RecoveryError(
+                f"no valid snapshot in {snap_dir} ({'; '.join(failures[:5])}). zkfast will not "
+                "guess at the data: restore the snapshots from a backup, or move the snapshot "
+                "and log files away to start with an empty database")
+        if has_txns and not trust_empty_snapshot:
+            raise RecoveryError(
+                f"txn logs in {log_dir} but no snapshot in {snap_dir}: the logs alone may not "
+                "hold the whole database. Restore the snapshot, or set "
+                "zookeeper.snapshot.trust.empty=true if the logs start at zxid 1 (upgrades "
+                "from ZooKeeper before 3.5.3)")
+        tree = DataTree(extended_types_enabled=extended_types_enabled)
+        if not has_txns:
+            from .tree_io import encode_tree
+
+            files.write_atomic(snap_dir, "snapshot.0",
+                               encode_tree(tree, [], digest_enabled=digest_enabled))
+            log(f"no snapshot or txn log found: created an empty database ({snap_dir}/snapshot.0)")
+            return Recovered(tree, [], 0, created=True)
+        log("no snapshot found; replaying the txn logs over an empty tree "
+            "(snapshot.trust.empty)")
+    assert tree is not None
+    result = Recovered(tree, [], tree.last_processed_zxid,
+                       snapshot_name=used[1] if used else None,
+                       snapshot_zxid=used[0] if used else 0)
+    _replay(files, log_dir, logs, tree, sessions, result, digest_enabled, entry_bytes_max, log)
+    # ZooKeeperServer.loadData: sessions owning ephemerals but absent from the table die now.
+    for owner in sorted(o for o in tree.ephemerals if o not in sessions):
+        tree.apply_txn((owner, 0, tree.last_processed_zxid, 0, -11), None)
+        result.killed_sessions.append(owner)
+    result.sessions = sorted(sessions.items())
+    result.last_zxid = tree.last_processed_zxid
+    return result
+
+
+def _log_has_entries(files: Files, log_dir: str, name: str) -> bool:
+    try:
+        head = files.read(log_dir, name, 0, FILE_HEADER_BYTES + 12)
+    except OSError:
+        return True
+    return len(head) > FILE_HEADER_BYTES + 11 and any(head[FILE_HEADER_BYTES:])
+
+
+
+
+def _read_log(files: Files, log_dir: str, name: str, entry_bytes_max: int) -> bytes:
+    out = bytearray()
+    zero_run = 0
+    while True:
+        chunk = files.read(log_dir, name, len(out), _LOG_CHUNK_BYTES)
+        out += chunk
+        trimmed = len(chunk.rstrip(b"\0"))
+        zero_run = zero_run + len(chunk) if trimmed == 0 else len(chunk) - trimmed
+        if len(chunk) < _LOG_CHUNK_BYTES or zero_run > entry_bytes_max:
+            return bytes(out)
+
+
+def _replay(files: Files, log_dir: str, logs: list[tuple[int, str]], tree: DataTree,
+            sessions: dict[int, int], result: Recovered, digest_enabled: bool,
+            entry_bytes_max: int, log: Callable[[str], None]) -> None:
+    snap_zxid = tree.last_processed_zxid
+    start = 0
+    for i, (z, _name) in enumerate(logs):
+        if z <= snap_zxid:
+            start = i
+    last = snap_zxid
+    for i in range(start, len(logs)):
+        z, name = logs[i]
+        is_last = i == len(logs) - 1
+        data = _read_log(files, log_dir, name, entry_bytes_max)
+        if is_last and (len(data) < FILE_HEADER_BYTES or not any(data[:FILE_HEADER_BYTES])):
+            log(f"txn log {name} has no complete file header ({len(data)} bytes): a crash "
+                "right after it was created; it holds no txns")
+            continue
+        try:
+            scan = scan_log(data)
+        except LogCorrupt as exc:
+            raise RecoveryError(
+                f"txn log {log_dir}/{name} is corrupt at offset {exc.offset}: {exc.reason}. "
+                "Its txns cannot be trusted, so zkfast will not start: restore the data "
+                "directory from a backup, or truncate the log at that offset (losing every "
+                "txn after it) if that loss is acceptable") from exc
+        result.logs_read.append(name)
+        for offset, txn in scan.entries:
+            try:
+                header, record, digest = decode_txn(txn)
+            except ProtocolError as exc:
+                raise RecoveryError(
+                    f"txn log {log_dir}/{name}: the entry at offset {offset} passes its "
+                    f"checksum but does not decode ({exc}); restore from a backup") from exc
+            zxid = header[2]
+            if zxid <= last:
+                continue
+            if not _follows(last, zxid):
+                raise RecoveryError(
+                    f"txn log hole: after zxid 0x{last:x} the next txn found is 0x{zxid:x} "
+                    f"(in {log_dir}/{name}); a log file between them is missing. Restore it "
+                    "from a backup; zkfast will not start with txns missing")
+            htype = header[4]
+            if htype == -10:
+                sessions[header[0]] = record[0]
+            elif htype == -11:
+                sessions.pop(header[0], None)
+            tree.apply_txn(header, record)
+            last = zxid
+            result.txns_replayed += 1
+            if digest_enabled and digest is not None and result.digest_mismatch_zxid is None \
+                    and digest != tree.digest():
+                result.digest_mismatch_zxid = zxid
+                log(f"digest mismatch at zxid 0x{zxid:x}: the log says 0x{digest:x}, the tree "
+                    f"has 0x{tree.digest():x}")
+        if scan.tail == "torn":
+            if is_last:
+                log(f"txn log {name}: torn entry at offset {scan.end_offset} (a crash "
+                    f"mid-write); truncating the file to {scan.end_offset} bytes")
+                files.truncate(log_dir, name, scan.end_offset)
+                result.truncated.append(f"{name}@{scan.end_offset}")
+            else:
+                log(f"txn log {name}: ends with a torn entry at offset {scan.end_offset}; the "
+                    "next log carries on")
+
+
+# ============================================================================ purge
+
+
+def purge_plan(files: Files, snap_dir: str, log_dir: str, retain: int
+               ) -> list[tuple[str, str]]:
+    """``PurgeTxnLog.purge``: the ``(directory, name)`` files to delete, keeping ``retain``
+    valid snapshots and every log needed to replay from the oldest of them."""
+    keep = valid_snapshots(files, snap_dir, retain)
+    if not keep:
+        return []
+    least = keep[-1][0]
+    logs = list_logs(files, log_dir)
+    retained_logs = set()
+    start = None
+    for z, name in logs:
+        if z <= least:
+            start = name
+    if start is not None:
+        retained_logs.add(start)
+    out: list[tuple[str, str]] = []
+    for z, name in logs:
+        if z < least and name not in retained_logs:
+            out.append((log_dir, name))
+    for z, name in list_snapshots(files, snap_dir):
+        if z < least:
+            out.append((snap_dir, name))
+    return out
