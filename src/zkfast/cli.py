@@ -137,8 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"zkfast-server: unable to access the data directory {e.filename}: {e.strerror}",
               file=sys.stderr)
         return EXIT_DATADIR
+    from .storage.recovery import RecoveryError
+
     try:
         return run(config)
+    except RecoveryError as e:
+        log.error("cannot restore the database: %s", e)
+        print(f"zkfast-server: cannot restore the database: {e}", file=sys.stderr)
+        return EXIT_DATADIR
     except ConfigError as e:  # raised while building the TLS context, for example
         print(f"zkfast-server: invalid configuration: {e}", file=sys.stderr)
         return EXIT_INVALID_INVOCATION

@@ -125,6 +125,8 @@ class ServerConfig:
     autopurge_snap_retain_count: int = 3
     autopurge_purge_interval_hours: int = 0
     digest_enabled: bool = True
+    #: zookeeper.snapshot.trust.empty: replay txn logs even when no snapshot exists.
+    snapshot_trust_empty: bool = False
     close_session_txn_enabled: bool = True
     # ---- container and TTL reaper (ContainerManager; Apache reads these without "zookeeper.")
     #: znode.container.checkIntervalMs: how often empty containers and expired TTL nodes are
@@ -426,6 +428,8 @@ def _apply(b: _Builder, key: str, value: str) -> bool:
         "snapshot.compression.method": lambda: kw.__setitem__(
             "snapshot_compression_method", _compression(key, value)),
         "digest.enabled": lambda: kw.__setitem__("digest_enabled", _java_bool(key, value)),
+        "snapshot.trust.empty": lambda: kw.__setitem__(
+            "snapshot_trust_empty", _java_bool(key, value)),
         "closeSessionTxn.enabled": lambda: kw.__setitem__(
             "close_session_txn_enabled", _java_bool(key, value)),
         "globalOutstandingLimit": lambda: kw.__setitem__(

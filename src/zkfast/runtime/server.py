@@ -4,6 +4,13 @@
 ``run(config)`` is what the CLI calls: it picks the loop (uvloop when importable), installs the
 SIGTERM/SIGINT handlers and returns the process exit code.
 
+Storage: unless a txn log is handed in (or a custom core), the server is durable. ``start``
+restores the database from ``dataDir/version-2`` and ``dataLogDir/version-2``
+(``storage/recovery.py``; a ``RecoveryError`` stops the start), logs one summary line, writes a
+snapshot when txns were replayed (as ``ZooKeeperServer.loadData`` does), and only then binds
+the client port. Txns go to ``runtime/disk_log.DiskTxnLog``; at each log roll
+``runtime/snapshotter.Snapshotter`` forks a background snapshot; autopurge runs there too.
+
 Shutdown order mirrors ``ZooKeeperServerMain.shutdown``: stop accepting, close the client
 connections (each one flushes what it was sent, with a bounded wait), then stop the timer and
 the txn log. Sessions are not closed: they survive a restart, as in Apache.
@@ -18,6 +25,7 @@ import os
 import random
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -27,6 +35,7 @@ from ..config import ServerConfig
 from .aio_client import ClientHub
 from .aio_env import AioEnv, TxnLog
 from .driver import Core, Driver
+from .snapshotter import Snapshotter
 
 __all__ = ["ZkfastServer", "CoreFactory", "run", "run_on_loop", "loop_factory"]
 
@@ -66,14 +75,20 @@ class ZkfastServer:
     Args:
         config: the frozen configuration; ``client_port=0`` binds an ephemeral port (tests).
         core_factory: builds the core; the default is ``core.server.ServerCore``.
-        txn_log: the txn log; the default keeps txns in memory (see aio_env.MemoryTxnLog).
+        txn_log: the txn log; the default is the durable disk log in dataLogDir (with a
+            custom ``core_factory``: the in-memory log of aio_env.MemoryTxnLog).
+        durable: restore from and write to the data directories; default: when neither a
+            ``txn_log`` nor a ``core_factory`` is given.
     """
 
     def __init__(self, config: ServerConfig, *, core_factory: CoreFactory | None = None,
-                 txn_log: TxnLog | None = None) -> None:
+                 txn_log: TxnLog | None = None, durable: bool | None = None) -> None:
         self.config = config
+        self._durable = (txn_log is None and core_factory is None) if durable is None \
+            else durable
         self._core_factory = core_factory or _default_core_factory
         self._txn_log = txn_log
+        self.snapshotter: Snapshotter | None = None
         self.env: AioEnv | None = None
         self.core: Core | None = None
         self.hub: ClientHub | None = None
@@ -97,9 +112,17 @@ class ZkfastServer:
         self._stop_requested = asyncio.Event()
         for d in {cfg.data_dir, cfg.log_dir}:
             os.makedirs(d, exist_ok=True)
-        env = AioEnv(loop, self._txn_log)
-        core = self._core_factory(cfg, env.now_ms(), random.Random())
+        restored: Any = None
+        if self._durable:
+            restored = self._restore(loop)
+            env = AioEnv(loop, restored[0])
+            core = _durable_core(cfg, env.now_ms(), random.Random(), restored[1])
+        else:
+            env = AioEnv(loop, self._txn_log)
+            core = self._core_factory(cfg, env.now_ms(), random.Random())
         env.driver = Driver(core, env)
+        if restored is not None:
+            self._attach_snapshots(restored[0], core)
         env.on_fatal = self._fatal
         self.env, self.core = env, core
         env.set_timer(core.deadline_ms())
@@ -137,10 +160,57 @@ class ZkfastServer:
         loop_name = type(loop).__module__.split(".")[0]
         log.info(
             "zkfast %s (ZooKeeper %s protocol) standalone: clients on %s%s; core=%s; loop=%s; "
-            "dataDir=%s; txn log in memory (nothing is persisted yet)",
+            "dataDir=%s; %s",
             __version__, ZK_COMPAT_VERSION, _fmt(self.client_addresses) or "-",
             f"; TLS clients on {_fmt(self.secure_addresses)}" if self.secure_addresses else "",
-            IMPLEMENTATION, loop_name, os.path.abspath(cfg.data_dir))
+            IMPLEMENTATION, loop_name, os.path.abspath(cfg.data_dir),
+            f"txn log in {os.path.abspath(cfg.log_dir)}" if self._durable
+            else "txn log in memory (nothing is persisted)")
+
+    def _restore(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, Any]:
+        """Recover the database; build the disk log and the snapshotter."""
+        from ..storage.recovery import recover
+        from .disk_log import DiskTxnLog, LogSettings, OsFiles
+
+        cfg = self.config
+        snap_dir = os.path.join(cfg.data_dir, "version-2")
+        log_dir = os.path.join(cfg.log_dir, "version-2")
+        for d in (snap_dir, log_dir):
+            os.makedirs(d, exist_ok=True)
+        files = OsFiles()
+        snapshotter = Snapshotter(loop, snap_dir, log_dir,
+                                  compression=cfg.snapshot_compression_method,
+                                  digest_enabled=cfg.digest_enabled, files=files)
+        snapshotter.remove_temporaries()
+        t0 = time.monotonic()
+        rec = recover(files, snap_dir, log_dir,
+                      trust_empty_snapshot=getattr(cfg, "snapshot_trust_empty", False),
+                      extended_types_enabled=cfg.extended_types_enabled,
+                      digest_enabled=cfg.digest_enabled,
+                      entry_bytes_max=max(cfg.jute_maxbuffer_bytes, 1 << 20) + 4096,
+                      log=log.warning)
+        log.info("restored the database: snapshot %s (zxid 0x%x), %d txns replayed from %s, "
+                 "last zxid 0x%x, %d znodes, %d sessions%s in %.0f ms",
+                 rec.snapshot_name or "none", rec.snapshot_zxid, rec.txns_replayed,
+                 " ".join(rec.logs_read) or "no log", rec.last_zxid, len(rec.tree.nodes),
+                 len(rec.sessions),
+                 f", {len(rec.killed_sessions)} dead sessions killed" if rec.killed_sessions
+                 else "", (time.monotonic() - t0) * 1000)
+        if rec.txns_replayed or rec.killed_sessions:
+            snapshotter.write_now(rec.tree, rec.sessions)
+        snapshotter.start_autopurge(cfg.autopurge_snap_retain_count,
+                                    cfg.autopurge_purge_interval_hours)
+        self.snapshotter = snapshotter
+        txn_log = DiskTxnLog(loop, log_dir, LogSettings(
+            force_sync=cfg.force_sync, snap_count=cfg.snap_count,
+            snap_size_limit_kb=cfg.snap_size_limit_kb,
+            pre_alloc_size_kb=cfg.pre_alloc_size_kb), files=files)
+        return txn_log, rec
+
+    def _attach_snapshots(self, txn_log: Any, core: Any) -> None:
+        snapshotter = self.snapshotter
+        assert snapshotter is not None
+        txn_log.on_snapshot_due = lambda: snapshotter.start(core.tree, _snapshot_sessions(core))
 
     def request_stop(self, exit_code: int = 0) -> None:
         """Ask ``serve_until_stopped`` to shut down (signal handlers call this)."""
@@ -179,10 +249,27 @@ class ZkfastServer:
                 await asyncio.wait_for(srv.wait_closed(), 2.0)
         if self.env is not None:
             self.env.shutdown()
+        if self.snapshotter is not None:
+            self.snapshotter.close()
         log.info("stopped")
 
     def _fatal(self, exc: BaseException) -> None:
         self.request_stop(1)
+
+
+def _durable_core(config: ServerConfig, now_ms: int, rng: random.Random, rec: Any) -> Core:
+    from ..core.server import ServerCore
+
+    core: Core = ServerCore(config, now_ms=now_ms, rng=rng, tree=rec.tree, sessions=rec.sessions)
+    return core
+
+
+def _snapshot_sessions(core: Any) -> list[tuple[int, int]]:
+    """The sessions of the applied state: the tracker less those whose createSession txn is
+    still in flight (a snapshot must not hold a session its zxid does not include)."""
+    pending = {t.header[0] for t in getattr(core, "_inflight", ()) if t.header[4] == -10}
+    return sorted((sid, s.timeout_ms) for sid, s in core.sessions.sessions.items()
+                  if sid not in pending)
 
 
 def _bound(srv: asyncio.AbstractServer) -> list[tuple[str, int]]:
