@@ -42,12 +42,15 @@ Only ``qop=auth`` is offered, as in ZooKeeper: no integrity or confidentiality l
 
 Super user (documented for the core and for operators)
 ------------------------------------------------------
-``user_super="pw"`` in the JAAS ``Server`` section only creates a SASL user whose authorized id
-is ``super``; it can pass ``sasl:super`` ACLs and nothing more. In Apache, full super-user rights
-(``Id("super", "")``: every ACL check passes) come from ``-Dzookeeper.superUser=<id>`` naming a
-SASL authorized id (``ZooKeeperServer.isSaslSuperUser``). Separately,
-``-Dzookeeper.SASLAuthenticationProvider.superPassword=<pw>`` overrides the password checked for
-the user ``super`` (``SaslServerCallbackHandler.handlePasswordCallback``); pass it to
+``user_super="pw"`` in the JAAS ``Server`` section creates a SASL user whose authorized id is
+``super``. Apache's ``SASLAuthenticationProvider.matches(id, expr)`` is true when ``id ==
+"super"`` or ``id == expr`` (or ``expr`` equals ``-Dzookeeper.letAnySaslUserDoX``), so
+``sasl:super`` passes every ``sasl:*`` ACL entry, and nothing else: a node whose ACL has only
+digest, ip, x509 or world entries stays closed to it (checked on Apache 3.8.0). Full
+super-user rights (the id ``("super", "")``, before any ACL check) come only from
+``-Dzookeeper.superUser=<authorized id>`` (``ZooKeeperServer.isSaslSuperUser``). Separately,
+``-Dzookeeper.SASLAuthenticationProvider.superPassword=<pw>`` replaces the password checked
+for the user ``super`` (``SaslServerCallbackHandler.handlePasswordCallback``); pass it to
 ``DigestMD5Server`` as ``super_password``.
 """
 
