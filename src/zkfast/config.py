@@ -745,10 +745,8 @@ def _load_jaas(path: str, section: str) -> tuple[tuple[str, str], ...]:
         from .core.sasl import parse_jaas_server_users
     except ImportError as e:  # pragma: no cover - until core/sasl.py lands
         raise ConfigError(f"{key}: this build of zkfast has no SASL support ({e})") from e
-    if section != "Server":
-        log.warning("sasl.serverconfig=%s: zkfast reads the JAAS section 'Server' only", section)
     try:
-        users = parse_jaas_server_users(text)
+        users = parse_jaas_server_users(text, section)
     except ValueError as e:
         raise ConfigError(f"{key}: {path}: {e}") from e
     if not users:
