@@ -668,3 +668,31 @@ def test_config_replace_keeps_working() -> None:
     cfg = replace(ServerConfig(), tick_ms=100)
     core = ServerCore(cfg, now_ms=T0, rng=random.Random(1))
     assert core.deadline_ms() is None
+
+
+def test_multi_sub_results_show_the_node_as_each_op_left_it(zk: Harness) -> None:
+    zk.session(1)
+    _, _, err, results = zk.call(1, 1, 14, [
+        (15, ("/c1", b"1", OPEN, 0)),  # a create2 inside a multi answers as a plain create
+        (19, ("/c3", b"", OPEN, 4)),
+        (5, ("/c1", b"one", 0)),
+        (2, ("/c1", 1)),
+    ])
+    assert err == 0
+    assert [r[0] for r in results] == [1, 15, 5, 2]
+    assert results[0][2] == ("/c1",)
+    assert results[1][2][1][7] == 0  # containers show ephemeralOwner 0
+    setstat = results[2][2][0]
+    assert setstat[4] == 1 and setstat[8] == 3 and setstat[1] == setstat[0]
+    assert "/c1" not in zk.core.tree.nodes
+
+
+def test_multi_with_a_read_op_is_a_marshalling_error_txn(zk: Harness) -> None:
+    zk.session(1)
+    frame = cc.encode_request(3, 22, [(4, ("/", False))])[4:]
+    frame = frame[:4] + (14).to_bytes(4, "big") + frame[8:]  # the ops of a multiRead, as multi
+    zk.ops[(1, 3)] = 14
+    zk.step(ClientFramesReceived(1, [frame]))
+    assert zk.take(1) == [(3, 2, MARSHAL, None)]
+    assert decode_txn(zk.txns[-1][1])[0][4] == -1
+    assert 1 not in zk.closed

@@ -264,6 +264,19 @@ class Prepper:
 
     # -------------------------------------------------------------- shared checks
 
+    def stat_of(self, rec: ChangeRecord) -> tuple[int, ...]:
+        """The wire Stat of a pending record (DataNode.copyStat: derived cversion, and 0 as
+        the owner of containers and TTL nodes)."""
+        owner = rec.ephemeral_owner
+        kind = ephemeral_kind(owner)
+        if kind == "container" or (kind == "ttl" and self.extended_types_enabled):
+            owner = 0
+        nc = rec.child_count
+        cv = (2 * rec.cversion - nc) & 0xFFFFFFFF
+        cv = cv - (1 << 32) if cv > 0x7FFFFFFF else cv
+        return (rec.czxid, rec.mzxid, rec.ctime, rec.mtime, rec.version, cv, rec.aversion,
+                owner, len(rec.data), nc, rec.pzxid)
+
     def _check_session(self, session_id: int) -> None:
         if not self.is_session_live(session_id):
             raise KeeperError(_SESSIONEXPIRED)
@@ -481,24 +494,27 @@ class Prepper:
         return -11, (paths,), False
 
     def multi(self, ops: list[tuple[int, tuple[Any, ...]]], session_id: int, auth: Any,
-              zxid: int, time_ms: int) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]], int]:
+              zxid: int, time_ms: int
+              ) -> tuple[list[tuple[int, Any]], list[tuple[int, Any, Any]], int]:
         """Prep a multi; returns ``(sub_txns, results, failed_index)``.
 
-        ``results`` is ``[(op_type, path_or_None)]`` on success; ``failed_index`` is -1, or
+        ``results`` is ``[(op_type, path, stat_or_None)]`` on success; ``failed_index`` is -1, or
         the index of the failing op (then ``sub_txns`` already holds the error txns and the
         caller reports 0 / code / -2 results).
         """
         view = self.view
         mark = view.begin_multi()
         txns: list[tuple[int, Any]] = []
-        results: list[tuple[int, Any]] = []
+        results: list[tuple[int, Any, Any]] = []
         failed = -1
         code = 0
         ops_table = self.ops
         for i, (op, rec) in enumerate(ops):
+            if op in _CREATE_OPS:
+                op, rec = _multi_create_op(op, rec)
             if failed >= 0:
                 txns.append((-1, (_RUNTIMEINCONSISTENCY,)))
-                results.append((-1, _RUNTIMEINCONSISTENCY))
+                results.append((-1, _RUNTIMEINCONSISTENCY, None))
                 continue
             try:
                 t, txn, _ = ops_table[op](op, rec, session_id, auth, zxid, time_ms)
@@ -507,13 +523,34 @@ class Prepper:
                 code = e.code
                 view.end_multi(mark, rollback=True)
                 txns.append((-1, (code,)))
-                results.append((-1, code))
+                results.append((-1, code, None))
                 continue
             txns.append((t, txn))
-            results.append((op, txn[0]))
+            # The sub-result's Stat is the node as this op left it (later ops of the same
+            # multi may change or delete it), exactly what the pending record holds.
+            stat = self.stat_of(view.by_path[txn[0]]) if op in (5, 19, 21) else None
+            results.append((op, txn[0], stat))
         if failed < 0:
             view.end_multi(mark, rollback=False)
         return txns, results, failed
+
+
+_CREATE_OPS = frozenset({1, 15, 19, 21})
+
+
+def _multi_create_op(op: int, rec: tuple[Any, ...]) -> tuple[int, tuple[Any, ...]]:
+    """The op a multi's create really is: 3.8's ``MultiOperationRecord`` rebuilds each create
+    with ``Op.create(path, data, acl, flags[, ttl])``, whose opcode follows the flags, so a
+    create2 becomes a plain create (answered without a Stat) and a flags-4 create a container.
+    """
+    flags = rec[3]
+    if op == 21 and flags in (5, 6):
+        return 21, rec
+    if flags == 4:
+        return 19, rec[:4]
+    if flags in (5, 6):
+        return 21, tuple(rec[:4]) + (-1,)  # a TTL mode without a TTL: BadArguments in prep
+    return 1, rec[:4]
 
 
 def _inc_version(v: int) -> int:

@@ -706,10 +706,10 @@ class ServerCore:
             cc.append_connect_response(out, conn.timeout_ms, conn.session_id,
                                        generate_passwd(conn.session_id),
                                        None if ro is None else False)
-        elif op == 14:
-            cc.append_multi_reply(out, slot.xid, zxid, self._multi_results(t))
         elif header_type == -1:
             cc.append_reply(out, slot.xid, zxid, t.record[0])
+        elif op == 14:
+            cc.append_multi_reply(out, slot.xid, zxid, self._multi_results(t))
         elif op == 1:
             cc.append_reply(out, slot.xid, zxid, 0, jute.CREATE_RESPONSE, (t.record[0],))
         elif op in (15, 19, 21):
@@ -734,7 +734,6 @@ class ServerCore:
         slot.zxid = zxid
 
     def _multi_results(self, t: _Inflight) -> list[tuple[int, int, Any]]:
-        tree = self.tree
         failed = any(sub_type == -1 for sub_type, _ in t.record)
         out: list[tuple[int, int, Any]] = []
         if failed:
@@ -746,16 +745,12 @@ class ServerCore:
                 else:
                     out.append((-1, -2 if seen_error else 0, None))
             return out
-        for op, path in t.results:
+        for op, path, stat in t.results:
             if op == 1:
                 out.append((1, 0, (path,)))
             elif op in (15, 19, 21):
-                node = tree.nodes.get(path)
-                stat = tree.stat_of(node) if node is not None else (0,) * 11
                 out.append((15, 0, (path, stat)))
             elif op == 5:
-                node = tree.nodes.get(path)
-                stat = tree.stat_of(node) if node is not None else (0,) * 11
                 out.append((5, 0, (stat,)))
             else:  # delete, check
                 out.append((op, 0, None))
@@ -823,8 +818,14 @@ class ServerCore:
         self._sent(conn, 1)
         self._finished(conn, xid, zxid, op, received_ms, self._now_ms)
 
+    def _lookup(self, path: str | None) -> Any:
+        """The node at ``path``; Apache's map also holds the root under ``""``."""
+        if path is None:
+            raise ProtocolError("path", 8, "a string", "null")  # NPE: MarshallingError
+        return self.tree.nodes.get(path or "/")
+
     def _node_for_read(self, conn: ClientConn, path: str, perm: int) -> Any:
-        node = self.tree.nodes.get(path)
+        node = self._lookup(path)
         if node is None:
             raise KeeperError(_NONODE)
         if not self.check_acl(node.acl, perm, conn.auth_ids):
@@ -832,10 +833,11 @@ class ServerCore:
         return node
 
     def _read_exists(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
+        path: str
         path, watch = rec
-        if path is None or "\0" in path:
+        if path is not None and "\0" in path:
             raise KeeperError(_BADARGUMENTS)
-        node = self.tree.nodes.get(path)
+        node = self._lookup(path)
         if watch:
             if node is None:
                 self.watches.add_exist_watch(path, conn.conn_id)
@@ -876,7 +878,7 @@ class ServerCore:
     def _read_all_children_number(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
         (path,) = rec
         self._node_for_read(conn, path, 1)
-        return jute.GET_ALL_CHILDREN_NUMBER_RESPONSE, (self.tree.count_descendants(path),)
+        return jute.GET_ALL_CHILDREN_NUMBER_RESPONSE, (self.tree.count_descendants(path or "/"),)
 
     def _read_get_ephemerals(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
         (prefix,) = rec
