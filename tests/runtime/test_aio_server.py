@@ -547,3 +547,253 @@ def test_bind_failure_is_an_oserror(make_server, loop_kind, tmp_path):
                        client_port_address="127.0.0.1")
     with pytest.raises(OSError):
         ServerThread(cfg, loop_kind, ScriptCore).start()
+
+
+# --------------------------------------------------------------------------- end to end (kazoo)
+
+
+def _real_core_available() -> bool:
+    try:
+        import zkfast.core.server  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_core = pytest.mark.skipif(not _real_core_available(), reason="core/server.py missing")
+
+
+@needs_core
+def test_kazoo_end_to_end(make_server):
+    from kazoo.client import KazooClient
+
+    st = make_server(core_factory=None, four_letter_whitelist=frozenset({"ruok", "srvr"}))
+    zk = KazooClient(hosts=f"127.0.0.1:{st.port}", timeout=10.0)
+    zk.start(timeout=30)
+    try:
+        assert zk.create("/e2e", b"one") == "/e2e"
+        data, stat = zk.get("/e2e")
+        assert data == b"one" and stat.version == 0
+        seen: list[Any] = []
+        zk.get("/e2e", watch=seen.append)
+        assert zk.set("/e2e", b"two").version == 1
+        wait_for(lambda: seen, what="the data watch")
+        assert seen[0].type == "CHANGED" and seen[0].path == "/e2e"
+        eph = zk.create("/e2e/eph-", b"", ephemeral=True, sequence=True)
+        assert zk.get_children("/e2e") == [eph.rsplit("/", 1)[1]]
+        zk.delete(eph)
+        zk.delete("/e2e")
+        assert zk.exists("/e2e") is None
+        assert _answer(st.port, b"ruok") == b"imok"
+        assert b"Mode: standalone" in _answer(st.port, b"srvr")
+        assert b"is not executed because it is not in the whitelist" in _answer(st.port, b"mntr")
+    finally:
+        zk.stop()
+        zk.close()
+
+
+@needs_core
+def test_kazoo_session_survives_a_bad_neighbour(make_server):
+    from kazoo.client import KazooClient
+
+    st = make_server(core_factory=None, jute_maxbuffer_bytes=1 << 16)
+    zk = KazooClient(hosts=f"127.0.0.1:{st.port}", timeout=10.0)
+    zk.start(timeout=30)
+    try:
+        zk.create("/n", b"x")
+        with socket.create_connection(("127.0.0.1", st.port), timeout=WAIT_S) as bad:
+            bad.sendall(struct.pack(">i", (1 << 16) + 1))
+            assert bad.recv(100) == b""
+        assert zk.get("/n")[0] == b"x"
+    finally:
+        zk.stop()
+        zk.close()
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def _run_cli(*args: str, cwd: Path | None = None, timeout_s: float = 60.0
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "zkfast", *args], cwd=cwd, env=_cli_env(),
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cli_help():
+    r = _run_cli("--help")
+    assert r.returncode == 0 and "usage: zkfast-server [zoo.cfg]" in r.stdout
+
+
+@pytest.mark.parametrize("cfg_text, message", [
+    ("dataDir=/tmp/x\nclientPort=abc\n", "clientPort: expected a 32-bit integer, found 'abc'"),
+    ("clientPort=2181\n", "dataDir is not set"),
+    ("dataDir=/tmp/x\nclientPort=2181\nminSessionTimeout=9\nmaxSessionTimeout=8\n",
+     "minSessionTimeout"),
+    ("dataDir=/tmp/x\nclientPort=2181\nserver.1=a:1:2\nserver.2=b:1:2\nserver.3=c:1:2\n",
+     "quorum mode comes with a later release"),
+])
+def test_cli_bad_config_exits_2_with_the_message(tmp_path, cfg_text, message):
+    path = tmp_path / "zoo.cfg"
+    path.write_text(cfg_text)
+    r = _run_cli(str(path), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "invalid configuration" in r.stderr and message in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("/nonexistent/zoo.cfg",), "/nonexistent/zoo.cfg"),
+    (("--frobnicate",), "unknown option '--frobnicate'"),
+    (("-D=1",), "needs a name"),
+    (("a.cfg", "b.cfg"), "unexpected arguments"),
+    (("-DclientPort=seven",), "clientPort"),
+])
+def test_cli_usage_errors_exit_2(tmp_path, args, message):
+    r = _run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr
+
+
+def test_cli_refuses_python_O(tmp_path):
+    r = subprocess.run([sys.executable, "-O", "-m", "zkfast"], cwd=tmp_path, env=_cli_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "python -O" in r.stderr
+
+
+class CliServer:
+    """`python -m zkfast ...` as a child process, stopped through its own Popen handle."""
+
+    def __init__(self, args: list[str], cwd: Path, port: int, **env: str) -> None:
+        self.port = port
+        self.log_path = cwd / "server.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "zkfast", *args], cwd=cwd,
+                                     env=_cli_env(**env), stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def wait_serving(self) -> None:
+        def serving() -> bool:
+            assert self.proc.poll() is None, f"server exited: {self.log()}"
+            try:
+                return b"Mode: standalone" in _answer(self.port, b"srvr")
+            except OSError:
+                return False
+
+        wait_for(serving, timeout_s=60, what="the server to serve")
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def cli_servers() -> Iterator[list[CliServer]]:
+    servers: list[CliServer] = []
+    yield servers
+    for s in servers:
+        s.stop()
+
+
+@needs_core
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cli_without_config_serves_and_stops_cleanly(tmp_path, cli_servers, loop, sig):
+    port = _free_port()
+    srv = CliServer([f"-DclientPort={port}", "-Dzookeeper.4lw.commands.whitelist=ruok,srvr"],
+                    tmp_path, port, ZKFAST_LOOP=loop)
+    cli_servers.append(srv)
+    srv.wait_serving()
+    assert _answer(port, b"ruok") == b"imok"
+    assert (tmp_path / "zkfast-data").is_dir()
+    from kazoo.client import KazooClient
+
+    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10.0)
+    zk.start(timeout=30)
+    try:
+        zk.create("/cli", b"v")
+        assert zk.get("/cli")[0] == b"v"
+    finally:
+        zk.stop()
+        zk.close()
+    assert srv.stop(sig) == 0
+    text = srv.log()
+    assert f"clients on 127.0.0.1:{port}" in text and "core=" in text and f"loop={loop}" in text
+    assert "shutting down" in text and "Traceback" not in text
+
+
+@needs_core
+def test_cli_with_zoo_cfg(tmp_path, cli_servers):
+    port = _free_port()
+    (tmp_path / "zoo.cfg").write_text(
+        f"tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={tmp_path / 'data'}\n"
+        f"clientPort={port}\nclientPortAddress=127.0.0.1\nmaxClientCnxns=1\n"
+        "admin.enableServer=false\nsomeTypo=1\n")
+    srv = CliServer([str(tmp_path / "zoo.cfg"), "-Dreadonlymode.enabled=true"], tmp_path, port)
+    cli_servers.append(srv)
+    srv.wait_serving()
+    assert _answer(port, b"isro") == b"rw"  # whitelisted by readonlymode.enabled
+    assert "unknown configuration key 'someTypo'" in srv.log()
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as first:
+        first.sendall(b"\x00\x00")  # an unfinished frame holds the connection open
+        second = Client(port)
+        try:
+            assert second.closed_by_server()  # maxClientCnxns=1
+        finally:
+            second.close()
+        wait_for(lambda: "Too many connections from /127.0.0.1 - max is 1" in srv.log(),
+                 what="the per-IP limit's log line")
+    assert srv.stop() == 0
+
+
+@needs_core
+def test_cli_port_in_use_exits_1(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        r = _run_cli(f"-DclientPort={port}", cwd=tmp_path)
+    assert r.returncode == 1 and "cannot start" in r.stderr
+
+
+@needs_core
+def test_cli_without_any_argument_uses_2181(tmp_path, cli_servers):
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 2181))
+        except OSError:
+            pytest.skip("port 2181 is in use on this machine")
+    srv = CliServer([], tmp_path, 2181)
+    cli_servers.append(srv)
+    srv.wait_serving()
+    assert (tmp_path / "zkfast-data").is_dir()
+    assert srv.stop() == 0
