@@ -48,6 +48,8 @@ __all__ = [
     "ttl_ephemeral_owner",
     "ephemeral_kind",
     "SPECIAL_PATHS",
+    "java_string_hash",
+    "java_hash_order",
     "WRITE_OPS",
 ]
 
@@ -117,7 +119,7 @@ class ChangeRecord:
         self.zxid = zxid
         self.path = path
         self.exists = False
-        self.data: bytes = b""
+        self.data: bytes | None = b""
         self.acl: list[Any] = []
         self.czxid = self.mzxid = self.ctime = self.mtime = self.pzxid = 0
         self.version = self.cversion = self.aversion = 0
@@ -275,7 +277,7 @@ class Prepper:
         cv = (2 * rec.cversion - nc) & 0xFFFFFFFF
         cv = cv - (1 << 32) if cv > 0x7FFFFFFF else cv
         return (rec.czxid, rec.mzxid, rec.ctime, rec.mtime, rec.version, cv, rec.aversion,
-                owner, len(rec.data), nc, rec.pzxid)
+                owner, len(rec.data) if rec.data is not None else 0, nc, rec.pzxid)
 
     def _check_session(self, session_id: int) -> None:
         if not self.is_session_live(session_id):
@@ -344,8 +346,6 @@ class Prepper:
         if ephemeral_kind(parent.ephemeral_owner) == "normal":
             raise KeeperError(_NOCHILDRENFOREPHEMERALS)
         new_cversion = parent_cversion + 1
-        if data is None:
-            data = b""
         txn: tuple[Any, ...]
         if opcode == 19:
             txn_type, txn = 19, (path, data, acl_list, new_cversion)
@@ -426,8 +426,6 @@ class Prepper:
         if version != -1 and version != node.version:
             raise KeeperError(_BADVERSION)
         new_version = _inc_version(node.version)
-        if data is None:
-            data = b""
         n2 = node.duplicate(zxid)
         n2.version = new_version
         n2.mtime = time_ms
@@ -473,15 +471,28 @@ class Prepper:
         return 13, (path, _inc_version(node.version)), False
 
     def close_session(self, session_id: int, zxid: int) -> tuple[int, Any, bool]:
-        """closeSession: every ephemeral of the session, pending ones included, is deleted."""
+        """closeSession: every ephemeral of the session, pending ones included, is deleted.
+
+        The paths are listed in the iteration order of the ``HashSet`` Apache builds them in
+        (a copy of the tree's set, then the pending creates), because the tree deletes them,
+        and fires their watches, in the txn's order.
+        """
         view = self.view
-        owned = set(view.tree.ephemerals.get(session_id, ()))
+        nodes = view.tree.nodes
+        in_tree = view.tree.ephemerals.get(session_id, ())
+        # The tree's own set, in its hash order (insertion order approximated by czxid).
+        source = sorted(in_tree, key=lambda p: nodes[p].czxid if p in nodes else 0)
+        copy_order = java_hash_order(source, _hash_capacity(len(source)))
+        owned: dict[str, None] = dict.fromkeys(copy_order)
+        cap = max(_table_size_for(int(len(source) / 0.75) + 1), 16)
         for c in view.changes:
             if not c.exists:
-                owned.discard(c.path)
+                owned.pop(c.path, None)
             elif c.ephemeral_owner == session_id:
-                owned.add(c.path)
-        paths = sorted(owned)
+                owned[c.path] = None
+        while len(owned) > cap * 3 // 4:
+            cap *= 2
+        paths = java_hash_order(list(owned), cap)
         for path in paths:
             node = view.get(path)
             if view.digest_enabled:
@@ -551,6 +562,41 @@ def _multi_create_op(op: int, rec: tuple[Any, ...]) -> tuple[int, tuple[Any, ...
     if flags in (5, 6):
         return 21, tuple(rec[:4]) + (-1,)  # a TTL mode without a TTL: BadArguments in prep
     return 1, rec[:4]
+
+
+def java_string_hash(s: str) -> int:
+    """``String.hashCode`` over UTF-16 code units, as an unsigned 32-bit value."""
+    raw = s.encode("utf-16-be", "surrogatepass")
+    h = 0
+    for i in range(0, len(raw), 2):
+        h = (31 * h + ((raw[i] << 8) | raw[i + 1])) & 0xFFFFFFFF
+    return h
+
+
+def _table_size_for(cap: int) -> int:
+    n = 1
+    while n < cap:
+        n *= 2
+    return n
+
+
+def _hash_capacity(count: int) -> int:
+    """The table size of a HashMap grown from 16 by adding ``count`` keys."""
+    n = 16
+    while count > n * 3 // 4:
+        n *= 2
+    return n
+
+
+def java_hash_order(keys: list[str], capacity: int, hashes: list[int] | None = None
+                    ) -> list[str]:
+    """Iteration order of a Java ``HashMap``/``HashSet`` of ``keys`` (given in insertion
+    order) with ``capacity`` bins: by bin ``(h ^ h>>>16) & (n-1)``, insertion order inside."""
+    if hashes is None:
+        hashes = [java_string_hash(k) for k in keys]
+    mask = capacity - 1
+    order = sorted(range(len(keys)), key=lambda i: ((hashes[i] ^ (hashes[i] >> 16)) & mask, i))
+    return [keys[i] for i in order]
 
 
 def _inc_version(v: int) -> int:

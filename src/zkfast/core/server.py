@@ -59,7 +59,7 @@ from .events import (
     Ticked,
     TxnsDurable,
 )
-from .requests import KeeperError, PendingView, Prepper
+from .requests import KeeperError, PendingView, Prepper, java_string_hash
 from .sessions import SessionTracker, generate_passwd
 from .watches import WatchManager
 
@@ -90,19 +90,6 @@ _LAST_OP = {
 }
 
 
-def _java_string_hash(s: str) -> int:
-    """``String.hashCode`` over UTF-16 code units, as an unsigned 32-bit value."""
-    h = 0
-    for unit in _utf16_units(s):
-        h = (31 * h + unit) & 0xFFFFFFFF
-    return h
-
-
-def _utf16_units(s: str) -> list[int]:
-    raw = s.encode("utf-16-be", "surrogatepass")
-    return [(raw[i] << 8) | raw[i + 1] for i in range(0, len(raw), 2)]
-
-
 def java_auth_order(ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The iteration order of ``ServerCnxn.authInfo`` (a ConcurrentHashMap key set of Ids).
 
@@ -115,10 +102,9 @@ def java_auth_order(ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
         n *= 2
     keyed = []
     for i, (scheme, id_) in enumerate(ids):
-        h = (37 * ((37 * 17 + _java_string_hash(scheme)) & 0xFFFFFFFF)
-             + _java_string_hash(id_)) & 0xFFFFFFFF
-        spread = (h ^ (h >> 16)) & 0x7FFFFFFF
-        keyed.append((spread & (n - 1), i, (scheme, id_)))
+        h = (37 * ((37 * 17 + java_string_hash(scheme)) & 0xFFFFFFFF)
+             + java_string_hash(id_)) & 0xFFFFFFFF
+        keyed.append(((h ^ (h >> 16)) & (n - 1), i, (scheme, id_)))
     keyed.sort()
     return [k[2] for k in keyed]
 
