@@ -109,6 +109,9 @@ class ServerConfig:
     #: How long a closing connection may take to flush what was written before it is reset
     #: (a client that stopped reading would otherwise hold its socket forever).
     client_close_flush_ms: int = 5000
+    #: zookeeper.nio.sessionlessCnxnTimeout: a connection that sends no complete request in
+    #: this long is closed (NIOServerCnxnFactory's expiry of connections without a session).
+    sessionless_cnxn_timeout_ms: int = 10000
     tls: TlsConfig = field(default_factory=TlsConfig)
     #: java.security.auth.login.config: JAAS file whose "Server" section lists SASL users.
     jaas_config_path: str | None = None
@@ -452,6 +455,8 @@ def _apply(b: _Builder, key: str, value: str) -> bool:
         "sasl.serverconfig": lambda: setattr(b, "sasl_section", value or "Server"),
         "4lw.commands.whitelist": lambda: setattr(b, "whitelist", _csv(value)),
         "dynamicConfigFile": lambda: setattr(b, "dynamic_config_file", value),
+        "nio.sessionlessCnxnTimeout": lambda: kw.__setitem__(
+            "sessionless_cnxn_timeout_ms", _int(key, value, lo=1)),
         "znode.container.checkIntervalMs": lambda: kw.__setitem__(
             "container_check_interval_ms", _int(key, value, lo=1)),
         "znode.container.maxPerMinute": lambda: kw.__setitem__(

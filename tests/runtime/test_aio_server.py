@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import socket
 import struct
 import threading
@@ -174,6 +175,11 @@ class ServerThread:
     def port(self) -> int:
         assert self.server is not None
         return self.server.client_addresses[0][1]
+
+    @property
+    def secure_port(self) -> int:
+        assert self.server is not None
+        return self.server.secure_addresses[0][1]
 
     @property
     def core(self) -> Any:
@@ -387,6 +393,21 @@ def test_max_client_cnxns_zero_is_unlimited(make_server, clients):
     cs = [clients(st.port) for _ in range(70)]  # above Apache's default of 60
     for i, c in enumerate(cs):
         assert c.roundtrip(b"%d" % i) == b"%d" % i
+
+
+def test_connection_without_a_request_is_closed(make_server, clients, caplog):
+    caplog.set_level(logging.INFO, "zkfast.client")
+    st = make_server(sessionless_cnxn_timeout_ms=200)
+    idle = clients(st.port)
+    idle.send(b"\x00\x00")  # half a length: no complete frame
+    assert idle.closed_by_server()
+    assert "no request within 200 ms" in caplog.text
+    talker = clients(st.port)
+    talker_id = int(talker.roundtrip(b"whoami"))
+    # a connection that sent a frame is the core's to close: its expiry timer is gone
+    hub = st.server.hub  # type: ignore[union-attr]
+    assert st.call(lambda: hub.env.conns[talker_id]._sessionless) is None
+    assert talker.roundtrip(b"still open") == b"still open"
 
 
 # --------------------------------------------------------------------------- back-pressure
@@ -797,3 +818,96 @@ def test_cli_without_any_argument_uses_2181(tmp_path, cli_servers):
     srv.wait_serving()
     assert (tmp_path / "zkfast-data").is_dir()
     assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Any:
+    certs = pytest.importorskip("zkfast.testing.certs")
+    return certs.make_pki(tmp_path / "pki")
+
+
+def _tls_overrides(pki: Any, client_auth: str = "need") -> dict[str, Any]:
+    from zkfast.config import TlsConfig
+
+    return dict(secure_client_port=0, secure_client_port_address="127.0.0.1",
+                tls=TlsConfig(keystore_location=str(pki.server_pem), keystore_type="PEM",
+                              truststore_location=str(pki.ca_pem), truststore_type="PEM",
+                              client_auth=client_auth))
+
+
+def _tls_client(pki: Any, port: int, cert: tuple[Path, Path] | None) -> Client:
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(pki.ca_pem))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    c = Client.__new__(Client)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
+    c.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+    c.buf = b""
+    return c
+
+
+def test_tls_port_marks_secure_and_passes_the_certificate_ids(make_server, pki):
+    pytest.importorskip("zkfast.runtime.tls")
+    st = make_server(**_tls_overrides(pki))
+    c = _tls_client(pki, st.secure_port, (pki.client_cert_pem, pki.client_key_pem))
+    try:
+        conn_id = int(c.roundtrip(b"whoami"))
+        ev = st.call(lambda: st.core.connected[conn_id])
+        assert ev.secure is True
+        assert len(ev.cert_ids) == 1 and "CN=client" in ev.cert_ids[0]
+    finally:
+        c.close()
+    plain = Client(st.port)
+    try:
+        assert plain.roundtrip(b"plain") == b"plain"
+        plain_id = int(plain.roundtrip(b"whoami"))
+        ev = st.call(lambda: st.core.connected[plain_id])
+        assert ev.secure is False and ev.cert_ids == ()
+    finally:
+        plain.close()
+
+
+def test_tls_rejects_an_unknown_client_ca_and_serves_on(make_server, pki):
+    import ssl
+
+    pytest.importorskip("zkfast.runtime.tls")
+    st = make_server(**_tls_overrides(pki))
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        rogue = _tls_client(pki, st.secure_port,
+                            (pki.rogue_client_cert_pem, pki.rogue_client_key_pem))
+        try:  # TLS 1.3: the server's verdict arrives after the client's handshake finished
+            rogue.roundtrip(b"let me in")
+        finally:
+            rogue.close()
+    good = _tls_client(pki, st.secure_port, (pki.client_cert_pem, pki.client_key_pem))
+    try:
+        assert good.roundtrip(b"ok") == b"ok"
+    finally:
+        good.close()
+    assert st.call(lambda: all(e.cert_ids for e in st.core.connected.values() if e.secure))
+
+
+@needs_core
+def test_kazoo_over_tls_with_x509_auth(make_server, pki):
+    from kazoo.client import KazooClient
+    from kazoo.security import make_acl
+
+    pytest.importorskip("zkfast.runtime.tls")
+    st = make_server(core_factory=None, **_tls_overrides(pki))
+    zk = KazooClient(hosts=f"127.0.0.1:{st.secure_port}", timeout=10.0, use_ssl=True,
+                     ca=str(pki.ca_pem), certfile=str(pki.client_cert_pem),
+                     keyfile=str(pki.client_key_pem))
+    zk.start(timeout=30)
+    try:
+        who = st.call(lambda: [c.auth_ids for c in st.core.conns.values()])
+        dn = next(i for ids in who for scheme, i in ids if scheme == "x509")
+        zk.create("/tls", b"secret", acl=[make_acl("x509", dn, all=True)])
+        assert zk.get("/tls")[0] == b"secret"
+    finally:
+        zk.stop()
+        zk.close()

@@ -5,6 +5,7 @@ A connection goes through these states:
     accepted --(over maxClientCnxns / maxCnxns)--> rejected: logged, closed; the core never hears
     accepted --> ClientConnected sent --(first 4 bytes a four-letter word)--> answered, closed
                                      --(otherwise)--> framing: every read -> one ClientFramesReceived
+                                     --(no complete frame in sessionlessCnxnTimeout)--> closed
     any --(ProtocolError / unexpected exception / send buffer over its bound)--> closed
     closed --> ClientDisconnected sent (exactly once, if ClientConnected was)
 
@@ -147,7 +148,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "hub", "secure", "conn_id", "peer", "host", "transport", "_buf", "_off", "_first_seen",
         "_announced", "_closing", "_paused_by_core", "_paused_by_writes", "_reading_paused",
-        "_linger",
+        "_linger", "_sessionless",
     )
 
     def __init__(self, hub: ClientHub, *, secure: bool) -> None:
@@ -166,6 +167,7 @@ class ClientConnection(asyncio.Protocol):
         self._paused_by_writes = False
         self._reading_paused = False
         self._linger: asyncio.TimerHandle | None = None
+        self._sessionless: asyncio.TimerHandle | None = None
 
     # ---- asyncio callbacks ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -201,6 +203,8 @@ class ClientConnection(asyncio.Protocol):
                                 conn_id, self.peer, exc_info=True)
         hub.env.conns[conn_id] = self
         self._announced = True
+        self._sessionless = hub.env.loop.call_later(
+            hub.config.sessionless_cnxn_timeout_ms / 1000.0, self._sessionless_expired)
         log.debug("conn %d: accepted %s%s", conn_id, self.peer, " (TLS)" if self.secure else "")
         hub.deliver(self, ClientConnected(conn_id, host, port, self.secure, cert_ids))
 
@@ -236,6 +240,9 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._off = off
         if frames:
+            if self._sessionless is not None:
+                self._sessionless.cancel()
+                self._sessionless = None
             self.hub.deliver(self, ClientFramesReceived(self.conn_id, frames))
 
     def eof_received(self) -> bool | None:
@@ -256,6 +263,9 @@ class ClientConnection(asyncio.Protocol):
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
+        if self._sessionless is not None:
+            self._sessionless.cancel()
+            self._sessionless = None
         if not self.conn_id:
             return  # rejected at admission: never counted, never announced
         hub.env.conns.pop(self.conn_id, None)
@@ -320,6 +330,18 @@ class ClientConnection(asyncio.Protocol):
             t.pause_reading()
         else:
             t.resume_reading()
+
+    def _sessionless_expired(self) -> None:
+        """No request arrived in time: close, as Apache's connection expirer does.
+
+        Once the first frame (the ConnectRequest) is in, the core owns the connection's life
+        (session timeouts); until then only the runtime knows it exists.
+        """
+        self._sessionless = None
+        if not self._closing:
+            log.info("conn %d (%s): closing: no request within %d ms", self.conn_id, self.peer,
+                     self.hub.config.sessionless_cnxn_timeout_ms)
+            self.close("no request")
 
     def _four_letter_word(self, word: bytes) -> None:
         """Answer a four-letter word in plain text and close (NIOServerCnxn.checkFourLetterWord)."""
