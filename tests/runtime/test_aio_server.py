@@ -797,6 +797,17 @@ def test_cli_with_zoo_cfg(tmp_path, cli_servers):
 
 
 @needs_core
+def test_cli_unreadable_keystore_exits_2(tmp_path):
+    pytest.importorskip("zkfast.runtime.tls")
+    path = tmp_path / "zoo.cfg"
+    path.write_text(f"dataDir={tmp_path / 'data'}\nsecureClientPort={_free_port()}\n"
+                    f"ssl.keyStore.location={tmp_path / 'missing.pem'}\n")
+    r = _run_cli(str(path), cwd=tmp_path)
+    assert r.returncode == 2 and "ssl.keyStore.location" in r.stderr, r.stderr
+    assert not (tmp_path / "data" / "version-2").exists()  # failed before touching the data
+
+
+@needs_core
 def test_cli_port_in_use_exits_1(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from .. import ZK_COMPAT_VERSION, __version__
 from .._impl import IMPLEMENTATION
-from ..config import ServerConfig
+from ..config import ConfigError, ServerConfig
 from .aio_client import ClientHub
 from .aio_env import AioEnv, TxnLog
 from .driver import Core, Driver
@@ -104,12 +104,24 @@ class ZkfastServer:
         """Build the core and bind the listeners; returns once clients can connect.
 
         Raises:
+            ConfigError: the TLS settings cannot be used (the message names the ssl.* key).
             OSError: a data directory cannot be created or a port cannot be bound (the
                 listeners already bound are closed again).
         """
         loop = asyncio.get_running_loop()
         cfg = self.config
         self._stop_requested = asyncio.Event()
+        # TLS first: a bad certificate setting fails before any data is touched.
+        cert_ids_of = None
+        ssl_ctx = None
+        if cfg.secure_client_port is not None:
+            from .tls import build_server_context, cert_ids_from_ssl_object
+
+            try:
+                ssl_ctx = build_server_context(cfg.tls)
+            except ValueError as e:  # tls.TlsConfigError names the ssl.* key
+                raise ConfigError(str(e)) from e
+            cert_ids_of = cert_ids_from_ssl_object
         for d in {cfg.data_dir, cfg.log_dir}:
             os.makedirs(d, exist_ok=True)
         restored: Any = None
@@ -126,13 +138,6 @@ class ZkfastServer:
         env.on_fatal = self._fatal
         self.env, self.core = env, core
         env.set_timer(core.deadline_ms())
-        cert_ids_of = None
-        ssl_ctx = None
-        if cfg.secure_client_port is not None:
-            from .tls import build_server_context, cert_ids_from_ssl_object
-
-            ssl_ctx = build_server_context(cfg.tls)
-            cert_ids_of = cert_ids_from_ssl_object
         hub = ClientHub(env, cfg, four_letter=_four_letter_fn(core, cfg, env),
                         cert_ids_of=cert_ids_of, on_fatal=self._fatal)
         self.hub = hub
@@ -153,9 +158,11 @@ class ZkfastServer:
                 self._servers.append(srv)
                 self.secure_addresses = _bound(srv)
         except OSError:
-            for srv in self._servers:
-                srv.close()
+            for bound in self._servers:
+                bound.close()
             env.shutdown()
+            if self.snapshotter is not None:
+                self.snapshotter.close()
             raise
         loop_name = type(loop).__module__.split(".")[0]
         log.info(
@@ -303,7 +310,7 @@ def loop_factory(kind: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
                 raise
             log.warning("uvloop is not installed; running on asyncio's default event loop")
         else:
-            return uvloop.new_event_loop  # type: ignore[no-any-return]
+            return uvloop.new_event_loop
     return asyncio.new_event_loop
 
 
