@@ -201,7 +201,9 @@ class RunResult:
     loadgen: dict[str, Any] = field(default_factory=dict)
 
 
-def start_server(kind: str, workdir: Path) -> tuple[ServerProcess, float]:
+def start_server(
+    kind: str, workdir: Path, cfg: dict[str, str] | None = None
+) -> tuple[ServerProcess, float]:
     """Start a fresh server and time it until a first session is served.
 
     The clock starts just before the process is spawned and stops when a raw client has
@@ -210,9 +212,9 @@ def start_server(kind: str, workdir: Path) -> tuple[ServerProcess, float]:
     most that much on both kinds alike.
     """
     if kind == "apache":
-        server = apache_server(workdir, cfg=SERVER_CFG, heap=APACHE_HEAP, start=False)
+        server = apache_server(workdir, cfg=cfg or SERVER_CFG, heap=APACHE_HEAP, start=False)
     else:
-        server = zkfast_server(workdir, cfg=SERVER_CFG, start=False)
+        server = zkfast_server(workdir, cfg=cfg or SERVER_CFG, start=False)
     t0 = time.monotonic()
     server.start()
     client = RawClient("127.0.0.1", server.client_port, io_timeout_s=30.0)
@@ -228,10 +230,93 @@ def start_server(kind: str, workdir: Path) -> tuple[ServerProcess, float]:
     return server, startup
 
 
+def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy over the measured window: raw collapsed stacks of Python frames.
+
+    Only samples holding the GIL are kept (`--gil`), so shares are of the time the server spends
+    running Python, and waits in epoll or in the log writer's queue do not count. Cython and
+    uvloop code is charged to its Python caller.
+    """
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--nolineno",
+            "--gil",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+#: Leaf frames of a thread that is waiting, not working (py-spy --native still samples them).
+IDLE_LEAVES = frozenset(
+    {
+        "epoll_pwait",
+        "epoll_wait",
+        "futex_wait",
+        "__futex_abstimed_wait_common",
+        "poll",
+        "select",
+        "pthread_cond_wait",
+        "pthread_cond_timedwait",
+        "sem_wait",
+        "sem_timedwait",
+        "__GI___poll",
+        "syscall",
+    }
+)
+
+
+def profile_summary(path: Path, top: int = 15) -> str:
+    """Top functions of a py-spy raw profile by self share and by inclusive share."""
+    self_n: dict[str, int] = {}
+    incl_n: dict[str, int] = {}
+    total = 0
+    for line in path.read_text("utf-8", "replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.strip() for f in stack.split(";") if f.strip()]
+        if not frames or frames[-1].split(" ", 1)[0] in IDLE_LEAVES:
+            continue
+        if frames:
+            self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
+        for f in set(frames):
+            incl_n[f] = incl_n.get(f, 0) + n
+    if not total:
+        return f"(no samples in {path})"
+    out = [f"{total} busy samples; self share (where the CPU is):"]
+    for f, n in sorted(self_n.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  {100 * n / total:5.1f}%  {f}")
+    out.append("inclusive share (time under each function):")
+    for f, n in sorted(incl_n.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"  {100 * n / total:5.1f}%  {f}")
+    return "\n".join(out)
+
+
 def run_loadgen(
-    classpath: str, server: ServerProcess, workload: str, args: argparse.Namespace
+    classpath: str,
+    server: ServerProcess,
+    workload: str,
+    args: argparse.Namespace,
+    profile_path: Path | None = None,
 ) -> tuple[dict[str, Any], float, float, float]:
-    """Run ZkLoad against `server`; sample CPU at the window markers it prints.
+    """Run ZkLoad against `server`; sample CPU at the window markers it prints; with
+    `profile_path`, record a py-spy profile of the server over the window.
 
     Returns:
         (the generator's JSON result, server CPU cores, generator CPU cores, other CPU cores),
@@ -268,9 +353,12 @@ def run_loadgen(
         "--root",
         args.root,
     ]
+    if not args.cleanup:
+        cmd.append("--no-cleanup")
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
         samples: dict[str, tuple[float, float, float, float]] = {}
+        profiler: subprocess.Popen[bytes] | None = None
         result: dict[str, Any] | None = None
         try:
             assert proc.stdout is not None
@@ -283,6 +371,8 @@ def run_loadgen(
                         cpu_seconds(proc.pid),
                         machine_busy_seconds(),
                     )
+                    if line == "#WINDOW_START" and profile_path is not None:
+                        profiler = start_profiler(server.pid, args.seconds, profile_path)
                 elif line.startswith("{"):
                     result = json.loads(line)
             rc = proc.wait()
@@ -290,6 +380,12 @@ def run_loadgen(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            if profiler is not None:
+                try:
+                    profiler.wait(timeout=args.seconds + 60)
+                except subprocess.TimeoutExpired:
+                    profiler.kill()
+                    profiler.wait()
         stderr.seek(0)
         err_text = stderr.read().decode("utf-8", "replace")
     if rc != 0 or result is None or len(samples) != 2:
@@ -304,14 +400,24 @@ def run_loadgen(
     return result, server_cores, loadgen_cores, other_cores
 
 
+def server_cfg(args: argparse.Namespace) -> dict[str, str]:
+    return {**SERVER_CFG, "forceSync": "yes" if args.force_sync else "no"}
+
+
 def run_one(
     kind: str, workload: str, repetition: int, classpath: str, args: argparse.Namespace
 ) -> RunResult:
     with tempfile.TemporaryDirectory(prefix=f"zkload-{kind}-") as tmp:
         before = loadavg()
-        server, startup = start_server(kind, Path(tmp))
+        server, startup = start_server(kind, Path(tmp), server_cfg(args))
         try:
-            res, s_cores, g_cores, o_cores = run_loadgen(classpath, server, workload, args)
+            profile_path = None
+            if args.profile and kind == "zkfast":
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profile_path = args.profile / f"zkfast-{workload}-rep{repetition}.txt"
+            res, s_cores, g_cores, o_cores = run_loadgen(
+                classpath, server, workload, args, profile_path
+            )
             rss = server.rss_bytes()
         finally:
             server.stop()
@@ -475,12 +581,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workloads", default=",".join(WORKLOADS))
     p.add_argument("--servers", default=",".join(SERVER_KINDS))
     p.add_argument("--seconds", type=float, default=10.0, help="measured window per run")
-    p.add_argument("--warmup-seconds", type=float, default=3.0)
+    p.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=10.0,
+        help="unmeasured load before the window; Apache's JIT (C2) is still compiling "
+        "for several seconds after start, so keep this long",
+    )
     p.add_argument("--sessions", type=int, default=8)
     p.add_argument("--outstanding", type=int, default=32, help="requests in flight per session")
     p.add_argument("--znodes", type=int, default=1000)
     p.add_argument("--value-bytes", type=int, default=128)
     p.add_argument("--root", default="/zkload", help="parent znode of the generator's data")
+    p.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="delete what the create workload made (unmeasured; off by default because every "
+        "run's server is discarded afterwards)",
+    )
     p.add_argument("--repetitions", type=int, default=1)
     p.add_argument(
         "--issue-mode",
@@ -496,7 +614,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the Java client's socket implementation (Netty batches reads and writes)",
     )
     p.add_argument("--write-results", action="store_true")
+    p.add_argument(
+        "--force-sync",
+        action="store_true",
+        help="forceSync=yes on both servers (fsync of the txn log; the data directories are "
+        "under the system temp dir, so its file system decides what that costs)",
+    )
     p.add_argument("--json", type=Path, help="also write every run's raw results here")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="record a py-spy profile of each zkfast server over its window into this "
+        "directory and print its top functions (profiling slows the server: do not report "
+        "such runs as results)",
+    )
     p.add_argument("--note", default="", help="a sentence to add to the RESULTS.md section")
     args = p.parse_args(argv)
     args.workload_list = [w for w in args.workloads.split(",") if w]
@@ -553,6 +684,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(args)
     table = summarize(results, args.workload_list, args.server_list)
     print(table)
+    if args.profile:
+        for path in sorted(args.profile.glob("zkfast-*.txt")):
+            print(f"\n## profile {path}\n{profile_summary(path)}")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1), "utf-8")
     if args.write_results:
@@ -569,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"- Settings: {args.sessions} sessions × {args.outstanding} outstanding, "
                 f"{args.value_bytes}-byte values, {args.znodes} znodes, warm-up "
                 f"{args.warmup_seconds:g} s, window {args.seconds:g} s, {args.repetitions} "
-                f"repetition(s); zoo.cfg {', '.join(f'{k}={v}' for k, v in SERVER_CFG.items())}.",
+                f"repetition(s); zoo.cfg {', '.join(f'{k}={v}' for k, v in server_cfg(args).items())}.",
                 "- Cells are medians over repetitions (min–max in brackets); ratio rows give the "
                 "ratio of medians and the range of per-repetition ratios. CPU columns are "
                 "average cores busy during the window.",

@@ -68,6 +68,7 @@ def server(
 def test_tiny_load(benchmark: Any, server: ServerProcess, classpath: str, workload: str) -> None:
     args = load.parse_args([*TINY, "--workloads", workload])
     args.root = f"/zkload-{workload}"
+    args.cleanup = True  # the server is shared by the cases: leave it as it was
     outcome: dict[str, Any] = {}
 
     def run() -> None:
