@@ -9,9 +9,11 @@ an error code, or the connection closed): nothing waits for a timeout to expire.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import ssl
 import struct
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from kazoo.security import ACL, Id, Permissions, make_acl
 from zkfast.runtime.tls import rfc2253_subject
 from zkfast.testing.certs import Pki, issue, make_pki, name
 from zkfast.testing.procs import (
+    APACHE_JARS,
+    JAVA_DIR,
     ServerProcess,
     apache_available,
     apache_server,
@@ -464,3 +468,113 @@ def test_sasl_failure_is_auth_failed_then_close(
 def test_expected_client_id_is_computed_from_the_certificate(certs: Certs) -> None:
     cert = x509.load_pem_x509_certificate(certs.pki.client_cert_pem.read_bytes())
     assert rfc2253_subject(cert.public_bytes(serialization.Encoding.DER)) == EXPECTED_CLIENT_ID
+
+
+# ---- the official Java client: the JDK's TLS stack and the JDK's DIGEST-MD5 client
+
+JAVA_PROBE = """
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.apache.zookeeper.*;
+import org.apache.zookeeper.data.*;
+public class Probe {
+  public static void main(String[] args) throws Exception {
+    CountDownLatch ready = new CountDownLatch(1);
+    boolean sasl = args[2].equals("sasl");
+    ZooKeeper zk = new ZooKeeper(args[0], 30000, e -> {
+      System.out.println("EVENT " + e.getState());
+      if (e.getState() == (sasl ? Watcher.Event.KeeperState.SaslAuthenticated
+                                : Watcher.Event.KeeperState.SyncConnected)) ready.countDown();
+      if (e.getState() == Watcher.Event.KeeperState.AuthFailed) ready.countDown();
+    });
+    try {
+      if (!ready.await(60, TimeUnit.SECONDS)) { System.out.println("NOT READY"); return; }
+      for (ClientInfo c : zk.whoAmI()) System.out.println("WHOAMI " + c.getAuthScheme() + " " + c.getUser());
+      zk.create(args[1], "java".getBytes(), ZooDefs.Ids.CREATOR_ALL_ACL, CreateMode.PERSISTENT);
+      for (ACL a : zk.getACL(args[1], new Stat())) System.out.println("ACL " + a.getId().getScheme() + " " + a.getId().getId() + " " + a.getPerms());
+    } finally {
+      zk.close();
+    }
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def java_probe(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., list[str]]:
+    """Compile Probe.java once; returns run(workdir, hosts, path, mode, props) -> its lines."""
+    if shutil.which("java") is None or shutil.which("javac") is None:
+        pytest.skip("needs java and javac")
+    classes = tmp_path_factory.mktemp("probe")
+    (classes / "Probe.java").write_text(JAVA_PROBE)
+    classpath = ":".join(str(JAVA_DIR / j) for j in APACHE_JARS)
+    subprocess.run(
+        ["javac", "-cp", classpath, "-d", str(classes), str(classes / "Probe.java")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+    def run(workdir: Path, hosts: str, path: str, mode: str, props: dict[str, str]) -> list[str]:
+        argv = ["java", *(f"-D{k}={v}" for k, v in props.items())]
+        argv += ["-cp", f"{classes}:{classpath}", "Probe", hosts, path, mode]
+        # the timeout only turns a hang into a failure; nothing depends on it
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=180, cwd=workdir)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        keep = ("WHOAMI", "ACL", "NOT")
+        return [line for line in proc.stdout.splitlines() if line.split(" ")[0] in keep]
+
+    return run
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("store", ["PEM", "PKCS12"])
+def test_java_client_over_tls_gets_the_x509_id(
+    servers: Servers,
+    certs: Certs,
+    java_probe: Callable[..., list[str]],
+    tmp_path: Path,
+    kind: str,
+    store: str,
+) -> None:
+    server = servers.get(kind, "pem-need")
+    pki = certs.pki
+    if store == "PEM":
+        client_ks = pki.directory / "java-client.pem"
+        client_ks.write_bytes(pki.client.key_pem() + pki.client.cert_pem())
+        stores = {"keyStore.location": str(client_ks), "trustStore.location": str(pki.ca_pem)}
+    else:
+        stores = {
+            "keyStore.location": str(pki.client_p12),
+            "keyStore.password": pki.password,
+            "trustStore.location": str(pki.ca_p12),
+            "trustStore.password": pki.password,
+        }
+    props = {
+        "zookeeper.client.secure": "true",
+        "zookeeper.clientCnxnSocket": "org.apache.zookeeper.ClientCnxnSocketNetty",
+        "zookeeper.ssl.keyStore.type": store,
+        "zookeeper.ssl.trustStore.type": store,
+        **{f"zookeeper.ssl.{k}": v for k, v in stores.items()},
+    }
+    path = f"/java-tls-{store}"
+    lines = java_probe(tmp_path, f"127.0.0.1:{secure_port(server)}", path, "tls", props)
+    assert f"WHOAMI x509 {EXPECTED_CLIENT_ID}" in lines
+    assert lines[-1] == f"ACL x509 {EXPECTED_CLIENT_ID} 31"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_java_client_sasl_digest_md5(
+    servers: Servers, java_probe: Callable[..., list[str]], tmp_path: Path, kind: str
+) -> None:
+    """The JDK's DIGEST-MD5 client (it sends authzid and charset, unlike pure-sasl)."""
+    server = servers.get(kind, "sasl")
+    jaas = tmp_path / "client-jaas.conf"
+    jaas.write_text(
+        "Client {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n"
+        '  username="bob"\n  password="bob-pw";\n};\n'
+    )
+    props = {"java.security.auth.login.config": str(jaas)}
+    lines = java_probe(tmp_path, server.hosts, "/java-sasl", "sasl", props)
+    assert "WHOAMI sasl bob" in lines
+    assert lines[-1] == "ACL sasl bob 31"
