@@ -2,10 +2,13 @@
  * ZkLoad: closed-loop load generator for a ZooKeeper-compatible server.
  *
  * Uses the official Java client's asynchronous API (org.apache.zookeeper.ZooKeeper with
- * AsyncCallback). N sessions each keep K requests outstanding: one issuer thread per session
- * takes a permit from that session's semaphore before each request, and the completion
- * callback gives it back. Latency is measured from just before the async call to the start of
- * the callback, so it includes the client library's queueing on both sides.
+ * AsyncCallback). N sessions each keep K requests outstanding, counted by a semaphore per
+ * session: a request holds a permit from issue to completion. In the default "callback" issue
+ * mode the completion callback hands its permit straight to the next request (issued from the
+ * client's event thread), which saves a thread wake-up per request and so leaves more of a
+ * small machine to the server; in "thread" mode an issuer thread per session waits on the
+ * semaphore and issues a burst per wake-up. Latency is measured from just before the async call
+ * to the start of the callback, so it includes the client library's queueing on both sides.
  *
  * Phases: setup (create the parent znodes and the data set, not measured), warm-up (load runs,
  * nothing recorded), measured window (completions and latencies recorded), drain (issuers stop,
@@ -21,6 +24,9 @@
  * Usage: java -cp <build>:/usr/share/java/zookeeper.jar ZkLoad --hosts 127.0.0.1:2181
  *        [--workload getData] [--sessions 8] [--outstanding 32] [--warmup-seconds 3]
  *        [--seconds 10] [--znodes 1000] [--value-bytes 128] [--root /zkload] [--no-cleanup]
+ *        [--issue-mode callback|thread] [--session-timeout-ms 30000] [--seed 42]
+ * (add -Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty and the Netty
+ * jars for the Netty socket; benchmarks/load.py does that and compiles this file.)
  */
 
 import java.nio.charset.StandardCharsets;
