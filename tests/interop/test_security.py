@@ -161,20 +161,25 @@ class Servers:
         key = (kind, setup)
         if key not in self.running:
             workdir = self.root / f"{kind}-{setup}"
+            base, _, extra = setup.partition("+")
             props: dict[str, str] = {}
-            if setup == "sasl":
+            if base == "sasl":
                 cfg: dict[str, str] = {}
                 props = {
                     "java.security.auth.login.config": str(self.jaas),
                     "zookeeper.authProvider.1": SASL_PROVIDER,
                 }
             else:
-                cfg = tls_cfg(self.certs, setup)
+                cfg = tls_cfg(self.certs, base)
+            if extra == "superuser":  # the SASL authorized id bob is a super user
+                props["zookeeper.superUser"] = "bob"
+            elif extra == "x509super":  # the client certificate's id is a super user
+                props["zookeeper.X509AuthenticationProvider.superUser"] = EXPECTED_CLIENT_ID
             start = apache_server if kind == "apache" else zkfast_server
             server = start(workdir, cfg, props, start=False)  # type: ignore[operator]
             self.running[key] = server
             server.start()
-            if setup != "sasl":
+            if base != "sasl":
                 # The readiness poll used the plain port; the secure one may bind a moment later.
                 port = secure_port(server)
                 wait_until(lambda: _accepts(port), what=f"secure port {port} of {kind}")
@@ -425,6 +430,34 @@ def test_sasl_super_passes_every_sasl_acl_and_nothing_else(
     su.set("/sasl-bob-only", b"by super")
     with pytest.raises(NoAuthError):
         su.get("/digest-only")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_zookeeper_super_user_makes_a_sasl_id_super(
+    servers: Servers, clients: Callable[..., KazooClient], kind: str
+) -> None:
+    """-Dzookeeper.superUser=bob: bob's session also holds ("super", ""), past every ACL."""
+    server = servers.get(kind, "sasl+superuser")
+    alice = clients(server.hosts, **sasl_kw("alice", "alice-pw"))
+    alice.create("/digest-closed", b"d", acl=[make_acl("digest", "someone:c29tZWhhc2g=", all=True)])
+    with pytest.raises(NoAuthError):
+        alice.get("/digest-closed")
+    bob = clients(server.hosts, **sasl_kw("bob", "bob-pw"))
+    assert bob.get("/digest-closed")[0] == b"d"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_x509_super_user_property(
+    servers: Servers, certs: Certs, clients: Callable[..., KazooClient], kind: str
+) -> None:
+    """-Dzookeeper.X509AuthenticationProvider.superUser=<id>: that certificate is a super user."""
+    server = servers.get(kind, "pem-need+x509super")
+    port = secure_port(server)
+    other = clients(f"127.0.0.1:{port}", **certs.files("other"))
+    other.create("/other-only", b"o", acl=[make_acl("x509", certs.other_id, all=True)])
+    root = clients(f"127.0.0.1:{port}", **certs.files("client"))
+    assert root.get("/other-only")[0] == b"o"
+    root.set("/other-only", b"by super")
 
 
 def _sasl_request(sock: socket.socket, xid: int, token: bytes) -> tuple[int, bytes | None]:
