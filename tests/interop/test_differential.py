@@ -80,7 +80,14 @@ def _report(seed: int, diffs: list[str], kinds: str) -> str:
 
 
 @pytest.mark.parametrize("seed", _seed_params())
-def test_zkfast_matches_apache(seed: int, tmp_path: Path) -> None:
+def test_zkfast_matches_apache(seed: int, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    replay = _env_seeds()
+    if (
+        seed in SLOW_SEEDS
+        and not replay
+        and "slow" not in (request.config.getoption("markexpr") or "")
+    ):
+        pytest.skip("a slow seed: run with -m slow")
     print(f"differential seed {seed}")
     steps, expected = _reference(lambda: apache_server(tmp_path / "apache", jvm_props=PROPS), seed)
     actual = _replay(lambda: zkfast_server(tmp_path / "zkfast", props=PROPS), steps)
