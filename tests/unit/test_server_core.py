@@ -696,3 +696,21 @@ def test_multi_with_a_read_op_is_a_marshalling_error_txn(zk: Harness) -> None:
     assert zk.take(1) == [(3, 2, MARSHAL, None)]
     assert decode_txn(zk.txns[-1][1])[0][4] == -1
     assert 1 not in zk.closed
+
+
+def test_notifications_need_read_on_the_node_but_consume_the_watch(zk: Harness) -> None:
+    # Debian's 3.8.0 carries the CVE-2024-23944 fix (ZOOKEEPER-4799).
+    zk.session(1)
+    zk.session(2)
+    zk.call(2, 1, 3, ("/secret", True))
+    zk.call(2, 2, 8, ("/", True))
+    zk.call(1, 1, 1, ("/secret", b"", [(12, ("world", "anyone"))], 0))  # CREATE|DELETE only
+    # NodeCreated /secret is filtered; the root's children change is visible.
+    assert zk.take(2) == [(-1, -1, 0, (4, 3, "/"))]
+    zk.call(1, 2, 7, ("/secret", OPEN, -1))
+    zk.call(1, 3, 5, ("/secret", b"x", -1))
+    assert zk.take(2) == []  # the exists watch was consumed by the filtered event
+    zk.call(2, 3, 4, ("/secret", True))
+    zk.call(1, 4, 7, ("/secret", [(8, ("world", "anyone"))], -1))
+    zk.call(1, 5, 2, ("/secret", -1))
+    assert zk.take(2) == []  # NodeDeleted is checked against the deleted node's ACL

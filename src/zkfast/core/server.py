@@ -72,6 +72,7 @@ _ZERO_PASSWD = b"\0" * 16
 _READ_OPS = frozenset({3, 4, 6, 8, 11, 12, 17, 18, 22, 101, 103, 104, 105, 106, 107})
 _WRITE_OPS = frozenset({1, 2, 5, 7, 14, 15, 16, 19, 20, 21})
 _CREATE_LAYOUT = {1: jute.CREATE_RESPONSE}
+_DELETING = frozenset({2, 20, -11, 14})
 _MARSHALLING = -5
 _UNIMPLEMENTED = -6
 _NONODE = -101
@@ -639,19 +640,31 @@ class ServerCore:
             t = inflight.popleft()
             assert t.zxid == tree.last_processed_zxid + 1 or tree.last_processed_zxid == 0 \
                 or t.zxid > tree.last_processed_zxid, "txns must apply in zxid order"
+            htype = t.header[4]
+            doomed = self._doomed_acls(htype, t.record) if htype in _DELETING else None
             triggers = tree.apply_txn(t.header, t.record)
             view.applied(t.zxid)
-            htype = t.header[4]
             if htype == -10:
                 self._after_create_session(t)
             elif htype == -11:
                 self._after_close_session(t)
             for path, event_type in triggers:
-                for conn_id in watches.trigger(path, event_type):
+                fired = watches.trigger(path, event_type)
+                if not fired:
+                    continue
+                # CVE-2024-23944 (ZOOKEEPER-4799), in Debian's 3.8.0: a notification reaches
+                # only connections with READ on the node (the parent, for a children change);
+                # a one-shot watch is consumed either way.
+                node = tree.nodes.get(path)
+                acl = node.acl if node is not None else (doomed.get(path) if doomed else None)
+                for conn_id in fired:
                     c = conns.get(conn_id)
-                    if c is not None:
-                        cc.append_notification(self._buf(conn_id), int(event_type), 3, path)
-                        self._sent(c, 1)
+                    if c is None:
+                        continue
+                    if acl is not None and not self.check_acl(acl, 1, c.auth_ids):
+                        continue
+                    cc.append_notification(self._buf(conn_id), int(event_type), 3, path)
+                    self._sent(c, 1)
             slot = t.slot
             if slot is not None and t.conn_id is not None:
                 conn = conns.get(t.conn_id)
@@ -664,6 +677,24 @@ class ServerCore:
                     c = conns.get(conn_id)
                     if c is not None:
                         self._drain(c)
+
+    def _doomed_acls(self, htype: int, record: Any) -> dict[str, Any]:
+        """ACLs of the nodes a txn is about to delete (their NodeDeleted is checked on them)."""
+        nodes = self.tree.nodes
+        paths: list[str] = []
+        if htype in (2, 20):
+            paths.append(record[0])
+        elif htype == -11:
+            if record is not None and record[0]:
+                paths.extend(record[0])
+        else:  # multi
+            paths.extend(sub[0] for t, sub in record if t in (2, 20))
+        out: dict[str, Any] = {}
+        for p in paths:
+            node = nodes.get(p)
+            if node is not None:
+                out[p] = node.acl
+        return out
 
     def _after_create_session(self, t: _Inflight) -> None:
         conn = self.conns.get(t.conn_id) if t.conn_id is not None else None
