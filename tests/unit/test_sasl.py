@@ -7,8 +7,12 @@ hand-written RFC 2831 client for the cases pure-sasl cannot produce. Behaviours 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from puresasl.client import SASLClient
@@ -290,8 +294,8 @@ Server {
     // digest users
     org.apache.zookeeper.server.auth.DigestLoginModule required
         user_super="adminsecret"
-        user_bob="bob's \\"pw\\""   # trailing comment
-        user_eve='single';
+        user_bob="bob's \\"pw\\""   / a lone slash comments out the line too
+        user_eve="tab\\there";
     com.example.OtherModule optional debug=true user_carol=plain;
 };
 
@@ -307,7 +311,7 @@ def test_jaas_server_section_users() -> None:
     assert parse_jaas_server_users(JAAS) == {
         "super": "adminsecret",
         "bob": 'bob\'s "pw"',
-        "eve": "single",
+        "eve": "tab\there",
         "carol": "plain",
     }
 
@@ -332,8 +336,105 @@ def test_jaas_later_entry_overrides() -> None:
         "Server { A required; }; Server { B required; };",  # duplicate section
         "/* unterminated",
         'Server { A required user_x="1" ! ; };',
+        "Server { A required user_x='1'; };",  # the JDK accepts no single quotes here
+        'Server { A required\n # no hash comments\n user_x="1"; };',
+        "Server { A required user_x=123; };",  # a number token, not a value
+        "Server { };",  # the JDK sees no Server section
+        'Server { A required user_x="${user.home}"; };',  # JVM property expansion
     ],
 )
 def test_jaas_errors(text: str) -> None:
     with pytest.raises(ValueError):
         parse_jaas_server_users(text)
+
+
+JAAS_CASES = {
+    "basic": 'Server { M required user_bob="pw"; };',
+    "hash_comment": 'Server { M required\n # c\n user_bob="pw"; };',
+    "slash_comment": 'Server { M required // c\n user_bob="pw"; };',
+    "star_comment": 'Server { M required /* c */ user_bob="pw"; };',
+    "lone_slash": 'Server { M required / x\n user_a="1"; };',
+    "single_quote": "Server { M required user_bob='pw'; };",
+    "unquoted_word": "Server { M required user_bob=pw; };",
+    "unquoted_num": "Server { M required user_bob=123; };",
+    "escapes": 'Server { M required user_bob="a\\"b\\\\c\\nd\\te\\101"; };',
+    "key_chars": 'Server { M required user_b.o-b$*_9="pw"; };',
+    "at_key": 'Server { M required user_bob@x="pw"; };',
+    "dup_section": 'Server { M required user_a="1"; }; Server { M required user_b="2"; };',
+    "two_modules": 'Server { M required user_a="1"; N optional user_a="2" user_b="3"; };',
+    "upper_flag": 'Server { M REQUIRED user_a="1"; };',
+    "bad_flag": 'Server { M mandatory user_a="1"; };',
+    "no_final_semicolon": 'Server { M required user_a="1"; }',
+    "quoted_section": '"Server" { M required user_a="1"; };',
+    "empty_value": 'Server { M required user_a=""; };',
+    "unicode": 'Server { M required user_é="pé€"; };',
+    "empty_name": 'Server { M required user_="x"; };',
+    "empty_section": "Server { };",
+    "dup_option": 'Server { M required user_a="1" user_a="2"; };',
+    "other_section_only": 'Client { M required user_a="1"; };',
+}
+
+JAVA_JAAS = """
+import java.io.File;
+import java.security.URIParameter;
+import java.util.*;
+import javax.security.auth.login.*;
+public class Jaas {
+  public static void main(String[] args) throws Exception {
+    Base64.Encoder b64 = Base64.getEncoder();
+    for (String f : args) {
+      StringBuilder sb = new StringBuilder(f);
+      try {
+        Configuration c = Configuration.getInstance("JavaLoginConfig", new URIParameter(new File(f).toURI()));
+        AppConfigurationEntry[] es = c.getAppConfigurationEntry("Server");
+        if (es == null) { System.out.println(f + " ERROR"); continue; }
+        sb.append(" OK");
+        for (AppConfigurationEntry e : es)
+          for (Map.Entry<String, ?> o : e.getOptions().entrySet())
+            if (o.getKey().startsWith("user_"))
+              sb.append(' ').append(b64.encodeToString(o.getKey().substring(5).getBytes("UTF-8")))
+                .append(':').append(b64.encodeToString(((String) o.getValue()).getBytes("UTF-8")));
+      } catch (Exception e) {
+        System.out.println(f + " ERROR");
+        continue;
+      }
+      System.out.println(sb);
+    }
+  }
+}
+"""
+
+
+@pytest.mark.interop  # runs the JDK (a few seconds): `-m "not interop"` skips it
+@pytest.mark.skipif(shutil.which("java") is None, reason="needs java")
+def test_jaas_parsing_matches_the_jdks_config_file(tmp_path: Path) -> None:
+    for case, text in JAAS_CASES.items():
+        (tmp_path / f"{case}.conf").write_text(text, "utf-8")
+    (tmp_path / "Jaas.java").write_text(JAVA_JAAS)
+    files = [f"{case}.conf" for case in JAAS_CASES]
+    out = subprocess.run(
+        ["java", "Jaas.java", *files],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    java: dict[str, object] = {}
+    for line in out.splitlines():
+        name, status, *pairs = line.split(" ")
+        if status == "ERROR":
+            java[name[: -len(".conf")]] = "ERROR"
+            continue
+        users: dict[str, str] = {}
+        for pair in pairs:  # a later module's option replaces an earlier one, as in Apache
+            k, v = pair.split(":")
+            users[base64.b64decode(k).decode()] = base64.b64decode(v).decode()
+        java[name[: -len(".conf")]] = users
+    ours: dict[str, object] = {}
+    for case, text in JAAS_CASES.items():
+        try:
+            ours[case] = parse_jaas_server_users(text)
+        except ValueError:
+            ours[case] = "ERROR"
+    assert ours == java

@@ -487,6 +487,7 @@ public class Dn {
 """
 
 
+@pytest.mark.interop  # runs the JDK (a few seconds): `-m "not interop"` skips it
 @pytest.mark.skipif(shutil.which("java") is None, reason="needs java")
 def test_rfc2253_subjects_match_the_jdks_x500principal(
     subject_certs: list[tuple[Path, bytes, str]], tmp_path: Path

@@ -416,48 +416,73 @@ class _JaasSyntaxError(ValueError):
     pass
 
 
-_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789$_-*.")
+# The JDK's ConfigFile reads JAAS files with a java.io.StreamTokenizer: words are letters,
+# digits, ".", "-", "$", "_", "*" and any character from U+00A0 up, but a token starting
+# with a digit or "." is a number, which no rule accepts; '"' quotes (single quotes parse but
+# are accepted nowhere); "//" and "/* */" are comments, and so is a lone "/" to the end of
+# the line; "#" is an error. Each behaviour here was checked against JDK 17.
+_WORD_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ$_-*")
+_WORD_CHARS = _WORD_START | frozenset("0123456789.")
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def _is_word_char(c: str, first: bool) -> bool:
+    return c in (_WORD_START if first else _WORD_CHARS) or ord(c) >= 160
+
+
+def _jaas_string(text: str, i: int) -> tuple[str, int]:
+    """The double-quoted string starting at text[i] == '"' (StreamTokenizer escapes)."""
+    buf: list[str] = []
+    i += 1
+    n = len(text)
+    while True:
+        if i >= n or text[i] == "\n":
+            raise _JaasSyntaxError("unterminated quoted string")
+        ch = text[i]
+        if ch == '"':
+            return "".join(buf), i + 1
+        if ch == "\\" and i + 1 < n:
+            esc = text[i + 1]
+            if esc in "01234567":
+                j = i + 1
+                while j < n and j < i + 4 and text[j] in "01234567":
+                    j += 1
+                buf.append(chr(int(text[i + 1 : j], 8) & 0xFF))
+                i = j
+                continue
+            buf.append(_ESCAPES.get(esc, esc))
+            i += 2
+            continue
+        buf.append(ch)
+        i += 1
 
 
 def _jaas_tokens(text: str) -> list[tuple[str, str]]:
     """Tokens as (kind, value), kind in {"word", "str", "sym"}; comments dropped."""
+    if "${" in text:
+        # The JDK expands ${system.property} in JAAS files; zkfast cannot know the JVM's
+        # properties, so it refuses rather than use a different password.
+        raise _JaasSyntaxError("${...} property expansion is not supported")
     toks: list[tuple[str, str]] = []
     i, n = 0, len(text)
     while i < n:
         c = text[i]
-        if c.isspace():
+        if ord(c) <= 32:
             i += 1
-        elif text.startswith("//", i) or c == "#":
-            j = text.find("\n", i)
-            i = n if j < 0 else j + 1
         elif text.startswith("/*", i):
             j = text.find("*/", i + 2)
             if j < 0:
                 raise _JaasSyntaxError("unterminated /* comment")
             i = j + 2
-        elif c in "\"'":
-            buf: list[str] = []
-            i += 1
-            while True:
-                if i >= n:
-                    raise _JaasSyntaxError("unterminated quoted string")
-                ch = text[i]
-                if ch == c:
-                    i += 1
-                    break
-                if ch == "\\" and i + 1 < n:
-                    esc = text[i + 1]
-                    buf.append(
-                        {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}.get(esc, esc)
-                    )
-                    i += 2
-                    continue
-                buf.append(ch)
-                i += 1
-            toks.append(("str", "".join(buf)))
-        elif c in _WORD_CHARS or ord(c) >= 160:
-            j = i
-            while j < n and (text[j] in _WORD_CHARS or ord(text[j]) >= 160):
+        elif c == "/":  # "//" and a lone "/" both comment out the rest of the line
+            j = text.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif c == '"':
+            value, i = _jaas_string(text, i)
+            toks.append(("str", value))
+        elif _is_word_char(c, first=True):
+            j = i + 1
+            while j < n and _is_word_char(text[j], first=False):
                 j += 1
             toks.append(("word", text[i:j]))
             i = j
@@ -520,8 +545,9 @@ def parse_jaas_server_users(text: str, section: str = "Server") -> dict[str, str
     """DIGEST-MD5 users of a JAAS file's ``Server`` section: ``user_<name>="<pw>"`` options.
 
     Every login module entry of the section contributes, as in Apache's
-    ``SaslServerCallbackHandler``; a later entry overrides an earlier one. ``//``, ``#`` and
-    ``/* */`` comments, double- or single-quoted values and unquoted words are accepted.
+    ``SaslServerCallbackHandler``; a later entry overrides an earlier one. The syntax is the
+    JDK's (see ``_jaas_tokens``): ``//`` and ``/* */`` comments, double-quoted values with
+    backslash escapes, unquoted words; ``${property}`` expansion is refused.
 
     Args:
         text: the whole JAAS configuration file.
@@ -534,7 +560,7 @@ def parse_jaas_server_users(text: str, section: str = "Server") -> dict[str, str
         sections = _parse_jaas(text)
     except _JaasSyntaxError as e:
         raise ValueError(f"JAAS configuration: {e}") from None
-    if section not in sections:
+    if not sections.get(section):  # the JDK treats an empty section as no section
         raise ValueError(f"JAAS configuration has no {section!r} section: server cannot start")
     users: dict[str, str] = {}
     for _module, _flag, options in sections[section]:
