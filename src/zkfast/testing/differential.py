@@ -53,6 +53,7 @@ __all__ = [
 CREATE, DELETE, EXISTS, GET_DATA, SET_DATA, GET_ACL, SET_ACL, GET_CHILDREN = 1, 2, 3, 4, 5, 6, 7, 8
 SYNC, PING, GET_CHILDREN2, CHECK, MULTI, CREATE2 = 9, 11, 12, 13, 14, 15
 CHECK_WATCHES, REMOVE_WATCHES, CREATE_CONTAINER, CREATE_TTL, MULTI_READ = 17, 18, 19, 21, 22
+SET_WATCHES, SET_WATCHES2 = 101, 105
 AUTH, GET_EPHEMERALS, GET_ALL_CHILDREN_NUMBER, ADD_WATCH, WHO_AM_I = 100, 103, 104, 106, 107
 CLOSE_SESSION = -11
 
@@ -64,6 +65,7 @@ OP_NAMES = {
     CREATE_CONTAINER: "createContainer", CREATE_TTL: "createTTL", MULTI_READ: "multiRead",
     AUTH: "auth", GET_EPHEMERALS: "getEphemerals", GET_ALL_CHILDREN_NUMBER: "getAllChildrenNumber",
     ADD_WATCH: "addWatch", WHO_AM_I: "whoAmI", CLOSE_SESSION: "closeSession",
+    SET_WATCHES: "setWatches", SET_WATCHES2: "setWatches2",
 }  # fmt: skip
 
 #: Result body layouts of multi/multiRead sub-results, by sub-result type.
@@ -324,6 +326,15 @@ class Generator:
         if r < 0.06:
             user = rng.choice(sorted(USERS))
             return [Step(s, "auth", ("digest", f"{user}:{USERS[user]}".encode()))]
+        if r < 0.09:
+            # the session moves to a new connection and re-arms watches, as a client does
+            paths = [sorted({self.path() for _ in range(rng.randrange(0, 4))}) for _ in range(5)]
+            rel = rng.choice(["last", "last", 0])
+            if rng.random() < 0.5:
+                watches = (SET_WATCHES, (rel, *paths[:3]))
+            else:
+                watches = (SET_WATCHES2, (rel, *paths))
+            return [Step(s, "reconnect"), Step(s, "request", watches)]
         return [self.request(s)]
 
     def closing(self) -> list[Step]:
@@ -399,20 +410,29 @@ class Session:
     io_timeout_s: float = 60.0
     sock: socket.socket | None = None
     session_id: int = 0
+    passwd: bytes = b""
+    last_zxid: int = 0
     xid: int = 0
     events: list[tuple[Any, ...]] = field(default_factory=list)
     _buf: bytearray = field(default_factory=bytearray)
 
-    def connect(self, timeout_ms: int = 30000) -> tuple[Any, ...]:
-        """New session handshake (with the readOnly byte). Returns the raw ConnectResponse fields
-        plus whether a readOnly byte followed."""
+    def connect(self, timeout_ms: int = 30000, resume: bool = False) -> tuple[Any, ...]:
+        """Session handshake (with the readOnly byte): a new session, or with `resume` this
+        session again (its id, password and last zxid seen) on a new connection. Returns the raw
+        ConnectResponse fields plus the bytes after them (the readOnly byte)."""
+        self.close()
+        self._buf.clear()
         self.sock = socket.create_connection((self.host, self.port), timeout=self.io_timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        body = jute.encode(jute.CONNECT_REQUEST, (0, 0, timeout_ms, 0, b"\0" * 16)) + b"\0"
-        self._send(body)
+        if resume:
+            record = (0, self.last_zxid, timeout_ms, self.session_id, self.passwd)
+        else:
+            record = (0, 0, timeout_ms, 0, b"\0" * 16)
+        self._send(jute.encode(jute.CONNECT_REQUEST, record) + b"\0")
         frame = self._frame()
         values, end = jute.decode(jute.CONNECT_RESPONSE, frame)
-        self.session_id = values[2]
+        if values[1] > 0:
+            self.session_id, self.passwd = values[2], values[3]
         return (*values, frame[end:])
 
     def _send(self, payload: bytes) -> None:
@@ -451,7 +471,10 @@ class Session:
             self.xid += 1
             xid = self.xid
         self._send(struct.pack(">ii", xid, op) + body)
-        return self._reply(xid)
+        reply = self._reply(xid)
+        if reply[1] > 0:
+            self.last_zxid = max(self.last_zxid, reply[1])
+        return reply
 
     def take_events(self) -> list[tuple[Any, ...]]:
         out, self.events = self.events, []
@@ -616,6 +639,12 @@ def _run_one(
         return ("connect", step.session, proto, timeout, sid, len(passwd or b""),
                 passwd == zk_passwd(sid), rest.hex())  # fmt: skip
     sess = slots[step.session]
+    if step.kind == "reconnect":
+        # the same session on a new connection (its watches stay with the old one, which goes)
+        events = sess.take_events()
+        proto, timeout, sid, passwd, rest = sess.connect(resume=True)
+        return ("reconnect", step.session, proto, timeout, sid, len(passwd or b""), rest.hex(),
+                events)  # fmt: skip
     if sess.sock is None:
         return ("skipped", step.session, "connection closed earlier")
     try:
@@ -630,6 +659,8 @@ def _run_one(
             xid, zxid, err, rest = sess.request(AUTH, body, xid=-4)
             return ("auth", step.session, xid, zxid, err, rest.hex(), sess.take_events())
         op, rec = step.args
+        if op in (SET_WATCHES, SET_WATCHES2) and rec[0] == "last":
+            rec = (sess.last_zxid, *rec[1:])  # the zxid this session last saw from this server
         xid, zxid, err, body = sess.request(op, encode_request(op, rec))
         decoded: Any = decode_reply(op, body) if err == 0 else ("error-body", body.hex())
         return (OP_NAMES[op], step.session, xid, zxid, err, decoded, sess.take_events())
@@ -683,7 +714,7 @@ def _norm(value: Any, index: dict[int, str]) -> Any:
             return ("STAT", *st)
         if value and value[0] == "SORTED":
             return value[1]
-        if value and value[0] == "connect":
+        if value and value[0] in ("connect", "reconnect"):
             v = list(value)
             v[4] = index.get(v[4], v[4])
             return tuple(v)
