@@ -714,3 +714,18 @@ def test_notifications_need_read_on_the_node_but_consume_the_watch(zk: Harness) 
     zk.call(1, 4, 7, ("/secret", [(8, ("world", "anyone"))], -1))
     zk.call(1, 5, 2, ("/secret", -1))
     assert zk.take(2) == []  # NodeDeleted is checked against the deleted node's ACL
+
+
+def test_global_outstanding_limit_pauses_and_resumes_reading() -> None:
+    from zkfast.core.actions import PauseClient, ResumeClient
+
+    zk = Harness(auto_durable=False, outstanding_requests_max=4)
+    zk.connect(1)
+    zk.step(TxnsDurable(1))
+    frames = [cc.encode_request(i, 1, (f"/g{i}", b"", OPEN, 0))[4:] for i in range(1, 7)]
+    actions = zk.core.step(ClientFramesReceived(1, frames), zk.now)
+    assert PauseClient(1) in actions
+    last = max(z for a in actions if isinstance(a, AppendTxns) for z, _ in a.txns)
+    actions = zk.core.step(TxnsDurable(last), zk.now)
+    assert ResumeClient(1) in actions
+    assert actions.index(ResumeClient(1)) > 0

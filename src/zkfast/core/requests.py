@@ -179,7 +179,10 @@ class PendingView:
         rec.ephemeral_owner = node.ephemeral_owner
         rec.child_count = len(node.children)
         if self.digest_enabled:
-            rec.node_digest = rec.compute_digest()
+            # The tree caches each node's digest (ZNode._digest); recomputing it per write
+            # would double the CRC work of the write path.
+            cached = getattr(node, "_digest", None)
+            rec.node_digest = cached if cached is not None else rec.compute_digest()
         return rec
 
     def current_tree_digest(self) -> int:

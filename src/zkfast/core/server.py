@@ -37,6 +37,7 @@ invariants (a zxid out of order) are assertions; a bad client only closes its co
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,7 @@ from ..wire import client_codec as cc
 from ..wire import jute
 from ..wire.txn_codec import encode_txn
 from . import acl as acl_mod
-from .actions import AppendTxns, CloseClient, ResumeClient, SendToClient
+from .actions import AppendTxns, CloseClient, PauseClient, ResumeClient, SendToClient
 from .client_conn import AWAIT_CONNECT, CLOSED, CONNECTING, OPEN, ClientConn, Slot
 from .datatree import DataTree, validate_path
 from .events import (
@@ -73,6 +74,7 @@ _READ_OPS = frozenset({3, 4, 6, 8, 11, 12, 17, 18, 22, 101, 103, 104, 105, 106, 
 _WRITE_OPS = frozenset({1, 2, 5, 7, 14, 15, 16, 19, 20, 21})
 _CREATE_LAYOUT = {1: jute.CREATE_RESPONSE}
 _DELETING = frozenset({2, 20, -11, 14})
+_REQUEST_HEADER = struct.Struct(">ii")
 _MARSHALLING = -5
 _UNIMPLEMENTED = -6
 _NONODE = -101
@@ -222,6 +224,7 @@ class ServerCore:
         self._closes: list[CloseClient] = []
         self._append: list[tuple[int, bytes]] = []
         self._extra: list[Any] = []
+        self._paused: dict[int, None] = {}
         self._now_ms = now_ms
         self.storage_failed: str | None = None
         interval = getattr(config, "container_check_interval_ms", 60000)
@@ -296,6 +299,7 @@ class ServerCore:
 
     def _forget(self, conn: ClientConn) -> None:
         conn.state = CLOSED
+        self._paused.pop(conn.conn_id, None)
         self.conns.pop(conn.conn_id, None)
         self.watches.remove_conn(conn.conn_id)
         if conn.session_id and self.session_conn.get(conn.session_id) == conn.conn_id:
@@ -351,8 +355,16 @@ class ServerCore:
                 self._on_request(conn, frame)
             except ProtocolError as e:
                 self.close_conn(conn, f"malformed request: {e}")
-        if conn.state != CLOSED and len(conn.pending) > self.config.outstanding_requests_max_per_conn:
+        if conn.state == CLOSED:
+            return
+        if len(conn.pending) > self.config.outstanding_requests_max_per_conn:
             self.close_conn(conn, "too many outstanding requests")
+        elif conn.pending and len(self._inflight) > self.config.outstanding_requests_max \
+                and conn.conn_id not in self._paused:
+            # zookeeper.globalOutstandingLimit (ZooKeeperServer.shouldThrottle): stop reading
+            # from connections that have requests in flight until the backlog drains.
+            self._paused[conn.conn_id] = None
+            self._extra.append(PauseClient(conn.conn_id))
 
     def _on_connect_request(self, conn: ClientConn, frame: bytes) -> None:
         try:
@@ -417,7 +429,18 @@ class ServerCore:
         self.stats.packets_sent += n
 
     def _on_request(self, conn: ClientConn, frame: bytes) -> None:
-        xid, op = cc.decode_request_header(frame)
+        if len(frame) < 8:
+            raise ProtocolError("RequestHeader", 0, "8 bytes", f"{len(frame)} bytes")
+        xid, op = _REQUEST_HEADER.unpack_from(frame, 0)
+        if op in _READ_OPS:  # the fast path: reads and pings
+            now = self._now_ms
+            if not self.sessions.touch(conn.session_id, conn.timeout_ms, now):
+                return
+            if conn.pending:
+                conn.pending.append(Slot("read", xid, op, 0, frame, now))
+            else:
+                self._run_read(conn, xid, op, frame, now)
+            return
         if op == 100:
             self._on_auth(conn, xid, frame)
             return
@@ -427,11 +450,8 @@ class ServerCore:
         now = self._now_ms
         if not self.sessions.touch(conn.session_id, conn.timeout_ms, now):
             return  # MissingSessionException: the request is dropped
-        if op in _READ_OPS or op == 9:
-            if op == 9:
-                self._on_sync(conn, xid, frame)
-            else:
-                self._read_or_queue(conn, xid, op, frame, now)
+        if op == 9:
+            self._on_sync(conn, xid, frame)
             return
         if op in _WRITE_OPS:
             if op == 16:
@@ -671,6 +691,11 @@ class ServerCore:
                 if conn is not None:
                     self._complete_write(conn, slot, t)
                     self._drain(conn)
+            if self._paused and len(inflight) <= self.config.outstanding_requests_max // 2:
+                for conn_id in self._paused:
+                    if conn_id in conns:
+                        self._extra.append(ResumeClient(conn_id))
+                self._paused.clear()
             waiters = self._sync_waiters.pop(t.zxid, None)
             if waiters:
                 for conn_id in waiters:
@@ -811,7 +836,9 @@ class ServerCore:
     def _run_read(self, conn: ClientConn, xid: int, op: int, frame: bytes,
                   received_ms: int) -> None:
         """Answer one read from the committed tree (FinalRequestProcessor)."""
-        buf = self._buf(conn.conn_id)
+        buf = self._out.get(conn.conn_id)
+        if buf is None:
+            buf = self._out[conn.conn_id] = bytearray()
         zxid = self.tree.last_processed_zxid
         if op == 11:
             cc.append_reply(buf, -2, zxid, 0)
@@ -832,8 +859,12 @@ class ServerCore:
                 cc.append_reply(buf, xid, zxid, e.code)
             else:
                 cc.append_reply(buf, xid, zxid, 0, layout, body)
-        self._sent(conn, 1)
-        self._finished(conn, xid, zxid, op, received_ms, self._now_ms)
+        conn.packets_sent += 1
+        stats = self.stats
+        stats.packets_sent += 1
+        now = self._now_ms
+        conn.update_for_response(xid, zxid, _LAST_OP.get(op, "NA"), received_ms, now)
+        stats.update_latency(now - received_ms)
 
     def _lookup(self, path: str | None) -> Any:
         """The node at ``path``; Apache's map also holds the root under ``""``."""
@@ -1045,6 +1076,3 @@ class ServerCore:
     @property
     def outstanding_requests(self) -> int:
         return sum(len(c.pending) for c in self.conns.values())
-
-    def resume_all(self) -> list[ResumeClient]:
-        return [ResumeClient(cid) for cid in self.conns]
