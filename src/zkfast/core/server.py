@@ -22,8 +22,16 @@ when it next needs a ``Ticked``. It mirrors Apache 3.8's standalone pipeline
   they queue behind the connection's earlier requests so replies keep request order.
 * ``TxnsDurable(z)`` applies every in-flight txn up to ``z`` in zxid order: apply to the
   ``DataTree``, forget its pending change records, fire watches (notifications are queued
-  before the reply), build the reply with ``zxid = lastProcessedZxid``, then drain the owning
-  connection's queue so any read behind that write runs before the next txn is applied.
+  before the reply, and reach only connections with READ on the node, or on the parent for
+  NodeChildrenChanged: Debian's 3.8.0 carries that CVE-2024-23944 fix), build the reply with
+  ``zxid = lastProcessedZxid``, then drain the owning connection's queue so any read behind
+  that write runs before the next txn is applied.
+* Every txn carries the TxnDigest Apache would write (``digest_enabled``): the tree digest
+  after it, computed at prep time from the pending change records (none on a failed single
+  op; the current digest on createSession, closeSession and multi).
+* Backpressure: a connection with more than ``outstanding_requests_max_per_conn`` queued
+  requests is closed; while more than ``outstanding_requests_max`` txns are in flight,
+  connections with queued requests are paused (``PauseClient``) until half have drained.
 * ``Ticked``: expired sessions (``SessionTracker.poll_expired``) get closeSession txns; every
   ``container_check_interval_ms`` the ContainerManager pass issues deleteContainer txns for
   empty used containers and expired TTL nodes.
@@ -823,7 +831,7 @@ class ServerCore:
             self._buf(conn.conn_id).extend(slot.reply)
             self._sent(conn, 1)
             if kind == "connect":
-                conn.update_for_response(-1, slot.zxid, "SESS", slot.received_ms, now)
+                conn.update_for_response(0, slot.zxid, "SESS", slot.received_ms, now)
                 self.stats.update_latency(now - slot.received_ms)
             else:
                 self._finished(conn, slot.xid, slot.zxid, slot.opcode, slot.received_ms, now)
