@@ -27,7 +27,7 @@ from zkfast.core.sasl import (
     parse_jaas_server_users,
 )
 
-USERS = {"bob": "pw", "super": "superpw", "caf": "café", "euro": "€uro"}
+USERS = {"bob": "pw", "super": "superpw", "caf": "café", "euro": "€uro", "é": "pé", "€": "p€"}
 
 
 def server(users: dict[str, str] | None = None, seed: int = 7, **kw: str) -> DigestMD5Server:
@@ -70,6 +70,7 @@ def rfc_response(
     authzid: str | None = None,
     upper: bool = False,
     extra: bytes = b"",
+    charset: bool = True,
 ) -> bytes:
     """An RFC 2831 digest-response, hashed independently of the module under test."""
 
@@ -84,7 +85,8 @@ def rfc_response(
     resp = hashlib.md5(kd.encode()).hexdigest()
     if upper:
         resp = resp.upper()
-    parts = [b'charset=utf-8,username="' + username.encode() + b'"']
+    parts = [b"charset=utf-8"] if charset else []
+    parts.append(b'username="' + username.encode("utf-8") + b'"')
     if realm is not None:
         parts.append(b'realm="' + realm.encode() + b'"')
     parts += [
@@ -160,6 +162,17 @@ def test_latin1_when_it_fits_else_utf8(user: str) -> None:
     # Apache 3.8.0 accepted the latin-1 hash of "café" (pure-sasl hashes UTF-8 and fails there).
     srv = server()
     srv.step(rfc_response(challenge_nonce(srv), username=user, password=USERS[user]))
+    assert srv.authorized_id == user
+
+
+@pytest.mark.parametrize("charset", [True, False])
+@pytest.mark.parametrize("user", ["é", "€"])
+def test_non_ascii_usernames_with_or_without_charset(user: str, charset: bool) -> None:
+    # Apache 3.8.0 accepted all four: names are read as UTF-8, hashed as 8859-1 when they fit.
+    srv = server()
+    srv.step(
+        rfc_response(challenge_nonce(srv), username=user, password=USERS[user], charset=charset)
+    )
     assert srv.authorized_id == user
 
 
