@@ -20,7 +20,7 @@ No global state, no IO, no clock.
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
@@ -116,6 +116,20 @@ cdef inline int _get_buffer(object buf, Py_buffer* view) except -1:
     return 0
 
 
+cdef inline int _read_view(object buf, Py_buffer* view) except -1:
+    """Point ``view`` at the bytes of ``buf``; returns 1 if it must be released, else 0.
+
+    ``bytes`` (every frame ``split_frames`` returns) is immutable and read in place; anything
+    else goes through the buffer protocol, which pins a bytearray's size while we read it.
+    """
+    if type(buf) is bytes:
+        view.buf = <void*>PyBytes_AS_STRING(buf)
+        view.len = PyBytes_GET_SIZE(buf)
+        return 0
+    PyObject_GetBuffer(buf, view, PyBUF_SIMPLE)
+    return 1
+
+
 def split_frames(buf, Py_ssize_t offset, frame_bytes_max):
     """Cut every complete length-prefixed frame out of ``buf`` starting at ``offset``."""
     cdef Py_buffer view
@@ -123,11 +137,12 @@ def split_frames(buf, Py_ssize_t offset, frame_bytes_max):
     cdef Py_ssize_t end, pos, n
     cdef int64_t limit
     cdef list frames = []
+    cdef int owned
     if offset < 0:
         raise ValueError(f"offset {offset} is negative")
     # A limit beyond int32 admits every non-negative length, as in the twin.
     limit = frame_bytes_max if frame_bytes_max < INT32_MAX_C else INT32_MAX_C
-    _get_buffer(buf, &view)
+    owned = _read_view(buf, &view)
     try:
         p = <const unsigned char*>view.buf
         end = view.len
@@ -141,7 +156,8 @@ def split_frames(buf, Py_ssize_t offset, frame_bytes_max):
             frames.append(PyBytes_FromStringAndSize(<const char*>(p + pos + 4), n))
             pos += 4 + n
     finally:
-        PyBuffer_Release(&view)
+        if owned:
+            PyBuffer_Release(&view)
     return frames, pos
 
 
@@ -258,15 +274,17 @@ def decode_record(layout, buf, Py_ssize_t offset=0, Py_ssize_t end=-1):
     cdef Source src
     cdef Py_ssize_t pos = offset
     cdef tuple values
+    cdef int owned
     if offset < 0:
         raise ValueError(f"offset {offset} is negative")
-    _get_buffer(buf, &view)
+    owned = _read_view(buf, &view)
     try:
         src.p = <const unsigned char*>view.buf
         src.end = view.len if end < 0 or end > view.len else end
         values = decode_fields(&src, layout, &pos, NULL)
     finally:
-        PyBuffer_Release(&view)
+        if owned:
+            PyBuffer_Release(&view)
     return values, pos
 
 
@@ -276,15 +294,17 @@ def decode_request_header(frame):
     cdef const unsigned char* p
     cdef Py_ssize_t n
     cdef int32_t xid, type_
-    _get_buffer(frame, &view)
+    cdef int owned = _read_view(frame, &view)
     p = <const unsigned char*>view.buf
     n = view.len
     if n >= 8:
         xid = rd32(p)
         type_ = rd32(p + 4)
-        PyBuffer_Release(&view)
+        if owned:
+            PyBuffer_Release(&view)
         return xid, type_
-    PyBuffer_Release(&view)
+    if owned:
+        PyBuffer_Release(&view)
     if n < 4:
         raise ProtocolError("xid", 0, "4 bytes of int", f"{n} bytes left")
     raise ProtocolError("type", 4, "4 bytes of int", f"{n - 4} bytes left")
