@@ -50,9 +50,14 @@ lint:
 	# cython-lint runs pycodestyle from PATH: put the interpreter's bin directory first.
 	PATH="$(abspath $(dir $(PYTHON))):$$PATH" $(PYTHON) -m cython_lint.cython_lint --max-line-length 100 src/zkfast/*.pyx src/zkfast/*.pxd
 
-# cibuildwheel builds inside the manylinux containers, so it needs a running docker daemon.
+# cibuildwheel builds inside the manylinux containers, so it needs a running docker daemon
+# (and `pip install cibuildwheel`). Same matrix and smoke test as .github/workflows/wheels.yml.
 wheels:
-	$(PYTHON) -m cibuildwheel --platform linux --output-dir wheelhouse
+	@$(PYTHON) -c "import cibuildwheel" 2>/dev/null || \
+	    { echo "make wheels: needs cibuildwheel (pip install cibuildwheel) and docker"; exit 1; }
+	CIBW_BUILD="cp310-* cp311-* cp312-* cp313-*" CIBW_SKIP="*-musllinux_*" \
+	CIBW_TEST_COMMAND="python -c \"import zkfast._impl as i; assert i.IMPLEMENTATION == 'compiled'\"" \
+	    $(PYTHON) -m cibuildwheel --platform linux --output-dir wheelhouse
 
 clean:
 	rm -rf build wheelhouse $(CORE_GENERATED) src/zkfast/_core.*.so src/zkfast/_pure_build.py
