@@ -46,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: longer runs kept out of the default suite")
 
 
-def start_server(
+def _start_server(
     kind: str,
     workdir: Path,
     cfg: dict[str, str] | None = None,
@@ -84,10 +84,31 @@ def zk_server(
     cfg = dict(getattr(request.module, "SERVER_CFG", {}))
     props = dict(getattr(request.module, "SERVER_PROPS", {}))
     workdir = tmp_path_factory.mktemp(f"{server_kind}-{request.module.__name__.rsplit('.', 1)[-1]}")
-    server = start_server(server_kind, workdir, cfg, props)
+    server = _start_server(server_kind, workdir, cfg, props)
     try:
         yield server
     finally:
+        server.stop()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: `start_server(kind, workdir, cfg=None, props=None)` starts an extra server with the
+    default properties plus `props`; every server it started is stopped at teardown."""
+    servers: list[ServerProcess] = []
+
+    def make(
+        kind: str,
+        workdir: Path,
+        cfg: dict[str, str] | None = None,
+        props: dict[str, str] | None = None,
+    ) -> ServerProcess:
+        server = _start_server(kind, workdir, cfg, props)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
         server.stop()
 
 

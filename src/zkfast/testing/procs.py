@@ -171,13 +171,12 @@ class ServerProcess:
             log.write(f"==== start {' '.join(self.argv)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                self.argv,
+                _with_pdeathsig(self.argv),
                 cwd=self.workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
-                start_new_session=True,  # a ^C in the test runner does not reach it directly
             )
         self.wait_ready(timeout_s)
         return self
@@ -275,6 +274,24 @@ class ServerProcess:
                     assert unit == "kB", line
                     return int(value) * 1024
         raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _with_pdeathsig(argv: list[str]) -> list[str]:
+    """Prefix `setpriv --pdeathsig SIGKILL` (util-linux) when available and on the main thread.
+
+    A test runner killed before its teardown would otherwise leave servers running. PDEATHSIG
+    follows the *thread* that forked, so it is used only for servers started from the main thread
+    (a server started from a worker thread must outlive that thread). setpriv execs the server, so
+    `pid` is still the server's own pid.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not _on_main_thread():
+        return argv
+    return [setpriv, "--pdeathsig", "SIGKILL", "--", *argv]
 
 
 def _write_cfg(workdir: Path, cfg: Mapping[str, str] | None) -> tuple[Path, Path, int]:
