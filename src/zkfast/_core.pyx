@@ -373,7 +373,12 @@ cdef class Writer:
         cdef object name, sub
         cdef long code
         cdef Py_buffer view
-        name, code, sub = spec
+        if type(spec) is tuple and len(<tuple>spec) == 3:
+            name = (<tuple>spec)[0]
+            code = (<tuple>spec)[1]
+            sub = (<tuple>spec)[2]
+        else:
+            name, code, sub = spec
         if code == C_INT:
             self.i32(<int32_t>as_int(name, value, INT32_MIN, INT32_MAX, "an int"))
         elif code == C_LONG:
