@@ -63,6 +63,8 @@ __all__ = [
     "make_zxid",
     "zxid_epoch",
     "zxid_counter",
+    "vote_greater",
+    "count_quorum",
     "IMPLEMENTATION",
 ]
 
@@ -576,3 +578,42 @@ def zxid_epoch(zxid):
 def zxid_counter(zxid):
     """The counter half of a zxid (its low 32 bits)."""
     return <uint32_t>(<uint64_t>_zxid_arg(zxid) & 0xFFFFFFFF)
+
+
+# --------------------------------------------------------------------------- votes and quorums
+
+
+def vote_greater(int64_t new_id, int64_t new_zxid, int64_t new_epoch,
+                 int64_t cur_id, int64_t cur_zxid, int64_t cur_epoch, int64_t new_weight=1):
+    """FastLeaderElection.totalOrderPredicate: is the vote (new_*) better than (cur_*)?"""
+    if new_weight == 0:
+        return False
+    if new_epoch != cur_epoch:
+        return new_epoch > cur_epoch
+    if new_zxid != cur_zxid:
+        return new_zxid > cur_zxid
+    return new_id > cur_id
+
+
+def count_quorum(sids, dict member_group not None, dict member_weight not None,
+                 dict group_half not None, Py_ssize_t groups_min):
+    """Does the set ``sids`` hold a quorum? (see the pure twin for the arguments)."""
+    cdef dict acked = {}
+    cdef set seen = set()
+    cdef Py_ssize_t counted = 0
+    cdef object gid
+    cdef object sid
+    for sid in sids:
+        if sid in seen:
+            continue
+        seen.add(sid)
+        gid = member_group.get(sid)
+        if gid is None:
+            continue
+        acked[gid] = acked.get(gid, 0) + member_weight[sid]
+    if not seen:
+        return False
+    for gid, weight in acked.items():
+        if weight > group_half[gid]:
+            counted += 1
+    return counted >= groups_min

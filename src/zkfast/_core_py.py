@@ -65,6 +65,8 @@ __all__ = [
     "make_zxid",
     "zxid_epoch",
     "zxid_counter",
+    "vote_greater",
+    "count_quorum",
     "IMPLEMENTATION",
 ]
 
@@ -420,3 +422,59 @@ def zxid_counter(zxid: int) -> int:
     if not INT64_MIN <= zxid <= INT64_MAX:
         raise OverflowError(f"zxid {zxid} does not fit in 64 bits")
     return zxid & 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------- votes and quorums
+
+
+def vote_greater(
+    new_id: int, new_zxid: int, new_epoch: int,
+    cur_id: int, cur_zxid: int, cur_epoch: int, new_weight: int = 1,
+) -> bool:
+    """FastLeaderElection.totalOrderPredicate: is the vote (new_*) better than (cur_*)?
+
+    A candidate whose voting weight is 0 never wins. Otherwise the order is lexicographic on
+    (epoch, zxid, sid), all compared as signed longs.
+    """
+    if new_weight == 0:
+        return False
+    if new_epoch != cur_epoch:
+        return new_epoch > cur_epoch
+    if new_zxid != cur_zxid:
+        return new_zxid > cur_zxid
+    return new_id > cur_id
+
+
+def count_quorum(
+    sids: Any, member_group: dict[int, int], member_weight: dict[int, int],
+    group_half: dict[int, int], groups_min: int,
+) -> bool:
+    """Does the set ``sids`` hold a quorum? (QuorumHierarchical.containsQuorum, which with one
+    group of weight-1 members is QuorumMaj's ``size > half``.)
+
+    Args:
+        sids: the acking/voting sids (duplicates count once; sids that are not voting
+            members — absent from ``member_group`` — are skipped, as SyncedLearnerTracker does).
+        member_group: voting sid -> group id.
+        member_weight: voting sid -> weight.
+        group_half: group id -> half its total weight (integer division); a group counts when
+            the weight acked in it is greater.
+        groups_min: how many groups must count (``numGroups // 2 + 1`` over non-zero groups).
+    """
+    acked: dict[int, int] = {}
+    seen: set[int] = set()
+    for sid in sids:
+        if sid in seen:
+            continue
+        seen.add(sid)
+        gid = member_group.get(sid)
+        if gid is None:
+            continue
+        acked[gid] = acked.get(gid, 0) + member_weight[sid]
+    if not seen:
+        return False
+    counted = 0
+    for gid, weight in acked.items():
+        if weight > group_half[gid]:
+            counted += 1
+    return counted >= groups_min

@@ -27,10 +27,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .quorum import QuorumConfigError, QuorumServer, QuorumVerifier, verifier_from_properties
+
 __all__ = [
     "ConfigError",
     "ServerConfig",
     "TlsConfig",
+    "QuorumConfig",
     "load_config",
     "parse_properties",
     "config_from_properties",
@@ -63,6 +66,48 @@ class TlsConfig:
     protocol: str = "TLSv1.2"
     enabled_protocols: tuple[str, ...] = ()
     ciphersuites: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumConfig:
+    """The quorum part of a zoo.cfg (plus its dynamic config file), frozen at start.
+
+    Present only when the server runs as a quorum peer (``ServerConfig.quorum``); a standalone
+    server has None there.
+    """
+
+    #: This peer's id (the myid file).
+    my_sid: int
+    #: The servers, groups, weights and version (``quorum.QuorumVerifier``).
+    verifier: QuorumVerifier
+    #: "participant" or "observer", as the server list says (it wins over peerType).
+    peer_type: str = "participant"
+    init_limit_ticks: int = 10
+    sync_limit_ticks: int = 5
+    connect_to_learner_master_limit_ticks: int = 0
+    #: zookeeper.cnxTimeout: election connect timeout.
+    cnx_timeout_ms: int = 5000
+    #: zookeeper.electionPortBindRetry: attempts to bind the election port (0 = forever).
+    election_port_bind_retry: int = 3
+    standalone_enabled: bool = True
+    reconfig_enabled: bool = False
+    quorum_listen_on_all_ips: bool = False
+    multi_address_enabled: bool = False
+    #: dynamicConfigFile, when the servers came from one.
+    dynamic_config_file: str | None = None
+    #: zookeeper.fastleader.minNotificationInterval / maxNotificationInterval.
+    min_notification_interval_ms: int = 200
+    max_notification_interval_ms: int = 60000
+    #: FastLeaderElection.finalizeWait (a constant in Apache).
+    finalize_wait_ms: int = 200
+
+    @property
+    def my_server(self) -> QuorumServer:
+        return self.verifier.servers[self.my_sid]
+
+    @property
+    def is_observer(self) -> bool:
+        return self.peer_type == "observer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +189,8 @@ class ServerConfig:
     config_path: str | None = None
     #: Keys zkfast accepted but does not act on: name -> value (reported by ``conf``).
     unused: tuple[tuple[str, str], ...] = ()
+    #: The quorum settings; None for a standalone server.
+    quorum: QuorumConfig | None = None
 
     @property
     def session_timeout_min_ms(self) -> int:

@@ -16,6 +16,13 @@ __all__ = [
     "AppendTxns",
     "PauseClient",
     "ResumeClient",
+    "SendToPeer",
+    "WriteEpoch",
+    "ConnectToLeader",
+    "SendQuorumPacket",
+    "CloseQuorumConn",
+    "RoleChanged",
+    "PeerAction",
 ]
 
 
@@ -59,5 +66,84 @@ class ResumeClient:
 
     conn_id: int
 
+
+# --------------------------------------------------------------------------- quorum peer (issue 4)
+
+
+@dataclass(frozen=True, slots=True)
+class SendToPeer:
+    """Send one election message to ``sid`` (the runtime adds the int32 length prefix).
+
+    The runtime keeps one send slot per peer holding only the newest message (QuorumCnxManager's
+    queue of capacity 1), connects on demand, and re-sends the last message on a new connection.
+    """
+
+    sid: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WriteEpoch:
+    """Write ``<dataDir>/version-2/<kind>Epoch`` atomically (tmp, fsync, rename) with
+    ``storage.epochs.format_epoch(epoch)``, then report ``EpochDurable(kind, epoch)``.
+
+    ``kind`` is ``"accepted"`` or ``"current"``.
+    """
+
+    kind: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectToLeader:
+    """Open a quorum-port connection to the leader; report ``LeaderConnected(conn_id)`` or
+    ``LeaderConnectFailed(conn_id, reason)`` (one attempt per action, connect timeout
+    ``cnxTimeout``; the core decides about retries)."""
+
+    conn_id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendQuorumPacket:
+    """Write bytes (whole jute QuorumPackets, no extra framing) to a quorum connection."""
+
+    conn_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseQuorumConn:
+    """Close a quorum connection (learner or leader side); ``reason`` is for the log.
+
+    No ``LearnerDisconnected``/``LeaderDisconnected`` is expected for it afterwards (one may
+    still arrive; the core ignores unknown conn ids).
+    """
+
+    conn_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    """The peer's role changed; the runtime switches its services to match.
+
+    ``state`` is ServerState name ("LOOKING", "FOLLOWING", "LEADING", "OBSERVING"),
+    ``zab_state`` the ZabState name ("ELECTION", "DISCOVERY", "SYNCHRONIZATION", "BROADCAST").
+    The runtime listens on the quorum port exactly while ``state == "LEADING"`` (closing the
+    listener and every learner connection otherwise). Clients are not served while LOOKING,
+    except read-only when ``read_only`` is true (readonlymode.enabled, after the grace period).
+    """
+
+    state: str
+    zab_state: str
+    leader_sid: int | None
+    read_only: bool = False
+
+
+PeerAction = (
+    SendToPeer | WriteEpoch | ConnectToLeader | SendQuorumPacket | CloseQuorumConn | RoleChanged
+)
 
 Action = SendToClient | CloseClient | AppendTxns | PauseClient | ResumeClient

@@ -18,6 +18,18 @@ __all__ = [
     "TxnsDurable",
     "StorageFailed",
     "Ticked",
+    "PeerMessageReceived",
+    "PeerLinkUp",
+    "PeerLinkDown",
+    "EpochDurable",
+    "LearnerConnected",
+    "LearnerPacketsReceived",
+    "LearnerDisconnected",
+    "LeaderConnected",
+    "LeaderPacketsReceived",
+    "LeaderConnectFailed",
+    "LeaderDisconnected",
+    "PeerEvent",
 ]
 
 
@@ -75,6 +87,113 @@ class StorageFailed:
 class Ticked:
     """Time passed: the deadline the core asked for (``deadline_ms``) has been reached."""
 
+
+# --------------------------------------------------------------------------- quorum peer (issue 4)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMessageReceived:
+    """One election message from peer ``sid`` (the bytes after its int32 length prefix).
+
+    The runtime has already done QuorumCnxManager's handshake and length check (1..524288).
+    """
+
+    sid: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLinkUp:
+    """An election connection to/from ``sid`` finished its handshake."""
+
+    sid: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLinkDown:
+    """The election connection to ``sid`` closed (it will be re-dialled on the next send)."""
+
+    sid: int
+
+
+@dataclass(frozen=True, slots=True)
+class EpochDurable:
+    """``<dataDir>/version-2/<kind>Epoch`` now holds ``epoch`` on disk.
+
+    ``kind`` is ``"accepted"`` or ``"current"``.
+    """
+
+    kind: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerConnected:
+    """Leader side: a learner connected to the quorum port (``remote`` is ``host:port``)."""
+
+    conn_id: int
+    remote: str
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerPacketsReceived:
+    """Leader side: every whole jute QuorumPacket one read of a learner connection held."""
+
+    conn_id: int
+    packets: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerDisconnected:
+    """Leader side: a learner connection closed or broke."""
+
+    conn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderConnected:
+    """Learner side: the ``ConnectToLeader(conn_id, ...)`` connection is established."""
+
+    conn_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderPacketsReceived:
+    """Learner side: every whole jute QuorumPacket one read of the leader connection held."""
+
+    conn_id: int
+    packets: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderConnectFailed:
+    """Learner side: one connect attempt of ``ConnectToLeader(conn_id, ...)`` failed."""
+
+    conn_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderDisconnected:
+    """Learner side: the leader connection closed or broke."""
+
+    conn_id: int
+
+
+PeerEvent = (
+    PeerMessageReceived
+    | PeerLinkUp
+    | PeerLinkDown
+    | EpochDurable
+    | LearnerConnected
+    | LearnerPacketsReceived
+    | LearnerDisconnected
+    | LeaderConnected
+    | LeaderPacketsReceived
+    | LeaderConnectFailed
+    | LeaderDisconnected
+    | Ticked
+)
 
 Event = (
     ClientConnected
