@@ -16,7 +16,9 @@ from kazoo.exceptions import (
 from kazoo.protocol.states import ZnodeStat
 
 from zkfast.testing.procs import wait_until
-from zkfast.testing.rawclient import OP, Reader, Writer
+from zkfast.testing.rawclient import OP, OPEN_ACL, Reader, Writer
+
+OPEN = OPEN_ACL
 
 # error codes (zk-formats §1.3)
 OK, UNIMPLEMENTED, BAD_ARGUMENTS = 0, -6, -8
@@ -444,3 +446,70 @@ def test_multi_read(raw_client, kazoo_client, znode):
     assert r.buffer() == b"one"
     assert r.stat().numChildren == 1
     assert Reader(results[1][2]).strings() == ["k"]
+
+
+def test_pipelined_requests_see_earlier_writes(raw_client, znode):
+    raw = raw_client()
+    path = f"{znode}/pipe"
+    w = Writer
+    xids = [
+        raw.send(OP["create"], bytes(w().string(path).buffer(b"").acls(OPEN).int(0).out)),
+        raw.send(OP["create"], bytes(w().string(path).buffer(b"").acls(OPEN).int(0).out)),
+        raw.send(OP["setData"], bytes(w().string(path).buffer(b"1").int(0).out)),
+        raw.send(OP["setData"], bytes(w().string(path).buffer(b"2").int(0).out)),
+        raw.send(OP["getData"], bytes(w().string(path).bool(False).out)),
+        raw.send(OP["delete"], bytes(w().string(path).int(1).out)),
+        raw.send(OP["exists"], bytes(w().string(path).bool(False).out)),
+    ]
+    replies = [raw._read_reply() for _ in xids]
+    assert [r.xid for r in replies] == xids  # replies keep request order
+    assert [r.err for r in replies] == [OK, NODE_EXISTS, OK, BAD_VERSION, OK, OK, NO_NODE]
+    assert Reader(replies[4].body).buffer() == b"1"
+    zxids = [r.zxid for r in replies]
+    assert zxids == sorted(zxids)
+
+
+def test_many_async_requests(kazoo_client, znode):
+    zk = kazoo_client()
+    creates = [zk.create_async(f"{znode}/n{i:04d}", str(i).encode()) for i in range(300)]
+    assert [c.get(timeout=60) for c in creates] == [f"{znode}/n{i:04d}" for i in range(300)]
+    gets = [zk.get_async(f"{znode}/n{i:04d}") for i in range(300)]
+    assert [g.get(timeout=60)[0] for g in gets] == [str(i).encode() for i in range(300)]
+    czxids = [zk.exists(f"{znode}/n{i:04d}").czxid for i in range(300)]
+    assert czxids == sorted(czxids) and len(set(czxids)) == 300
+    assert zk.exists(znode).numChildren == 300
+
+
+def test_frame_over_jute_maxbuffer_closes_the_connection(raw_client, znode):
+    raw = raw_client()
+    with pytest.raises(ConnectionError):
+        raw.create(f"{znode}/big", b"x" * 1048576)
+    ok = raw_client()
+    err, path, stat = ok.create(f"{znode}/fits", b"x" * (1048575 - 1000))
+    assert err == OK and stat.dataLength == 1048575 - 1000
+
+
+def test_system_nodes_content(raw_client):
+    raw = raw_client()
+    err, data, stat = raw.get_data("/zookeeper/config")
+    assert (err, data) == (OK, b"")  # standalone, no dynamic config
+    assert (stat.czxid, stat.version, stat.aversion) == (0, 0, -1)
+    err, data, stat = raw.get_data("/zookeeper/quota")
+    assert (err, data, stat.czxid, stat.aversion) == (OK, b"", 0, 0)
+
+
+def test_quota_stats_are_kept_by_the_server(raw_client, znode):
+    raw = raw_client()
+    quota = f"/zookeeper/quota{znode}"
+    assert raw.create(f"/zookeeper/quota{znode}")[0] == OK
+    assert raw.create(f"{quota}/zookeeper_limits", b"count=5,bytes=100")[0] == OK
+    assert raw.create(f"{quota}/zookeeper_stats", b"count=0,bytes=0")[0] == OK
+    assert raw.create(f"{znode}/a", b"12345")[0] == OK
+    assert raw.create(f"{znode}/b", b"xy")[0] == OK
+    assert raw.get_data(f"{quota}/zookeeper_stats")[1] == b"count=3,bytes=7"
+    assert raw.set_data(f"{znode}/a", b"1")[0] == OK
+    assert raw.delete(f"{znode}/b") == OK
+    assert raw.get_data(f"{quota}/zookeeper_stats")[1] == b"count=2,bytes=1"
+    # exceeding a quota is only logged unless zookeeper.enforceQuota is set
+    for i in range(5):
+        assert raw.create(f"{znode}/more{i}")[0] == OK

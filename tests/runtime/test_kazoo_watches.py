@@ -14,7 +14,7 @@ import pytest
 from kazoo.exceptions import NoNodeError
 from kazoo.protocol.states import EventType, WatchedEvent
 
-from zkfast.testing.rawclient import OP, Writer
+from zkfast.testing.rawclient import OP, OPEN_ACL, Acl, Writer
 
 CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4
 SYNC_CONNECTED = 3
@@ -372,3 +372,72 @@ def test_kazoo_watch_survives_server_side_close_of_other_session(kazoo_client, z
     assert (rec.next().type, rec.pending()) == (EventType.DELETED, 0)
     assert parent.next().type == EventType.CHILD
     assert zk.exists(path) is None
+
+
+def test_notifications_need_read_permission(raw_client, znode):
+    # Debian's 3.8.0 carries the ZOOKEEPER-4799 fix (CVE-2024-23944): a watcher without READ
+    # on the node (on the parent, for NodeChildrenChanged) gets no notification
+    owner, stranger = raw_client(), raw_client()
+    assert owner.auth("digest", b"owner:pw").err == OK
+    secret_acl = [Acl(31, "digest", "owner:" + _sha1_b64("owner:pw"))]
+    assert owner.create(f"{znode}/sec", acl=secret_acl)[0] == OK
+    assert owner.create(f"{znode}/sec/kid", acl=OPEN_ACL)[0] == OK
+    assert stranger.exists(f"{znode}/sec", watch=True)[0] == OK  # 3.8.0: exists needs no READ
+    assert stranger.exists(f"{znode}/sec/kid", watch=True)[0] == OK
+    assert owner.set_data(f"{znode}/sec", b"x")[0] == OK  # filtered
+    assert owner.delete(f"{znode}/sec/kid") == OK  # kid's own ACL is open: delivered
+    assert owner.exists(f"{znode}/other")[0] == NO_NODE
+    assert stranger.exists(f"{znode}/other", watch=True)[0] == NO_NODE
+    assert owner.create(f"{znode}/other")[0] == OK
+    stranger.wait_events(2)
+    stranger.ping()
+    assert [(e.type, e.path) for e in stranger.events] == [
+        (DELETED, f"{znode}/sec/kid"),
+        (CREATED, f"{znode}/other"),
+    ]
+
+
+def _sha1_b64(credential: str) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha1(credential.encode()).digest()).decode()
+
+
+def test_multi_fires_watches_in_op_order(raw_client, znode):
+    raw, writer = raw_client(), raw_client()
+    for name in ("a", "b", "c"):
+        assert writer.create(f"{znode}/{name}")[0] == OK
+        assert raw.get_data(f"{znode}/{name}", watch=True)[0] == OK
+    assert raw.get_children(znode, watch=True)[0] == OK
+    assert raw.exists(f"{znode}/d", watch=True)[0] == NO_NODE
+
+    def set_op(name: str) -> tuple[int, bytes]:
+        return OP["setData"], bytes(Writer().string(f"{znode}/{name}").buffer(b"v").int(-1).out)
+
+    create_d = bytes(Writer().string(f"{znode}/d").buffer(b"").acls(OPEN_ACL).int(0).out)
+    err, results = writer.multi([set_op("c"), set_op("a"), (OP["create"], create_d), set_op("b")])
+    assert err == OK and [e for _, e, _ in results] == [OK] * 4
+    raw.wait_events(5)
+    raw.ping()
+    assert [(e.type, e.path) for e in raw.events] == [
+        (CHANGED, f"{znode}/c"),
+        (CHANGED, f"{znode}/a"),
+        (CREATED, f"{znode}/d"),
+        (CHILD, znode),
+        (CHANGED, f"{znode}/b"),
+    ]
+
+
+def test_failed_multi_fires_nothing(raw_client, znode):
+    raw, writer = raw_client(), raw_client()
+    assert writer.create(f"{znode}/a")[0] == OK
+    assert raw.get_data(f"{znode}/a", watch=True)[0] == OK
+    set_a = bytes(Writer().string(f"{znode}/a").buffer(b"v").int(-1).out)
+    bad_check = bytes(Writer().string(f"{znode}/a").int(42).out)
+    err, results = writer.multi([(OP["setData"], set_a), (OP["check"], bad_check)])
+    assert [e for _, e, _ in results] == [OK, -103]
+    assert writer.set_data(f"{znode}/a", b"w")[0] == OK
+    assert [(e.type, e.path) for e in raw.wait_events(1)] == [(CHANGED, f"{znode}/a")]
+    raw.ping()
+    assert len(raw.events) == 1
