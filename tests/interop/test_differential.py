@@ -60,6 +60,10 @@ def _reference(make: Callable[[], ServerProcess], seed: int) -> tuple[list[Step]
     server = make()
     try:
         return run_seed(seed, "127.0.0.1", server.client_port, STEPS)
+    except OSError:
+        if not server.running:
+            pytest.fail(f"the reference Apache server died on seed {seed}:\n{server.log_tail(30)}")
+        raise
     finally:
         server.stop()
 

@@ -258,8 +258,8 @@ def test_set_versions_delete_deleteall(interop_server: ServerProcess) -> None:
     assert any("/zookeeper" in line for line in t.out(18)), t.out(18)
     root = stat_without_times(t.out(19))
     assert root["cZxid"] == "0x0" and root["numChildren"] == "1" and root["dataVersion"] == "0"
-    # creates of /v, /v/c1, /v/c1/gc, /v/c2 under /: one child created under / (cversion
-    # counts creates, the client sees 2*creates - numChildren = 2*2 - 1 for /v and /zookeeper)
+    # one child was ever created under / (/v; /zookeeper is built in): the persisted cversion
+    # is 1, and clients see 2 * 1 - numChildren(1) = 1
     assert root["cversion"] == "1"
 
 
