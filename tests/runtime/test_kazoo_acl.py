@@ -23,8 +23,9 @@ from kazoo.security import (
 )
 
 from zkfast.testing.rawclient import OP, Acl, Reader, Writer
+from zkfast.testing.rawclient import OPEN_ACL as OPEN_ACL_RAW
 
-OK, NO_AUTH, INVALID_ACL, AUTH_FAILED = 0, -102, -114, -115
+OK, NO_AUTH, INVALID_ACL, AUTH_FAILED, NO_NODE = 0, -102, -114, -115, -101
 ALL = Permissions.ALL
 
 
@@ -248,3 +249,70 @@ def test_digest_auth_reply_and_who_am_i(raw_client):
     assert who_am_i() == [("digest", "gina"), ("ip", "127.0.0.1")]
     raw.auth("digest", b"hank:pw")
     assert who_am_i() == [("digest", "gina"), ("digest", "hank"), ("ip", "127.0.0.1")]
+
+
+def _digest(user: str, password: str) -> str:
+    return make_digest_acl_credential(user, password)
+
+
+def test_check_order_permission_before_existence_and_version(raw_client, znode):
+    owner, stranger = raw_client(), raw_client()
+    assert owner.auth("digest", b"ivy:pw").err == OK
+    mine = [Acl(31, "digest", _digest("ivy", "pw"))]
+    read_only = [Acl(1, "world", "anyone"), Acl(31, "digest", _digest("ivy", "pw"))]
+    assert owner.create(f"{znode}/locked", acl=mine)[0] == OK
+    assert owner.create(f"{znode}/locked/kid", acl=mine)[0] == OK
+    assert owner.create(f"{znode}/ro", acl=read_only)[0] == OK
+    # create: parent CREATE is checked before the node's existence
+    assert stranger.create(f"{znode}/locked/kid")[0] == NO_AUTH
+    # create: InvalidACL comes before the parent lookup
+    assert stranger.create(f"{znode}/none/x", acl=[Acl(31, "bogus", "x")])[0] == INVALID_ACL
+    # delete: parent DELETE before the node's existence and version
+    assert stranger.delete(f"{znode}/locked/none") == NO_AUTH
+    assert stranger.delete(f"{znode}/locked/kid", version=99) == NO_AUTH
+    # setData: WRITE before the version
+    assert stranger.set_data(f"{znode}/ro", b"x", version=99)[0] == NO_AUTH
+    # setACL: ADMIN before the version
+    reply = stranger.call(
+        OP["setACL"], bytes(Writer().string(f"{znode}/ro").acls(OPEN_ACL_RAW).int(99).out)
+    )
+    assert reply.err == NO_AUTH
+    # getACL: READ is enough
+    assert stranger.call(OP["getACL"], bytes(Writer().string(f"{znode}/ro").out)).err == OK
+    assert stranger.call(OP["getACL"], bytes(Writer().string(f"{znode}/none").out)).err == NO_NODE
+    # reads: NoNode for a missing node, NoAuth without READ
+    assert stranger.get_data(f"{znode}/locked/none")[0] == NO_NODE
+    assert stranger.get_data(f"{znode}/locked")[0] == NO_AUTH
+    assert stranger.get_children(f"{znode}/locked")[0] == NO_AUTH
+
+
+def test_check_in_multi_needs_read(raw_client, znode):
+    owner, stranger = raw_client(), raw_client()
+    assert owner.auth("digest", b"jo:pw").err == OK
+    assert owner.create(f"{znode}/c", acl=[Acl(31, "digest", _digest("jo", "pw"))])[0] == OK
+    check = bytes(Writer().string(f"{znode}/c").int(0).out)
+    err, results = stranger.multi([(OP["check"], check)])
+    assert (err, [e for _, e, _ in results]) == (OK, [NO_AUTH])
+    err, results = owner.multi([(OP["check"], check)])
+    assert [(t, e) for t, e, _ in results] == [(OP["check"], OK)]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "credential", "err"),
+    [
+        ("digest", b"nocolon", OK),
+        ("digest", b"a:b:c", OK),
+        ("digest", b"", OK),
+        ("ip", b"ignored", OK),  # the ip provider takes the address of the connection
+        ("world", b"anyone", AUTH_FAILED),
+        ("super", b"x", AUTH_FAILED),
+    ],
+)
+def test_auth_packet_edge_cases(raw_client, scheme, credential, err):
+    raw = raw_client()
+    assert raw.auth(scheme, credential).err == err
+    if err == OK:
+        assert raw.ping().err == OK
+    else:
+        with pytest.raises(ConnectionError):
+            raw.ping()
