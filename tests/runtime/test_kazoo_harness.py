@@ -79,7 +79,7 @@ def test_proxy_pause_resume_and_drop(zk_server, kazoo_client, znode):
         assert proxy.drop_connections() == 1
         wait_until(lambda: KazooState.SUSPENDED in states, 30, "kazoo saw the drop")
         wait_until(lambda: zk.state == KazooState.CONNECTED, 30, "kazoo reconnected")
-        assert proxy.accepted == 2
+        assert proxy.accepted >= 2
         assert zk.exists(f"{znode}/p") is not None
         proxy.stop()
         wait_until(lambda: zk.state == KazooState.SUSPENDED, 30, "kazoo lost its route")

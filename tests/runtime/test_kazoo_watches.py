@@ -441,3 +441,46 @@ def test_failed_multi_fires_nothing(raw_client, znode):
     assert [(e.type, e.path) for e in raw.wait_events(1)] == [(CHANGED, f"{znode}/a")]
     raw.ping()
     assert len(raw.events) == 1
+
+
+def test_set_watches_edge_cases(raw_client, znode):
+    raw, writer = raw_client(), raw_client()
+    for name in ("recreated", "child-gone", "exists-now", "data-same"):
+        assert writer.create(f"{znode}/{name}")[0] == OK
+    assert raw.exists(znode)[0] == OK
+    last_seen = raw.last_zxid
+    raw.close()
+    assert writer.delete(f"{znode}/recreated") == OK
+    assert writer.create(f"{znode}/recreated")[0] == OK  # gone and back: mzxid > last seen
+    assert writer.delete(f"{znode}/child-gone") == OK
+    assert raw.connect() > 0
+    assert (
+        _set_watches(
+            raw,
+            last_seen,
+            data=[f"{znode}/recreated", f"{znode}/data-same"],
+            exist=[f"{znode}/exists-now"],  # exists although unchanged: NodeCreated
+            child=[f"{znode}/child-gone"],
+        )
+        == OK
+    )
+    raw.ping()
+    assert sorted((e.type, e.path) for e in raw.events) == sorted(
+        [
+            (CHANGED, f"{znode}/recreated"),
+            (CREATED, f"{znode}/exists-now"),
+            (DELETED, f"{znode}/child-gone"),
+        ]
+    )
+
+
+def test_set_watches_with_relative_zxid_zero_reports_everything(raw_client, znode):
+    raw, writer = raw_client(), raw_client()
+    assert writer.create(f"{znode}/a")[0] == OK
+    assert writer.create(f"{znode}/a/kid")[0] == OK
+    assert _set_watches(raw, 0, data=[f"{znode}/a"], child=[f"{znode}/a"]) == OK
+    raw.ping()
+    assert sorted((e.type, e.path) for e in raw.events) == [
+        (CHANGED, f"{znode}/a"),
+        (CHILD, f"{znode}/a"),
+    ]
