@@ -19,6 +19,7 @@ T_VECTOR: int
 T_RECORD: int
 T_BYTE: int
 STAT_BYTES: int
+STAT_LAYOUT: Layout
 REPLY_HEADER_BYTES: int
 
 class ProtocolError(ValueError):
@@ -43,10 +44,18 @@ def make_zxid(epoch: int, counter: int) -> int: ...
 def zxid_epoch(zxid: int) -> int: ...
 def zxid_counter(zxid: int) -> int: ...
 def vote_greater(
-    new_id: int, new_zxid: int, new_epoch: int,
-    cur_id: int, cur_zxid: int, cur_epoch: int, new_weight: int = 1,
+    new_id: int,
+    new_zxid: int,
+    new_epoch: int,
+    cur_id: int,
+    cur_zxid: int,
+    cur_epoch: int,
+    new_weight: int = 1,
 ) -> bool: ...
 def count_quorum(
-    sids: Any, member_group: dict[int, int], member_weight: dict[int, int],
-    group_half: dict[int, int], groups_min: int,
+    sids: Any,
+    member_group: dict[int, int],
+    member_weight: dict[int, int],
+    group_half: dict[int, int],
+    groups_min: int,
 ) -> bool: ...

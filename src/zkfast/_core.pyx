@@ -59,6 +59,7 @@ __all__ = [
     "encode_stat",
     "java_utf8",
     "STAT_BYTES",
+    "STAT_LAYOUT",
     "REPLY_HEADER_BYTES",
     "make_zxid",
     "zxid_epoch",
@@ -81,6 +82,17 @@ T_BYTE = C_BYTE
 
 STAT_BYTES = 68
 REPLY_HEADER_BYTES = 16
+
+#: The wire Stat layout; a nested record with this very layout is written by ``_stat_into``.
+STAT_LAYOUT = tuple([
+    (name, C_LONG if width == 8 else C_INT, None)
+    for name, width in (
+        ("czxid", 8), ("mzxid", 8), ("ctime", 8), ("mtime", 8), ("version", 4),
+        ("cversion", 4), ("aversion", 4), ("ephemeralOwner", 8), ("dataLength", 4),
+        ("numChildren", 4), ("pzxid", 8),
+    )
+])
+cdef tuple _STAT_LAYOUT = STAT_LAYOUT
 
 
 class ProtocolError(ValueError):
@@ -420,7 +432,10 @@ cdef class Writer:
                 for item in value:
                     self.value(sub, item)
         elif code == C_RECORD:
-            self.fields(sub, value)
+            if sub is _STAT_LAYOUT:
+                self.stat(value)
+            else:
+                self.fields(sub, value)
         else:
             raise ValueError(f"{name}: unknown jute type code {code}")
         return 0

@@ -61,6 +61,7 @@ __all__ = [
     "encode_stat",
     "java_utf8",
     "STAT_BYTES",
+    "STAT_LAYOUT",
     "REPLY_HEADER_BYTES",
     "make_zxid",
     "zxid_epoch",
@@ -253,8 +254,9 @@ def decode_request_header(frame: bytes | bytearray | memoryview) -> tuple[int, i
 
 # --------------------------------------------------------------------------- jute encode
 
-#: The wire Stat (same as ``wire.jute.STAT``, which cannot be imported from here).
-_STAT_LAYOUT: tuple[tuple[str, int, None], ...] = tuple(
+#: The wire Stat layout (``wire.jute.STAT`` should be this very object: the compiled writer
+#: recognises it by identity and writes it with the ``encode_stat`` fast path).
+STAT_LAYOUT: tuple[tuple[str, int, None], ...] = tuple(
     (name, T_LONG if width == 8 else T_INT, None)
     for name, width in (
         ("czxid", 8),
@@ -360,7 +362,7 @@ def encode_stat(stat: Any, out: bytearray) -> None:
     Same bytes and errors as ``encode_record(STAT, stat, out)``.
     """
     record = bytearray()
-    _encode_fields(_STAT_LAYOUT, stat, record)
+    _encode_fields(STAT_LAYOUT, stat, record)
     out += record
 
 
@@ -428,8 +430,13 @@ def zxid_counter(zxid: int) -> int:
 
 
 def vote_greater(
-    new_id: int, new_zxid: int, new_epoch: int,
-    cur_id: int, cur_zxid: int, cur_epoch: int, new_weight: int = 1,
+    new_id: int,
+    new_zxid: int,
+    new_epoch: int,
+    cur_id: int,
+    cur_zxid: int,
+    cur_epoch: int,
+    new_weight: int = 1,
 ) -> bool:
     """FastLeaderElection.totalOrderPredicate: is the vote (new_*) better than (cur_*)?
 
@@ -446,8 +453,11 @@ def vote_greater(
 
 
 def count_quorum(
-    sids: Any, member_group: dict[int, int], member_weight: dict[int, int],
-    group_half: dict[int, int], groups_min: int,
+    sids: Any,
+    member_group: dict[int, int],
+    member_weight: dict[int, int],
+    group_half: dict[int, int],
+    groups_min: int,
 ) -> bool:
     """Does the set ``sids`` hold a quorum? (QuorumHierarchical.containsQuorum, which with one
     group of weight-1 members is QuorumMaj's ``size > half``.)

@@ -93,6 +93,9 @@ real_layouts = st.sampled_from(
         jute.CONNECT_REQUEST,
         jute.REPLY_HEADER + jute.GET_CHILDREN2_RESPONSE,
         jute.TXN_HEADER + jute.CREATE_TXN,
+        # The compiled writer's Stat fast path triggers on its own STAT_LAYOUT object.
+        (("data", T_BUFFER, None), ("stat", T_RECORD, compiled.STAT_LAYOUT)),
+        (("stat", T_RECORD, pure.STAT_LAYOUT), ("x", T_INT, None)),
     ]
 )
 any_layout = layouts | real_layouts

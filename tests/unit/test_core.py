@@ -477,6 +477,32 @@ def test_encode_reply_frame(core: ModuleType) -> None:
     assert len(frame) == 4 + 16 + 4 + 5000 + 68
 
 
+def test_stat_layout_is_the_wire_stat(core: ModuleType) -> None:
+    assert core.STAT_LAYOUT == jute.STAT
+    # A layout nesting this very object takes the compiled writer's Stat fast path: same
+    # bytes and same errors as the generic walk.
+    fast = (("data", 5, None), ("stat", 7, core.STAT_LAYOUT))
+    walk = (("data", 5, None), ("stat", 7, tuple(jute.STAT)))
+    assert enc(core, fast, (b"d", STAT)) == enc(core, walk, (b"d", STAT))
+    assert core.encode_reply_frame(3, 4, 0, fast, (b"d", STAT)) == core.encode_reply_frame(
+        3, 4, 0, walk, (b"d", STAT)
+    )
+    for bad, exc in (
+        (STAT[:4] + (2**31,) + STAT[5:], OverflowError),
+        (STAT[:9], ValueError),
+        (STAT[:8] + (1.5,) + STAT[9:], TypeError),
+        (None, TypeError),
+    ):
+        out = bytearray(b"k")
+        with pytest.raises(exc) as e_fast:
+            core.encode_record(fast, (b"d", bad), out)
+        with pytest.raises(exc) as e_walk:
+            core.encode_record(walk, (b"d", bad), bytearray())
+        assert out == b"k"
+        if exc is not TypeError:
+            assert str(e_fast.value) == str(e_walk.value)
+
+
 @pytest.mark.parametrize(
     ("args", "exc", "msg"),
     [
