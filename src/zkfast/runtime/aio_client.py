@@ -279,8 +279,8 @@ class ClientConnection(asyncio.Protocol):
     # ---- ClientLink (called by the Env for the core's actions) --------------------------------
     def send(self, data: bytes) -> None:
         t = self.transport
-        if self._closing or t is None:
-            return
+        if self._closing or t is None or t.is_closing():
+            return  # the peer is gone: connection_lost is on its way; drop, as the Env promises
         t.write(data)
         if t.get_write_buffer_size() > self.hub.config.client_send_buffer_bytes_max:
             log.warning("conn %d (%s): closing: the client is not reading (%d bytes queued, "
