@@ -219,7 +219,9 @@ def _logical_lines(text: str) -> list[str]:
     """
     out: list[str] = []
     pending: str | None = None
-    for raw in text.splitlines():
+    # Java's line terminators only: str.splitlines would also split on \f, \v and \u2028,
+    # which Properties treats as ordinary characters (\f as whitespace).
+    for raw in re.split(r"\r\n|\r|\n", text):
         line = raw.lstrip(" \t\f")
         if pending is None:
             if not line or line[0] in "#!":
@@ -258,6 +260,14 @@ def _unescape(s: str) -> str:
     return "".join(out)
 
 
+_JAVA_TRIM = "".join(chr(i) for i in range(33))
+
+
+def _java_trim(s: str) -> str:
+    """String.trim: strips code points up to U+0020 only (not Python's Unicode whitespace)."""
+    return s.strip(_JAVA_TRIM)
+
+
 def parse_properties(text: str) -> dict[str, str]:
     """Parse Java ``Properties`` text into an ordered dict (last duplicate wins).
 
@@ -281,7 +291,7 @@ def parse_properties(text: str) -> dict[str, str]:
         if j < n and line[j] in "=:":
             j += 1
         value = line[j:]
-        props[_unescape(key).strip()] = _unescape(value).strip()
+        props[_java_trim(_unescape(key))] = _java_trim(_unescape(value))
     return props
 
 

@@ -412,3 +412,8 @@ def test_positional_form_properties():
                                {})
     assert (c.client_port, c.data_dir, c.tick_ms, c.client_port_address) == (
         2182, "/tmp/d", 100, "")
+
+
+def test_properties_use_java_line_ends_and_trim():
+    props = parse_properties("a=1\fb\nc= x\u2028y\u00a0\r\nd=\\\r  e")
+    assert props == {"a": "1\fb", "c": "x\u2028y\u00a0", "d": "e"}
