@@ -729,3 +729,21 @@ def test_global_outstanding_limit_pauses_and_resumes_reading() -> None:
     actions = zk.core.step(TxnsDurable(last), zk.now)
     assert ResumeClient(1) in actions
     assert actions.index(ResumeClient(1)) > 0
+
+
+def test_children_come_in_java_hash_set_order(zk: Harness) -> None:
+    # The order Apache 3.8.0 listed these children in (created in this order).
+    zk.session(1)
+    zk.call(1, 1, 1, ("/ord", b"", OPEN, 0))
+    names = [f"n{i}" for i in range(20)] + ["alpha", "beta", "s-0000000001", "zeta", "foo.bar"]
+    for i, n in enumerate(names):
+        zk.call(1, 10 + i, 1, (f"/ord/{n}", b"", OPEN, 0))
+    expected = ["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n12",
+                "n11", "n14", "n13", "n16", "n15", "n18", "n17", "n19", "alpha", "beta",
+                "zeta", "foo.bar", "s-0000000001"]
+    zk.call(1, 40, 1, ("/ord/tmp", b"", OPEN, 0))
+    zk.call(1, 41, 2, ("/ord/tmp", -1))  # 26 children once: the table stays at 64
+    assert zk.call(1, 2, 8, ("/ord", False))[3] == (expected,)
+    assert zk.call(1, 3, 12, ("/ord", False))[3][0] == expected
+    zk.call(1, 4, 2, ("/ord/n12", -1))
+    assert zk.call(1, 5, 8, ("/ord", False))[3] == ([n for n in expected if n != "n12"],)

@@ -68,7 +68,7 @@ from .events import (
     Ticked,
     TxnsDurable,
 )
-from .requests import KeeperError, PendingView, Prepper, java_string_hash
+from .requests import KeeperError, PendingView, Prepper, java_hash_order, java_string_hash
 from .sessions import SessionTracker, generate_passwd
 from .watches import WatchManager
 
@@ -82,6 +82,7 @@ _READ_OPS = frozenset({3, 4, 6, 8, 11, 12, 17, 18, 22, 101, 103, 104, 105, 106, 
 _WRITE_OPS = frozenset({1, 2, 5, 7, 14, 15, 16, 19, 20, 21})
 _CREATE_LAYOUT = {1: jute.CREATE_RESPONSE}
 _DELETING = frozenset({2, 20, -11, 14})
+_NODE_CHILDREN_CHANGED = 4
 _REQUEST_HEADER = struct.Struct(">ii")
 _MARSHALLING = -5
 _UNIMPLEMENTED = -6
@@ -118,6 +119,10 @@ def java_auth_order(ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
         keyed.append(((h ^ (h >> 16)) & (n - 1), i, (scheme, id_)))
     keyed.sort()
     return [k[2] for k in keyed]
+
+
+def _czxid(node: Any) -> int:
+    return node.czxid if node is not None else 0
 
 
 class ServerStats:
@@ -233,6 +238,8 @@ class ServerCore:
         self._append: list[tuple[int, bytes]] = []
         self._extra: list[Any] = []
         self._paused: dict[int, None] = {}
+        self._children_cache: dict[str, tuple[tuple[int, int], list[str]]] = {}
+        self._children_cap: dict[str, tuple[int, int]] = {}
         self._now_ms = now_ms
         self.storage_failed: str | None = None
         interval = getattr(config, "container_check_interval_ms", 60000)
@@ -677,6 +684,8 @@ class ServerCore:
             elif htype == -11:
                 self._after_close_session(t)
             for path, event_type in triggers:
+                if event_type == _NODE_CHILDREN_CHANGED:
+                    self._track_children_capacity(path)
                 fired = watches.trigger(path, event_type)
                 if not fired:
                     continue
@@ -917,19 +926,63 @@ class ServerCore:
         acl = acl_mod.redact_acl_for_getacl(node.acl, admin)
         return jute.GET_ACL_RESPONSE, (acl, self.tree.stat_of(node))
 
+    def _children(self, path: str, node: Any) -> list[str]:
+        """Child names in the order Apache lists them: its ``DataNode.children`` HashSet
+        (capacity 8, growing at 3/4 load), iterated bin by bin, creation order inside a bin.
+        Cached per parent until its pzxid or child count moves."""
+        children = node.children
+        if not children:
+            return []
+        key = (node.pzxid, len(children))
+        hit = self._children_cache.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        nodes = self.tree.nodes
+        base = "" if path == "/" else path
+        names = sorted(children, key=lambda n: _czxid(nodes.get(base + "/" + n)))
+        # A HashMap never shrinks: remember the largest table seen for this node.
+        cap = 8
+        seen = self._children_cap.get(path)
+        if seen is not None and seen[0] == node.czxid:
+            cap = seen[1]
+        while len(names) > cap * 3 // 4:
+            cap *= 2
+        ordered = java_hash_order(names, cap)
+        if len(self._children_cache) > 65536:
+            self._children_cache.clear()
+            self._children_cap.clear()
+        self._children_cache[path] = (key, ordered)
+        self._children_cap[path] = (node.czxid, cap)
+        return ordered
+
+    def _track_children_capacity(self, path: str) -> None:
+        """Grow the remembered HashSet capacity of ``path``'s children after a create."""
+        node = self.tree.nodes.get(path)
+        if node is None:
+            return
+        n = len(node.children)
+        seen = self._children_cap.get(path)
+        cap = seen[1] if seen is not None and seen[0] == node.czxid else 8
+        if n <= cap * 3 // 4 and seen is not None:
+            return
+        while n > cap * 3 // 4:
+            cap *= 2
+        self._children_cap[path] = (node.czxid, cap)
+
     def _read_get_children(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
         path, watch = rec
         node = self._node_for_read(conn, path, 1)
         if watch:
             self.watches.add_child_watch(path, conn.conn_id)
-        return jute.GET_CHILDREN_RESPONSE, (list(node.children),)
+        return jute.GET_CHILDREN_RESPONSE, (self._children(path or "/", node),)
 
     def _read_get_children2(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
         path, watch = rec
         node = self._node_for_read(conn, path, 1)
         if watch:
             self.watches.add_child_watch(path, conn.conn_id)
-        return jute.GET_CHILDREN2_RESPONSE, (list(node.children), self.tree.stat_of(node))
+        return jute.GET_CHILDREN2_RESPONSE, (self._children(path or "/", node),
+                                             self.tree.stat_of(node))
 
     def _read_all_children_number(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
         (path,) = rec
@@ -938,7 +991,14 @@ class ServerCore:
 
     def _read_get_ephemerals(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
         (prefix,) = rec
-        mine = sorted(self.tree.ephemerals.get(conn.session_id, ()))
+        # DataTree.getEphemerals clones the session's HashSet: Java hash order.
+        nodes = self.tree.nodes
+        owned = sorted(self.tree.ephemerals.get(conn.session_id, ()),
+                       key=lambda p: _czxid(nodes.get(p)))
+        cap = 16
+        while len(owned) > cap * 3 // 4:
+            cap *= 2
+        mine = java_hash_order(owned, cap)
         if prefix is None or not prefix.strip() or prefix.strip() == "/":
             return jute.GET_EPHEMERALS_RESPONSE, (mine,)
         return jute.GET_EPHEMERALS_RESPONSE, ([p for p in mine if p.startswith(prefix)],)
