@@ -15,9 +15,10 @@ file means the child is done, and it is reaped with a non-blocking ``waitpid``. 
 blocks. Only one child runs at a time; a request while one runs is skipped with a warning
 (``SyncRequestProcessor``: "Too busy to snap, skipping").
 
-The child runs only code already imported by the parent, does no logging (the logging locks
-may have been held by another thread at the fork) and leaves through ``os._exit``. Its garbage
-collector is off, so it copies few pages it does not need.
+The child first closes every descriptor it inherited except its pipe (so a client socket the
+parent closes is really closed), runs only code already imported by the parent, does no
+logging (the logging locks may have been held by another thread at the fork) and leaves
+through ``os._exit``. Its garbage collector is off, so it copies few pages it does not need.
 
 At start, ``write_now`` takes a snapshot in-process (``ZooKeeperServer.loadData`` snapshots
 after every restore), before any client is served.
@@ -48,6 +49,10 @@ __all__ = ["Snapshotter"]
 log = logging.getLogger("zkfast.snapshot")
 
 _REAP_RETRY_S = 0.005
+try:
+    _FD_MAX = max(1024, os.sysconf("SC_OPEN_MAX"))
+except (ValueError, OSError):  # pragma: no cover - every Linux has it
+    _FD_MAX = 1 << 16
 
 
 class Snapshotter:
@@ -124,6 +129,10 @@ class Snapshotter:
             status = 1
             try:
                 os.close(r)
+                # Drop every inherited descriptor (client sockets, the listener, log files):
+                # a socket the parent closes must not stay open in here until the child exits.
+                os.closerange(3, w)
+                os.closerange(w + 1, _FD_MAX)
                 gc.disable()
                 t0 = time.monotonic()
                 try:
