@@ -315,6 +315,39 @@ def test_frames_split_across_reads_are_reassembled(make_server, clients):
     assert c.read_frame() == b"x" * 70000
 
 
+def test_any_chunking_of_a_stream_yields_the_same_frames(make_server, clients):
+    import random
+
+    rng = random.Random(1234)  # fixed seed: the same chunk boundaries every run
+    st = make_server()
+    c = clients(st.port)
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    payloads = [rng.randbytes(rng.choice([0, 1, 3, 4, 5, 100, 5000])) for _ in range(300)]
+    stream = b"".join(frame(p) for p in payloads)
+    pos = 0
+    echoed: list[bytes] = []
+    while pos < len(stream):
+        n = rng.choice([1, 2, 3, 4, 5, 7, 64, 1000, 9000])
+        c.send(stream[pos : pos + n])
+        pos += n
+        if rng.random() < 0.2:  # let the server read this piece on its own sometimes
+            while len(echoed) < sum(1 for _ in _complete(stream[:pos])):
+                echoed.append(c.read_frame())
+    while len(echoed) < len(payloads):
+        echoed.append(c.read_frame())
+    assert echoed == payloads
+
+
+def _complete(stream: bytes) -> Iterator[int]:
+    pos = 0
+    while len(stream) - pos >= 4:
+        (n,) = struct.unpack(">i", stream[pos : pos + 4])
+        if len(stream) - pos - 4 < n:
+            return
+        yield n
+        pos += 4 + n
+
+
 def test_frame_at_jute_maxbuffer_is_accepted(make_server, clients):
     st = make_server(jute_maxbuffer_bytes=4096)
     c = clients(st.port)

@@ -9,10 +9,12 @@ A connection goes through these states:
     any --(ProtocolError / unexpected exception / send buffer over its bound)--> closed
     closed --> ClientDisconnected sent (exactly once, if ClientConnected was)
 
-Framing (zk-formats §1.1): bytes accumulate in one ``bytearray``; each ``data_received`` calls
-``split_frames`` once from a read offset, and every complete frame of that read goes to the core
-in one event. The consumed prefix is dropped when the buffer is fully consumed (the common case:
-``clear()`` is O(1)) or when it has grown large. A length above ``jute.maxbuffer`` is a
+Framing (zk-formats §1.1): each ``data_received`` calls ``split_frames`` once, and every
+complete frame of that read goes to the core in one event. When nothing is pending from the last
+read (the common case) the read's own bytes are split, without a copy, and only an incomplete
+tail is kept in the connection's ``bytearray``; otherwise the read is appended there and split
+from a read offset. The consumed prefix is dropped when the buffer is fully consumed
+(``clear()``) or when it has grown large. A length above ``jute.maxbuffer`` is a
 ``ProtocolError`` raised before any payload is buffered, so one connection holds at most
 ``jute.maxbuffer`` + one read of unconsumed bytes.
 
@@ -212,8 +214,8 @@ class ClientConnection(asyncio.Protocol):
         if self._closing:
             return
         buf = self._buf
-        buf += data
         if not self._first_seen:
+            buf += data
             if len(buf) < 4:
                 return
             self._first_seen = True
@@ -224,14 +226,25 @@ class ClientConnection(asyncio.Protocol):
             if first == TELNET_CLOSE:
                 self.close("telnet close")
                 return
+            src: bytes | bytearray = buf
+        elif buf:
+            buf += data  # completes (or extends) the partial frame left by the last read
+            src = buf
+        else:
+            src = data  # the common case: nothing pending, split the read itself (no copy)
         try:
-            frames, off = core.split_frames(buf, self._off, self.hub.frame_bytes_max)
+            frames, off = core.split_frames(src, self._off if src is buf else 0,
+                                            self.hub.frame_bytes_max)
         except ProtocolError as e:
             log.warning("conn %d (%s): closing: bad frame from the client: %s",
                         self.conn_id, self.peer, e)
             self.abort("protocol error")
             return
-        if off == len(buf):
+        if src is not buf:
+            if off < len(data):
+                buf += memoryview(data)[off:]  # keep the incomplete tail for the next read
+            self._off = 0
+        elif off == len(buf):
             buf.clear()
             self._off = 0
         elif off >= _COMPACT_BYTES and off * 2 >= len(buf):
