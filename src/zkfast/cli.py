@@ -141,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return run(config)
+    except KeyboardInterrupt:  # ^C before the signal handlers were installed (during start)
+        return 130
     except RecoveryError as e:
         log.error("cannot restore the database: %s", e)
         print(f"zkfast-server: cannot restore the database: {e}", file=sys.stderr)

@@ -101,6 +101,8 @@ class ScriptCore:
             self._waiting = [(z, c) for z, c in self._waiting if z > event.zxid]
             return [SendToClient(c, frame(b"written")) for c in done]
         if isinstance(event, Ticked):
+            if self._tick_conn is not None and self.frames[self._tick_conn][-1] == b"timer:0":
+                raise RuntimeError("the core failed on a tick")
             self.ticks += 1
             self._deadline = None
             if self._tick_conn is not None:
@@ -111,6 +113,8 @@ class ScriptCore:
     def _on_frame(self, conn_id: int, f: bytes, now_ms: int) -> list[Any]:
         if f == b"boom":
             raise RuntimeError("the core failed on this request")
+        if f == b"invariant":
+            raise AssertionError("zxid went back")
         if f == b"pause":
             return [PauseClient(conn_id)]
         if f.startswith(b"resume:"):
@@ -394,6 +398,25 @@ def test_core_exception_closes_that_connection_only(make_server, clients, caplog
     assert "RuntimeError: the core failed on this request" in caplog.text  # the traceback
     assert other.roundtrip(b"still here") == b"still here"
     assert st.server is not None and st.server.exit_code == 0
+
+
+def test_broken_invariant_stops_the_server_with_exit_code_1(make_server, clients, caplog):
+    st = make_server()
+    c = clients(st.port)
+    c.send(frame(b"invariant"))
+    assert c.closed_by_server()
+    wait_for(lambda: not st._thread.is_alive(), what="the server to stop")
+    assert st.exit_code == 1
+    assert "an invariant broke" in caplog.text and "AssertionError: zxid went back" in caplog.text
+
+
+def test_core_failure_on_a_timer_stops_the_server(make_server, clients, caplog):
+    st = make_server()
+    c = clients(st.port)
+    c.send(frame(b"timer:0"))
+    assert c.closed_by_server()
+    wait_for(lambda: not st._thread.is_alive(), what="the server to stop")
+    assert st.exit_code == 1 and "core failed on a timer tick" in caplog.text
 
 
 def test_core_close_flushes_replies_first(make_server, clients):
