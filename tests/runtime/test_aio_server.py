@@ -121,6 +121,8 @@ class ScriptCore:
             return [ResumeClient(int(f[7:]))]
         if f.startswith(b"big:"):
             return [SendToClient(conn_id, frame(b"x" * int(f[4:])))]
+        if f.startswith(b"bigclose:"):
+            return [SendToClient(conn_id, frame(b"x" * int(f[9:]))), CloseClient(conn_id, "big")]
         if f == b"close":
             return [SendToClient(conn_id, frame(b"bye")), CloseClient(conn_id, "asked to")]
         if f == b"write":
@@ -425,6 +427,16 @@ def test_core_close_flushes_replies_first(make_server, clients):
     c.send(frame(b"close"))
     assert c.read_frame() == b"bye"
     assert c.closed_by_server()
+
+
+def test_close_of_a_client_that_does_not_read_is_bounded(make_server, clients):
+    st = make_server(client_close_flush_ms=300)
+    stuck = clients(st.port)
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.send(frame(b"bigclose:8388608"))  # 8 MiB cannot fit in the socket buffers
+    # the flush cannot finish; after client_close_flush_ms the connection is reset and gone
+    wait_for(lambda: st.call(lambda: len(st.core.disconnected)) == 1, what="the bounded close")
+    assert st.call(lambda: len(st.server.hub.live)) == 0  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- limits
