@@ -591,55 +591,168 @@ def _read_password_file(key: str, path: str) -> str:
 # --------------------------------------------------------------------------- quorum keys
 
 
-def _count_servers(servers: Mapping[int, str]) -> tuple[int, int]:
-    """(participants, observers) among server.N lines (the type is the last ':' part)."""
-    participants = observers = 0
-    for spec in servers.values():
-        addr = spec.split(";", 1)[0].strip()
-        kind = addr.rsplit(":", 1)[-1].strip().lower() if ":" in addr else ""
-        if kind == "observer":
-            observers += 1
-        else:
-            participants += 1
-    return participants, observers
+def _dynamic_props(b: _Builder, file_keys: Mapping[str, str],
+                   merged: Mapping[str, str]) -> dict[str, str]:
+    """The server/group/weight/version keys, from zoo.cfg or from the dynamic config file."""
+    if b.dynamic_config_file is None:
+        return {k: v for k, v in merged.items()
+                if k.startswith(("server.", "group", "weight"))}
+    for k in file_keys:
+        if k.startswith(("server.", "group", "weight")):
+            raise ConfigError(f"{k}: must be in a separate dynamic config file "
+                              f"(dynamicConfigFile is set)")
+    try:
+        with open(b.dynamic_config_file, encoding="utf-8", errors="replace") as f:
+            dyn = parse_properties(f.read())
+    except OSError as e:
+        raise ConfigError(f"dynamicConfigFile: cannot read {b.dynamic_config_file!r}: "
+                          f"{e.strerror}") from e
+    if "version" in dyn:
+        raise ConfigError(f"dynamicConfigFile: {b.dynamic_config_file} must not hold a "
+                          f"version line (the version is the file name's suffix)")
+    for k in dyn:
+        if not k.startswith(("server.", "group", "weight")):
+            raise ConfigError(f"{k}: unrecognised parameter in the dynamic config file "
+                              f"{b.dynamic_config_file}")
+    # QuorumPeerConfig.getVersionFromFilename: the hex after the last '.', if it parses.
+    suffix = b.dynamic_config_file.rsplit(".", 1)[-1] if "." in b.dynamic_config_file else ""
+    if suffix and re.fullmatch(r"[+-]?[0-9a-fA-F]{1,16}", suffix):
+        dyn["version"] = suffix.lstrip("+")
+    return dyn
 
 
-def _check_mode(b: _Builder, file_keys: Mapping[str, str]) -> None:
-    """Standalone or quorum, decided as QuorumPeerConfig.parseDynamicConfig/isDistributed do."""
-    servers = dict(b.servers)
-    if b.dynamic_config_file is not None:
-        for k in file_keys:
-            if k.startswith(("server.", "group", "weight")):
-                raise ConfigError(f"{k}: must be in a separate dynamic config file "
-                                  f"(dynamicConfigFile is set)")
-        try:
-            with open(b.dynamic_config_file, encoding="utf-8", errors="replace") as f:
-                dyn = parse_properties(f.read())
-        except OSError as e:
-            raise ConfigError(f"dynamicConfigFile: cannot read {b.dynamic_config_file!r}: "
-                              f"{e.strerror}") from e
-        for k, v in dyn.items():
-            if k.startswith("server."):
-                servers[_int(k, k[len("server."):], bits=64)] = v
-    participants, observers = _count_servers(servers)
+def _read_myid(data_dir: str) -> int | None:
+    path = os.path.join(data_dir, "myid")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline().strip()
+    except OSError as e:
+        raise ConfigError(f"myid: cannot read {path}: {e.strerror}") from e
+    if not re.fullmatch(r"[+-]?[0-9]+", first) or not -(1 << 63) <= int(first) < (1 << 63):
+        raise ConfigError(f"myid: the file {path} holds {first!r}, which is not a number")
+    return int(first)
+
+
+def _check_ports(verifier: QuorumVerifier) -> None:
+    """Two servers on one host cannot share a port (quorum or election)."""
+    seen: dict[tuple[str, int], str] = {}
+    for sid in sorted(verifier.servers):
+        for host, qport, eport in verifier.servers[sid].addrs:
+            for port, what in ((qport, "quorum"), (eport, "election")):
+                key = (host.lower(), port)
+                if key in seen:
+                    raise ConfigError(f"server.{sid}: {what} port {host}:{port} clashes with "
+                                      f"{seen[key]}")
+                seen[key] = f"the {what} port of server.{sid}"
+
+
+def _check_mode(b: _Builder, file_keys: Mapping[str, str],
+                merged: Mapping[str, str]) -> QuorumConfig | None:
+    """Standalone or quorum, decided as QuorumPeerConfig.parseDynamicConfig/isDistributed do.
+
+    Returns the QuorumConfig of a quorum peer, or None for a standalone server.
+    """
+    props = _dynamic_props(b, file_keys, merged)
+    multi = merged.get("multiAddress.enabled", "false").lower() == "true"
+    try:
+        verifier = verifier_from_properties(props, multi_address=multi)
+    except QuorumConfigError as e:
+        raise ConfigError(str(e)) from e
+    participants = len(verifier.voting_members)
+    observers = len(verifier.observing_members)
     if participants == 0:
-        if not b.standalone_enabled and servers:
+        if not b.standalone_enabled and verifier.servers:
             raise ConfigError("standaloneEnabled: false needs at least one participant server.N")
         if observers:
             raise ConfigError("server.N: observers without participants is an invalid "
                               "configuration")
-        return
+        return None
     if participants == 1 and b.standalone_enabled:
         if observers:
             raise ConfigError("server.N: observers without a quorum is an invalid configuration")
         # Apache logs this too (HBase writes one server line) and then runs standalone.
         log.error("Invalid configuration, only one server specified (ignoring)")
-        return
-    first = min(servers)
-    raise ConfigError(
-        f"server.{first}: a quorum of {participants} servers is configured, but quorum mode "
-        f"comes with a later release of zkfast; run standalone (at most one server.N line with "
-        f"standaloneEnabled=true) for now")
+        return None
+    if participants <= 2:
+        log.warning("No server failure will be tolerated. You need at least 3 servers.")
+    elif participants % 2 == 0:
+        log.warning("Non-optimal configuration, consider an odd number of servers.")
+    return _quorum_config(b, merged, verifier)
+
+
+def _quorum_config(b: _Builder, merged: Mapping[str, str],
+                   verifier: QuorumVerifier) -> QuorumConfig:
+    kw = b.kw
+    data_dir = kw.get("data_dir")
+    if not data_dir:
+        raise ConfigError("dataDir is not set (it is required)")
+    my_sid = _read_myid(str(data_dir))
+    if my_sid is None:
+        raise ConfigError(f"myid: the file {os.path.join(str(data_dir), 'myid')} is missing "
+                          f"(a quorum peer needs its id there)")
+    if my_sid not in verifier.servers:
+        raise ConfigError(f"myid: {my_sid} is not in the server list "
+                          f"(server.{'/'.join(str(s) for s in sorted(verifier.servers))})")
+    _check_ports(verifier)
+    limits: dict[str, int] = {}
+    for key in ("initLimit", "syncLimit"):
+        v = _int(key, merged[key], lo=0) if key in merged else 0
+        if v == 0:
+            raise ConfigError(f"{key} is not set (it is required in quorum mode)")
+        limits[key] = v
+    me = verifier.servers[my_sid]
+    peer_type = "participant" if me.is_participant else "observer"
+    wanted = merged.get("peerType", "participant").lower()
+    if wanted != peer_type:
+        log.warning("Peer type from servers list (%s) doesn't match peerType (%s). "
+                    "Defaulting to servers list.", peer_type, wanted)
+    # setupClientPort: the client address on my server line wins over clientPort; both set
+    # and different is an error.
+    if me.client_addr is not None:
+        host, port = me.client_addr
+        static = kw.get("client_port")
+        static_host = str(kw.get("client_port_address", "") or "")
+        if static is not None and (static != port or (
+                static_host not in ("", "0.0.0.0", "::") and static_host != host)):
+            raise ConfigError(f"clientPort: the client address of server.{my_sid} in the "
+                              f"static config ({static_host or '0.0.0.0'}:{static}) differs "
+                              f"from the one on its server line ({host}:{port})")
+        kw["client_port"] = port
+        kw["client_port_address"] = "" if host == "0.0.0.0" else host
+    client_port = kw.get("client_port")
+    if isinstance(client_port, int):
+        for h, qp, ep in me.addrs:
+            if client_port in (qp, ep):
+                raise ConfigError(f"clientPort: {client_port} clashes with the quorum/election "
+                                  f"ports of server.{my_sid} ({h}:{qp}:{ep})")
+
+    def opt(key: str, default: int, lo: int = 0) -> int:
+        return _int(key, merged[key], lo=lo) if key in merged else default
+
+    def flag(key: str, default: bool) -> bool:
+        return _strict_bool(key, merged[key]) if key in merged else default
+
+    min_ms = opt("fastleader.minNotificationInterval", 200, lo=1)
+    max_ms = opt("fastleader.maxNotificationInterval", 60000, lo=1)
+    return QuorumConfig(
+        my_sid=my_sid,
+        verifier=verifier,
+        peer_type=peer_type,
+        init_limit_ticks=limits["initLimit"],
+        sync_limit_ticks=limits["syncLimit"],
+        connect_to_learner_master_limit_ticks=opt("connectToLearnerMasterLimit", 0),
+        cnx_timeout_ms=opt("cnxTimeout", 5000, lo=1),
+        election_port_bind_retry=opt("electionPortBindRetry", 3),
+        standalone_enabled=b.standalone_enabled,
+        reconfig_enabled=flag("reconfigEnabled", False),
+        quorum_listen_on_all_ips=flag("quorumListenOnAllIPs", False),
+        multi_address_enabled=flag("multiAddress.enabled", False),
+        dynamic_config_file=b.dynamic_config_file,
+        min_notification_interval_ms=min_ms,
+        max_notification_interval_ms=max(max_ms, min_ms),
+    )
 
 
 # --------------------------------------------------------------------------- the entry points
@@ -708,11 +821,12 @@ def config_from_properties(props: Mapping[str, str], overrides: Mapping[str, str
         if not key.startswith("authProvider."):
             log.warning("unknown configuration key %r (Apache would set the system property "
                         "zookeeper.%s); zkfast ignores it", key, key)
-    _check_mode(b, props)
-    return _finish(b, merged, config_path)
+    quorum = _check_mode(b, props, merged)
+    return _finish(b, merged, config_path, quorum)
 
 
-def _finish(b: _Builder, merged: Mapping[str, str], config_path: str | None) -> ServerConfig:
+def _finish(b: _Builder, merged: Mapping[str, str], config_path: str | None,
+            quorum: QuorumConfig | None = None) -> ServerConfig:
     """Cross-key checks and derived values (QuorumPeerConfig's checks after the key loop)."""
     kw = b.kw
     data_dir = kw.get("data_dir")
@@ -790,6 +904,9 @@ def _finish(b: _Builder, merged: Mapping[str, str], config_path: str | None) -> 
         kw["sasl_users"] = _load_jaas(str(jaas), b.sasl_section)
 
     _check_myid(str(data_dir))
+    if quorum is not None:
+        kw["quorum"] = quorum
+        kw["server_id"] = quorum.my_sid
     kw["config_path"] = config_path
     kw["unused"] = tuple(b.unused.items())
     return ServerConfig(**kw)  # type: ignore[arg-type]

@@ -376,16 +376,23 @@ def test_one_server_line_stays_standalone(tmp_path, caplog):
     assert "only one server specified (ignoring)" in caplog.text
 
 
-def test_quorum_is_a_clear_error_for_now(tmp_path):
+def test_quorum_needs_myid_and_builds_a_quorum_config(tmp_path):
     text = base(tmp_path) + ("initLimit=5\nsyncLimit=2\nserver.1=a:2888:3888\n"
                              "server.2=b:2888:3888\nserver.3=c:2888:3888\n")
-    with pytest.raises(ConfigError, match="quorum mode comes with a later release"):
+    with pytest.raises(ConfigError, match="myid"):
         cfg(tmp_path, text)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "myid").write_text("2\n")
+    c = cfg(tmp_path, text)
+    assert c.quorum is not None and c.quorum.my_sid == 2 and c.server_id == 2
 
 
 def test_single_server_without_standalone_is_a_quorum(tmp_path):
-    with pytest.raises(ConfigError, match="quorum mode comes with a later release"):
-        cfg(tmp_path, base(tmp_path) + "standaloneEnabled=false\nserver.1=a:2888:3888\n")
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "myid").write_text("1\n")
+    c = cfg(tmp_path, base(tmp_path) + "standaloneEnabled=false\ninitLimit=5\nsyncLimit=2\n"
+                                       "server.1=a:2888:3888\n")
+    assert c.quorum is not None and c.quorum.verifier.voting_members == {1}
 
 
 def test_observers_without_a_quorum(tmp_path):
@@ -399,7 +406,7 @@ def test_dynamic_config_file(tmp_path):
     c = cfg(tmp_path, base(tmp_path) + f"dynamicConfigFile={dyn}\n")
     assert c.client_port == 2181
     dyn.write_text("server.1=a:2888:3888\nserver.2=b:2888:3888\nserver.3=c:2888:3888\n")
-    with pytest.raises(ConfigError, match="quorum mode"):
+    with pytest.raises(ConfigError, match="myid"):
         cfg(tmp_path, base(tmp_path) + f"dynamicConfigFile={dyn}\n")
     with pytest.raises(ConfigError, match="server.1: must be in a separate dynamic config"):
         cfg(tmp_path, base(tmp_path) + f"dynamicConfigFile={dyn}\nserver.1=a:2888:3888\n")
