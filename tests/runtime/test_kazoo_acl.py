@@ -316,3 +316,15 @@ def test_auth_packet_edge_cases(raw_client, scheme, credential, err):
     else:
         with pytest.raises(ConnectionError):
             raw.ping()
+
+
+def test_system_node_permissions(kazoo_client, super_credentials):
+    zk = kazoo_client()
+    with pytest.raises(NoAuthError):
+        zk.set("/zookeeper/config", b"x")  # READ only
+    with pytest.raises(NoAuthError):
+        zk.create("/zookeeper/config/child")
+    path = zk.create("/zookeeper/mine", b"ok")  # /zookeeper itself is open
+    zk.delete(path)
+    root = authed(kazoo_client, *super_credentials)
+    assert root.get("/zookeeper/config")[0] == b""

@@ -7,12 +7,15 @@ The server runs with tickTime=200, so sessions may last 400..4000 ms.
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 
 import pytest
 from kazoo.client import KazooState
 
 from zkfast.testing.procs import TcpProxy, wait_until
+from zkfast.testing.rawclient import Reader, Writer
 
 SERVER_CFG = {"tickTime": "200"}
 OK, NO_NODE = 0, -101
@@ -169,3 +172,33 @@ def test_stalled_client_expires_and_kazoo_reports_lost(kazoo_client, zk_server, 
         wait_until(lambda: client.state == KazooState.CONNECTED, 60, "kazoo reconnected")
         assert client.client_id[0] != old_session[0]
         assert client.exists(path) is None
+
+
+@pytest.mark.parametrize("read_only_byte", [False, True])
+def test_connect_response_mirrors_the_read_only_byte(zk_server, read_only_byte):
+    # clients from 3.3 and earlier send a 44-byte ConnectRequest with no readOnly byte; the
+    # server then leaves it out of the ConnectResponse as well
+    payload = Writer().int(0).long(0).int(3000).long(0).buffer(b"\0" * 16)
+    if read_only_byte:
+        payload.bool(False)
+    with socket.create_connection(("127.0.0.1", zk_server.client_port), timeout=30) as s:
+        s.sendall(struct.pack(">i", len(payload.out)) + bytes(payload.out))
+        header = _recv_exactly(s, 4)
+        (length,) = struct.unpack(">i", header)
+        body = _recv_exactly(s, length)
+    assert length == (37 if read_only_byte else 36)
+    r = Reader(body)
+    assert (r.int(), r.int()) == (0, 3000)
+    assert r.long() != 0 and len(r.buffer() or b"") == 16
+    if read_only_byte:
+        assert r.bool() is False
+    assert r.remaining == 0
+
+
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, "connection closed early"
+        out += chunk
+    return out

@@ -484,3 +484,20 @@ def test_set_watches_with_relative_zxid_zero_reports_everything(raw_client, znod
         (CHANGED, f"{znode}/a"),
         (CHILD, f"{znode}/a"),
     ]
+
+
+def test_create_and_delete_in_one_multi(raw_client, znode):
+    raw, writer = raw_client(), raw_client()
+    assert raw.exists(f"{znode}/blink", watch=True)[0] == NO_NODE
+    assert raw.get_children(znode, watch=True)[0] == OK
+    create = bytes(Writer().string(f"{znode}/blink").buffer(b"").acls(OPEN_ACL).int(0).out)
+    delete = bytes(Writer().string(f"{znode}/blink").int(-1).out)
+    err, results = writer.multi([(OP["create"], create), (OP["delete"], delete)])
+    assert err == OK and [e for _, e, _ in results] == [OK, OK]
+    raw.wait_events(2)
+    raw.ping()
+    # one-shot watches: each fires at the first op that touches it
+    assert [(e.type, e.path) for e in raw.events] == [
+        (CREATED, f"{znode}/blink"),
+        (CHILD, znode),
+    ]
