@@ -747,3 +747,21 @@ def test_children_come_in_java_hash_set_order(zk: Harness) -> None:
     assert zk.call(1, 3, 12, ("/ord", False))[3][0] == expected
     zk.call(1, 4, 2, ("/ord/n12", -1))
     assert zk.call(1, 5, 8, ("/ord", False))[3] == ([n for n in expected if n != "n12"],)
+
+
+def test_an_unexpected_failure_in_prep_is_a_marshalling_error_txn(
+        zk: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    zk.session(1)
+    zk.call(1, 1, 1, ("/ok", b"", OPEN, 0))
+    real_check = zk.core.prepper.check
+
+    def broken(*args: Any) -> Any:
+        raise TypeError("boom")
+
+    monkeypatch.setitem(zk.core.prepper.ops, 13, broken)
+    _, zxid, err, results = zk.call(1, 2, 14, [(1, ("/half", b"", OPEN, 0)),
+                                               (13, ("/ok", -1))])
+    assert (zxid, err, results) == (3, MARSHAL, None)
+    assert not zk.core.view.changes and "/half" not in zk.core.tree.nodes
+    monkeypatch.setitem(zk.core.prepper.ops, 13, real_check)
+    assert zk.call(1, 3, 1, ("/half", b"", OPEN, 0))[:3] == (3, 4, 0)  # no zxid gap

@@ -221,6 +221,20 @@ class PendingView:
             else:
                 self.by_path[path] = rec
 
+    def truncate(self, mark: int) -> None:
+        """Drop every record added after ``mark`` (a prep that failed half-way)."""
+        self._saved = None
+        changes = self.changes
+        dropped: set[str] = set()
+        while len(changes) > mark:
+            dropped.add(changes.pop().path)
+        for path in dropped:
+            self.by_path.pop(path, None)
+        if dropped:
+            for rec in changes:
+                if rec.path in dropped:
+                    self.by_path[rec.path] = rec
+
     def applied(self, zxid: int) -> None:
         """Forget the records of every txn up to ``zxid`` (now in the tree)."""
         changes = self.changes

@@ -574,6 +574,8 @@ class ServerCore:
         results: Any = None
         digest: int | None = None
         record: Any
+        view = self.view
+        mark = len(view.changes)
         try:
             if op == 20:
                 # 3.8 reads the deleteContainer path from the whole request buffer, header
@@ -603,6 +605,11 @@ class ServerCore:
                     digest = self.view.current_tree_digest()
         except KeeperError as e:
             header_type, record, digest = -1, (e.code,), None
+        except Exception:  # noqa: BLE001 - PrepRequestProcessor's catch-all
+            # Apache answers any other failure in prep with a MarshallingError txn. The zxid
+            # is taken, so it must still be proposed; drop whatever records prep left.
+            view.truncate(mark)
+            header_type, record, digest, results = -1, (_MARSHALLING,), None, None
         slot = Slot("write", xid, op, zxid, None, now)
         conn.pending.append(slot)
         self._propose((sid, xid, zxid, now, header_type), record, digest, conn.conn_id, slot,
