@@ -24,7 +24,7 @@ from zkfast.wire import jute
 compiled = pytest.importorskip("zkfast._core", reason="compiled core not built")
 
 FAST = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -47,9 +47,12 @@ def _slow_only_when_asked(request: pytest.FixtureRequest) -> None:
         pytest.skip("long property run: select it with -m slow")
 
 
-def twin_tests(prop: Callable[..., None], *strategies: Any) -> tuple[Any, Any]:
+def twin_tests(
+    prop: Callable[..., None], *strategies: Any, fast_examples: int | None = None
+) -> tuple[Any, Any]:
     """The property as a default test and as a ``slow`` test with more examples."""
-    fast = FAST(given(*strategies)(prop))  # type: ignore[no-untyped-call]
+    fast_settings = FAST if fast_examples is None else settings(FAST, max_examples=fast_examples)
+    fast = fast_settings(given(*strategies)(prop))  # type: ignore[no-untyped-call]
     slow = pytest.mark.slow(SLOW(given(*strategies)(prop)))  # type: ignore[no-untyped-call]
     return fast, slow
 
@@ -375,4 +378,5 @@ def prop_bad_values(lv: Any) -> None:
         assert results[0][1] == b"keep"
 
 
-test_bad_values, test_bad_values_slow = twin_tests(prop_bad_values, bad_values())
+# Drawing a poke decision per field makes these examples slow to generate: fewer by default.
+test_bad_values, test_bad_values_slow = twin_tests(prop_bad_values, bad_values(), fast_examples=50)
