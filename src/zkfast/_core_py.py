@@ -19,10 +19,13 @@ Contents:
   ``encode_reply_frame`` (length prefix + ReplyHeader + optional body, one bytes object) and
   ``encode_stat`` (the 68-byte wire Stat). They behave exactly like the generic walk over
   ``REQUEST_HEADER``/``REPLY_HEADER``/``STAT`` would, including the ProtocolError fields.
+  ``STAT_LAYOUT`` is the wire Stat layout; a layout that nests this very object gets the
+  compiled ``encode_stat`` path for free. ``java_utf8`` is the ustring encoder on its own.
 * zxid arithmetic: ``make_zxid``, ``zxid_epoch``, ``zxid_counter`` with range checks.
 
 Conventions shared by both twins:
 
+* Layouts are tuples all the way down (the compiled core rejects a list with ``TypeError``).
 * Buffers are byte buffers (``bytes``, ``bytearray`` or a contiguous byte ``memoryview``).
   A negative ``offset`` is a caller bug (``ValueError``); outside bytes never are: anything
   wrong with them is a ``ProtocolError``.
