@@ -25,7 +25,7 @@ Contents:
 
 Conventions shared by both twins:
 
-* Layouts are tuples all the way down (the compiled core rejects a list with ``TypeError``).
+* Layouts are tuples all the way down (the compiled decoder rejects a list with ``TypeError``).
 * Buffers are byte buffers (``bytes``, ``bytearray`` or a contiguous byte ``memoryview``).
   A negative ``offset`` is a caller bug (``ValueError``); outside bytes never are: anything
   wrong with them is a ``ProtocolError``.
