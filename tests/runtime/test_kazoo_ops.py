@@ -12,6 +12,7 @@ from kazoo.exceptions import (
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
+    ReconfigDisabledError,
 )
 from kazoo.protocol.states import ZnodeStat
 
@@ -513,3 +514,25 @@ def test_quota_stats_are_kept_by_the_server(raw_client, znode):
     # exceeding a quota is only logged unless zookeeper.enforceQuota is set
     for i in range(5):
         assert raw.create(f"{znode}/more{i}")[0] == OK
+
+
+@pytest.mark.parametrize("path", ["", "/a//b", "/no/such/node"])
+def test_sync_checks_nothing_and_echoes_the_path(raw_client, path):
+    raw = raw_client()
+    reply = raw.call(OP["sync"], bytes(Writer().string(path).out))
+    assert reply.err == OK
+    assert Reader(reply.body).string() == path
+
+
+def test_reconfig_is_disabled(kazoo_client):
+    zk = kazoo_client()
+    with pytest.raises(ReconfigDisabledError):
+        zk.reconfig(joining=None, leaving="2", new_members=None)
+
+
+def test_sasl_request_without_sasl_configured(raw_client):
+    raw = raw_client()
+    reply = raw.call(102, bytes(Writer().buffer(b"token").out))
+    assert (reply.err, reply.zxid) == (OK, 0)
+    assert Reader(reply.body).buffer() is None  # a null token back
+    assert raw.ping().err == OK

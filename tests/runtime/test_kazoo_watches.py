@@ -18,7 +18,7 @@ from zkfast.testing.rawclient import OP, OPEN_ACL, Acl, Writer
 
 CREATED, DELETED, CHANGED, CHILD = 1, 2, 3, 4
 SYNC_CONNECTED = 3
-OK, NO_NODE, NO_WATCHER = 0, -101, -121
+OK, NO_NODE, NO_WATCHER, MARSHALLING_ERROR = 0, -101, -121, -5
 PERSISTENT, PERSISTENT_RECURSIVE = 0, 1
 WATCHER_CHILDREN, WATCHER_DATA, WATCHER_ANY = 1, 2, 3
 
@@ -501,3 +501,20 @@ def test_create_and_delete_in_one_multi(raw_client, znode):
         (CREATED, f"{znode}/blink"),
         (CHILD, znode),
     ]
+
+
+@pytest.mark.parametrize("op", ["checkWatches", "removeWatches"])
+@pytest.mark.parametrize("watcher_type", [0, 4, 5, 7])
+def test_watcher_types_beyond_3_8_are_marshalling_errors(raw_client, znode, op, watcher_type):
+    # 3.8 knows Children(1), Data(2), Any(3); Persistent(4)/PersistentRecursive(5) came in 3.9
+    raw = raw_client()
+    assert raw.add_watch(znode, PERSISTENT).err == OK
+    assert _watches_request(op, raw, znode, watcher_type) == MARSHALLING_ERROR
+    assert raw.ping().err == OK  # the connection stays open
+
+
+@pytest.mark.parametrize("mode", [2, -1])
+def test_add_watch_with_unknown_mode(raw_client, znode, mode):
+    raw = raw_client()
+    assert raw.add_watch(znode, mode).err == MARSHALLING_ERROR
+    assert raw.ping().err == OK
