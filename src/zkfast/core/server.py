@@ -121,6 +121,15 @@ def java_auth_order(ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [k[2] for k in keyed]
 
 
+def _auth_order_if_needed(acl: Any, ids: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Only an ``auth`` ACL entry expands the connection's ids, in authInfo's hash order."""
+    if acl:
+        for entry in acl:
+            if entry is not None and entry[1] is not None and entry[1][0] == "auth":
+                return java_auth_order(ids)
+    return ids
+
+
 def _czxid(node: Any) -> int:
     return node.czxid if node is not None else 0
 
@@ -226,7 +235,7 @@ class ServerCore:
             lambda a, perm, ids: _check(a, perm, ids, skip_acl=skip, schemes=sch))
         self.prepper = Prepper(
             self.view, validate_path=validate_path, check_acl=self.check_acl,
-            fixup_acl=lambda a, ids: _fix(a, java_auth_order(ids), schemes=sch),
+            fixup_acl=lambda a, ids: _fix(a, _auth_order_if_needed(a, ids), schemes=sch),
             is_session_live=self.sessions.is_live,
             extended_types_enabled=config.extended_types_enabled)
         self.next_zxid = self.tree.last_processed_zxid + 1
