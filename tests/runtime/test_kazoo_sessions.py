@@ -50,7 +50,9 @@ def test_handshake_session_id_and_password(raw_client):
         assert c.passwd == java_random_passwd(c.session_id)
 
 
-@pytest.mark.parametrize(("asked", "granted"), [(1, 400), (100, 400), (1000, 1000), (60000, 4000)])
+@pytest.mark.parametrize(
+    ("asked", "granted"), [(-5, 400), (0, 400), (100, 400), (1000, 1000), (60000, 4000)]
+)
 def test_session_timeout_is_clamped(raw_client, asked, granted):
     raw = raw_client(connect=False)
     assert raw.connect(timeout_ms=asked) == granted
@@ -202,3 +204,21 @@ def _recv_exactly(s: socket.socket, n: int) -> bytes:
         assert chunk, "connection closed early"
         out += chunk
     return out
+
+
+def test_requests_pipelined_behind_the_connect_request(zk_server, znode):
+    # a client may write requests before the ConnectResponse arrives; they are served after it
+    connect = Writer().int(0).long(0).int(3000).long(0).buffer(b"\0" * 16).bool(False)
+    get = Writer().int(1).int(4).string(znode).bool(False)  # xid 1, getData
+    exists = Writer().int(2).int(3).string(f"{znode}/none").bool(False)  # xid 2, exists
+    frames = b"".join(struct.pack(">i", len(w.out)) + bytes(w.out) for w in (connect, get, exists))
+    with socket.create_connection(("127.0.0.1", zk_server.client_port), timeout=30) as s:
+        s.sendall(frames)
+        replies = []
+        for _ in range(3):
+            (length,) = struct.unpack(">i", _recv_exactly(s, 4))
+            replies.append(_recv_exactly(s, length))
+    assert len(replies[0]) == 37  # the ConnectResponse first
+    first, second = Reader(replies[1]), Reader(replies[2])
+    assert (first.int(), first.long() > 0, first.int()) == (1, True, OK)
+    assert (second.int(), second.long() > 0, second.int()) == (2, True, NO_NODE)
