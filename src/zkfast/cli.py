@@ -124,6 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"zkfast-server: invalid configuration: {e}", file=sys.stderr)
         return EXIT_INVALID_INVOCATION
+    quorum = getattr(config, "quorum", None)
+    if quorum is not None:
+        # The config layer understands quorums; the runtime that runs a peer is not wired in
+        # yet, and serving a quorum member's data standalone would fork its history.
+        n = len(quorum.verifier.voting_members)
+        print(f"zkfast-server: invalid configuration: server.N: a quorum of {n} servers is "
+              f"configured, but quorum mode comes with a later release of zkfast; run "
+              f"standalone (at most one server.N line, standaloneEnabled=true) for now",
+              file=sys.stderr)
+        return EXIT_INVALID_INVOCATION
 
     from .runtime.server import run
 

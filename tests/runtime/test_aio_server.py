@@ -739,10 +739,13 @@ def test_cli_help():
     ("clientPort=2181\n", "dataDir is not set"),
     ("dataDir=/tmp/x\nclientPort=2181\nminSessionTimeout=9\nmaxSessionTimeout=8\n",
      "minSessionTimeout"),
-    ("dataDir=/tmp/x\nclientPort=2181\nserver.1=a:1:2\nserver.2=b:1:2\nserver.3=c:1:2\n",
-     "quorum mode comes with a later release"),
+    ("dataDir={data}\nclientPort=2181\ninitLimit=5\nsyncLimit=2\nserver.1=a:1:2\n"
+     "server.2=b:1:2\nserver.3=c:1:2\n", "quorum mode comes with a later release"),
 ])
 def test_cli_bad_config_exits_2_with_the_message(tmp_path, cfg_text, message):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "myid").write_text("1\n")
+    cfg_text = cfg_text.replace("{data}", str(tmp_path / "data"))
     path = tmp_path / "zoo.cfg"
     path.write_text(cfg_text)
     r = _run_cli(str(path), cwd=tmp_path)
