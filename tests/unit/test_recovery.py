@@ -157,6 +157,17 @@ def test_preallocated_zeros_end_a_log_quietly(fs: MemoryFiles) -> None:
     assert rec.last_zxid == 3 and rec.truncated == [] and lines == []
 
 
+def test_bytes_after_a_hole_in_the_last_log_are_cut_off(fs: MemoryFiles) -> None:
+    txns = creates(1, 6)
+    fs.put(SNAP, *snapshot_of([]))
+    good = log_bytes(txns[:3])
+    hole = bytes(len(encode_entry(txns[3])))  # the page of zxid 4 never reached the disk
+    fs.put(LOGS, "log.1", good + hole + encode_entry(txns[4]) + bytes(100))
+    rec, lines = run(fs)
+    assert rec.last_zxid == 3 and rec.truncated == [f"log.1@{len(good)}"]
+    assert fs.get(LOGS, "log.1") == good
+
+
 def test_an_empty_last_log_from_a_crash_at_creation_is_harmless(fs: MemoryFiles) -> None:
     fs.put(SNAP, *snapshot_of([]))
     fs.put(LOGS, "log.1", log_bytes(creates(1, 3)))

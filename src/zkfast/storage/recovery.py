@@ -22,6 +22,8 @@ Theory of operation
    (preallocation) end any log quietly. A torn entry at the end of the *last* log is what a crash
    mid-write leaves: it is logged and the file truncated to its last complete entry. A torn
    entry at the end of an earlier log is left alone if the next log carries on without a hole.
+   Bytes after a run of zeros in the last log (an unsynced batch whose pages reached the disk
+   out of order) are cut off the same way: their zxids are about to be reused.
    A checksum failure on a complete entry anywhere is corruption: recovery refuses.
 4. Refusals (``RecoveryError``, saying what was found and what to do): snapshot files exist but
    none is valid; logs hold txns but there is no snapshot (unless ``trust_empty_snapshot``,
@@ -468,7 +470,16 @@ def _replay(files: Files, log_dir: str, logs: list[tuple[int, str]], tree: DataT
                 result.digest_mismatch_zxid = zxid
                 log(f"digest mismatch at zxid 0x{zxid:x}: the log says 0x{digest:x}, the tree "
                     f"has 0x{tree.digest():x}")
-        if scan.tail == "torn":
+        stale = is_last and scan.tail == "zeros" and \
+            data.count(0, scan.end_offset) != len(data) - scan.end_offset
+        if stale:
+            # Pages of one unsynced batch can reach the disk out of order: a hole of zeros,
+            # then entries that were never acknowledged. Their zxids will be reused.
+            log(f"txn log {name}: unacknowledged bytes after a gap at offset "
+                f"{scan.end_offset}; truncating the file to {scan.end_offset} bytes")
+            files.truncate(log_dir, name, scan.end_offset)
+            result.truncated.append(f"{name}@{scan.end_offset}")
+        elif scan.tail == "torn":
             if is_last:
                 log(f"txn log {name}: torn entry at offset {scan.end_offset} (a crash "
                     f"mid-write); truncating the file to {scan.end_offset} bytes")
