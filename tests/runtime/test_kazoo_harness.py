@@ -83,3 +83,17 @@ def test_proxy_pause_resume_and_drop(zk_server, kazoo_client, znode):
         assert zk.exists(f"{znode}/p") is not None
         proxy.stop()
         wait_until(lambda: zk.state == KazooState.SUSPENDED, 30, "kazoo lost its route")
+
+
+def test_proxy_partition_and_heal(zk_server, kazoo_client, znode):
+    with TcpProxy(zk_server.client_port) as proxy:
+        states: list[str] = []
+        zk = kazoo_client(hosts=proxy.hosts, timeout=30.0)
+        zk.add_listener(states.append)
+        assert proxy.partition() == 1
+        wait_until(lambda: KazooState.SUSPENDED in states, 30, "kazoo saw the partition")
+        wait_until(lambda: proxy.accepted >= 2, 30, "kazoo tried again")
+        assert zk.state != KazooState.CONNECTED  # held: no handshake gets through
+        proxy.heal()
+        wait_until(lambda: zk.state == KazooState.CONNECTED, 30, "kazoo reconnected")
+        assert zk.exists(znode) is not None

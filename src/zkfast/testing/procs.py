@@ -437,6 +437,15 @@ class TcpProxy:
     def resume(self) -> None:
         self._flowing.set()
 
+    def partition(self) -> int:
+        """Cut the link: hold new connections and reset current ones. Returns how many were reset."""
+        self.pause()
+        return self.drop_connections()
+
+    def heal(self) -> None:
+        """Undo `partition()`: connections made meanwhile reach the target now."""
+        self.resume()
+
     def connection_count(self) -> int:
         with self._lock:
             return len(self._conns)
