@@ -158,6 +158,11 @@ class InteractiveProcess:
         with self._cond:
             return "\n".join(self.lines)
 
+    def slice(self, start: int, end: int) -> list[str]:
+        """A copy of the output lines [start, end)."""
+        with self._cond:
+            return list(self.lines[start:end])
+
     def close(self, timeout_s: float = 60.0) -> int:
         """Close stdin, wait for the exit (kill after `timeout_s`), and return the exit code."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:

@@ -44,8 +44,7 @@ def _block(cli: Any, start: int, first: str, last: str) -> list[str]:
     i = cli.index_of(first, start)
     cli.wait_for(last, i)
     j = cli.index_of(last, i)
-    with cli._cond:
-        return list(cli.lines[i : j + 1])
+    return list(cli.slice(i, j + 1))
 
 
 def _stat(lines: list[str]) -> dict[str, str]:
@@ -131,7 +130,7 @@ def test_crud_and_watches(interop_server: ServerProcess, cli_mt: str, spawn_cli:
     # exists with a watch (synchronous in cli_mt: silent on success), then a data change
     at = cli.send("exists /c1")
     at = _marker(cli, "1")
-    assert all("Error" not in line for line in cli.lines[at - 3 : at]), cli.text()
+    assert all("Error" not in line for line in cli.slice(at - 3, at)), cli.text()
     at = cli.send("set /c1 again")
     cli.wait_for(r"^/c1: rc = 0 Stat:$", at)
     event = cli.index_of(r"^Watcher CHANGED_EVENT state = CONNECTED_STATE for path /c1$", at)
@@ -193,7 +192,7 @@ def test_watch_from_another_c_client(
         at = writer.send(cmd)
         writer.wait_for(done, at)
     watcher.wait_for(r"for path /y$", w_at)
-    events = [line for line in watcher.lines[w_at:] if line.startswith("Watcher ")]
+    events = [line for line in watcher.slice(w_at, 1 << 30) if line.startswith("Watcher ")]
     assert events == [
         "Watcher CHILD_EVENT state = CONNECTED_STATE for path /x",
         "Watcher CHANGED_EVENT state = CONNECTED_STATE for path /x",

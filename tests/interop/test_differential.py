@@ -28,6 +28,7 @@ from zkfast.testing.differential import (
     generate,
     run_seed,
     run_steps,
+    sweep_steps,
 )
 from zkfast.testing.procs import ServerProcess, apache_available, apache_server, zkfast_server
 
@@ -97,6 +98,17 @@ def test_zkfast_matches_apache(seed: int, tmp_path: Path, request: pytest.Fixtur
     actual = _replay(lambda: zkfast_server(tmp_path / "zkfast", props=PROPS), steps)
     diffs = compare(steps, expected, actual)
     assert not diffs, _report(seed, diffs, "Apache (expected) and zkfast (actual)")
+
+
+def test_path_sweep_matches_apache(tmp_path: Path) -> None:
+    """Every path-taking op over malformed, system and edge-character paths (no seed)."""
+    steps = sweep_steps()
+    expected = _replay(lambda: apache_server(tmp_path / "apache", jvm_props=PROPS), steps)
+    actual = _replay(lambda: zkfast_server(tmp_path / "zkfast", props=PROPS), steps)
+    diffs = compare(steps, expected, actual, limit=10)
+    assert not diffs, "the path sweep differs (Apache expected, zkfast actual):\n" + "\n".join(
+        diffs
+    )
 
 
 def test_apache_is_deterministic(tmp_path: Path) -> None:

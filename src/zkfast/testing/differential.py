@@ -44,6 +44,7 @@ __all__ = [
     "generate",
     "run_seed",
     "run_steps",
+    "sweep_steps",
     "compare",
     "format_step",
     "zk_passwd",
@@ -387,6 +388,45 @@ def generate(seed: int, count: int = 150, sessions: int = 4, ttl: bool = True) -
     for _ in range(count):
         out += gen.next_steps()
     return out + gen.closing()
+
+
+#: Paths for the sweep: malformed, system, or at the edge of PathUtils' character rules.
+SWEEP_PATHS = [*ODD_PATHS, "/d\u0001x", "/d/a\u0000b", "/d/\u00e9t\u00e9", "/d/\u007f", "/d/a b"]
+
+
+def sweep_steps() -> list[Step]:
+    """Every path-taking request over `SWEEP_PATHS`, from one session with watches everywhere.
+
+    Deterministic (no seed): two connects, /d and /d/a created, a persistent recursive watch on
+    /d (second session), then for each path every op
+    (creates of each mode, delete, reads with watches, setData/setACL, sync, check/remove
+    watches, addWatch both modes, getEphemerals, getAllChildrenNumber, a multi and a
+    multiRead), then a second session's writes that fire whatever the first one armed.
+    """
+    steps = [Step(0, "connect"), Step(1, "connect")]
+    steps.append(Step(0, "request", (CREATE, ("/d", b"", OPEN, 0))))
+    steps.append(Step(0, "request", (CREATE, ("/d/a", b"a", OPEN, 0))))
+    # a recursive watch changes how Apache walks watch paths (PathParentIterator)
+    steps.append(Step(1, "request", (ADD_WATCH, ("/d", 1))))
+    for p in SWEEP_PATHS:
+        for op, rec in [
+            (CREATE, (p, b"x", OPEN, 0)), (CREATE2, (p, b"x", OPEN, 2)),
+            (CREATE_CONTAINER, (p, b"", OPEN, 4)), (CREATE_TTL, (p, b"", OPEN, 5, 1000)),
+            (EXISTS, (p, True)), (GET_DATA, (p, True)), (GET_CHILDREN, (p, True)),
+            (GET_CHILDREN2, (p, True)), (SET_DATA, (p, b"y", -1)), (GET_ACL, (p,)),
+            (SET_ACL, (p, OPEN, -1)), (SYNC, (p,)), (CHECK_WATCHES, (p, 1)),
+            (CHECK_WATCHES, (p, 2)), (CHECK_WATCHES, (p, 3)), (ADD_WATCH, (p, 0)),
+            (ADD_WATCH, (p, 1)), (GET_EPHEMERALS, (p,)), (GET_ALL_CHILDREN_NUMBER, (p,)),
+            (MULTI, [(CHECK, (p, -1))]), (MULTI, [(CREATE, (p, b"", OPEN, 0))]),
+            (MULTI_READ, [(GET_DATA, (p, False)), (GET_CHILDREN, (p, False))]),
+            (REMOVE_WATCHES, (p, 3)), (DELETE, (p, -1)),
+        ]:  # fmt: skip
+            steps.append(Step(0, "request", (op, rec)))
+        steps.append(Step(1, "request", (CHECK_WATCHES, (p, 3))))
+    for p in ("/d/a", "/d/b", "/"):
+        steps.append(Step(1, "request", (CREATE, (f"{p.rstrip('/')}/z", b"", OPEN, 0))))
+        steps.append(Step(1, "request", (SET_DATA, (p, b"w", -1))))
+    return steps
 
 
 def format_step(step: Step) -> str:
