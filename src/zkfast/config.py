@@ -157,6 +157,8 @@ class ServerConfig:
     #: zookeeper.nio.sessionlessCnxnTimeout: a connection that sends no complete request in
     #: this long is closed (NIOServerCnxnFactory's expiry of connections without a session).
     sessionless_cnxn_timeout_ms: int = 10000
+    #: zookeeper.tcpKeepAlive: SO_KEEPALIVE on client connections (Apache's default: off).
+    tcp_keepalive: bool = False
     tls: TlsConfig = field(default_factory=TlsConfig)
     #: java.security.auth.login.config: JAAS file whose "Server" section lists SASL users.
     jaas_config_path: str | None = None
@@ -512,6 +514,7 @@ def _apply(b: _Builder, key: str, value: str) -> bool:
         "sasl.serverconfig": lambda: setattr(b, "sasl_section", value or "Server"),
         "4lw.commands.whitelist": lambda: setattr(b, "whitelist", _csv(value)),
         "dynamicConfigFile": lambda: setattr(b, "dynamic_config_file", value),
+        "tcpKeepAlive": lambda: kw.__setitem__("tcp_keepalive", _java_bool(key, value)),
         "nio.sessionlessCnxnTimeout": lambda: kw.__setitem__(
             "sessionless_cnxn_timeout_ms", _int(key, value, lo=1)),
         "znode.container.checkIntervalMs": lambda: kw.__setitem__(

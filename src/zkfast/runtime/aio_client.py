@@ -192,6 +192,8 @@ class ClientConnection(asyncio.Protocol):
         if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if hub.config.tcp_keepalive:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             except (OSError, AttributeError):
                 pass  # not TCP (a test's socketpair), or the platform refuses: harmless
         cert_ids: tuple[str, ...] = ()
