@@ -362,7 +362,7 @@ def test_set_watches2_restores_persistent_watches(raw_client, znode):
     ]
 
 
-def test_kazoo_watch_survives_server_side_close_of_other_session(kazoo_client, znode):
+def test_close_session_fires_the_watches_of_others(kazoo_client, znode):
     zk, watcher, other = kazoo_client(), kazoo_client(), kazoo_client()
     path = other.create(f"{znode}/eph", ephemeral=True)
     rec, parent = Recorder(), Recorder()
