@@ -256,3 +256,56 @@ def test_roll_and_snapshot_point_and_preallocation() -> None:
     files.crash()
     rec = recover(files, SNAP, LOGS)
     assert rec.last_zxid == 100 and rec.logs_read == sorted(logs, key=lambda n: int(n[4:], 16))
+
+
+def test_a_server_on_a_failing_disk_stops_taking_writes_and_says_so(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The whole server (ZkfastServer, ServerCore, AioEnv) over the disk log: the write whose
+    fsync fails is never acknowledged, clients are cut off and new ones are not served."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import KazooException
+
+    from zkfast.config import ServerConfig
+    from zkfast.runtime.server import ZkfastServer, run_on_loop
+    from zkfast.testing.procs import four_letter_word
+
+    files, _h = fresh()
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def serve() -> int:
+        loop = asyncio.get_running_loop()
+        lg = DiskTxnLog(loop, LOGS, LogSettings(pre_alloc_size_kb=4), files=files)
+        srv = ZkfastServer(ServerConfig(data_dir="/nonexistent-unused", client_port=0,
+                                        client_port_address="127.0.0.1",
+                                        four_letter_whitelist=frozenset({"srvr", "ruok"})),
+                           txn_log=lg)
+        await srv.start()
+        box.update(server=srv, loop=loop, port=srv.client_addresses[0][1])
+        ready.set()
+        return await srv.serve_until_stopped()
+
+    thread = threading.Thread(target=lambda: box.update(code=run_on_loop(serve(), "asyncio")))
+    thread.start()
+    try:
+        assert ready.wait(30)
+        hosts = f"127.0.0.1:{box['port']}"
+        zk = KazooClient(hosts=hosts, timeout=10.0)
+        zk.start(timeout=30)
+        try:
+            zk.create("/a", b"acked")
+            files.fail_on.add("sync")
+            with pytest.raises(KazooException):
+                zk.create("/b", b"never acknowledged")
+        finally:
+            zk.stop()
+            zk.close()
+        assert "not currently serving" in four_letter_word(box["port"], "srvr")
+        files.crash()  # the failed fsync: what was written may or may not be on the disk
+        nodes = recover(files, SNAP, LOGS).tree.nodes
+        assert "/a" in nodes and "/b" not in nodes
+    finally:
+        if "loop" in box:
+            box["loop"].call_soon_threadsafe(box["server"].request_stop)
+        thread.join(30)
+    assert any("no further txn is accepted" in r.getMessage() for r in caplog.records)
