@@ -274,3 +274,38 @@ def test_data_dir_moves_between_apache_and_zkfast(tmp_path: Path, writer: str,
             close(zk)
     finally:
         second.stop()
+
+
+def test_autopurge_keeps_the_newest_snapshots_and_the_logs_they_need(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = zkfast_server(tmp_path / "a", cfg={"dataDir": str(data)},
+                          props={"zookeeper.snapCount": "20"})
+    try:
+        zk = client(first)
+        try:
+            for i in range(400):
+                zk.create(f"/p{i}", b"")
+        finally:
+            close(zk)
+    finally:
+        first.stop()
+    v2 = data / "version-2"
+
+    def snapshots() -> list[str]:
+        return sorted(p.name for p in v2.iterdir() if p.name.startswith("snapshot."))
+
+    assert len(snapshots()) > 5
+    second = zkfast_server(tmp_path / "b", cfg={
+        "dataDir": str(data), "autopurge.snapRetainCount": "3", "autopurge.purgeInterval": "1"})
+    try:
+        wait_until(lambda: len(snapshots()) == 3, 60, "autopurge at start")
+        assert "autopurge deleted" in second.log_text()
+        second.stop()
+        second.start()  # what is left restores the whole database
+        zk = client(second)
+        try:
+            assert len([c for c in zk.get_children("/") if c.startswith("p")]) == 400
+        finally:
+            close(zk)
+    finally:
+        second.stop()
