@@ -12,8 +12,9 @@ again on the next step anyway.
 The txn log sits behind the small ``TxnLog`` interface (``append`` plus ``on_durable`` /
 ``on_failed`` callbacks). ``MemoryTxnLog`` keeps nothing and reports a batch durable on the next
 loop iteration: every append made while one loop iteration ran becomes one ``TxnsDurable``, the
-same group commit a disk log does with one fsync. The durable log of issue 3 replaces it
-without touching the Env or the cores.
+same group commit a disk log does with one fsync. The server runs on the durable
+``runtime/disk_log.DiskTxnLog`` through the same interface; ``MemoryTxnLog`` remains for tests
+and for cores run without a data directory.
 """
 
 from __future__ import annotations
