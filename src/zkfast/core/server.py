@@ -221,12 +221,10 @@ class ServerCore:
         self.session_conn: dict[int, int] = {}
         self.view = PendingView(self.tree, config.digest_enabled)
         self.digest_enabled = config.digest_enabled
-        schemes = set(acl_mod.DEFAULT_SCHEMES)
-        if config.sasl_users:
-            schemes.add("sasl")
-        if config.secure_client_port is not None:
-            schemes.add("x509")
-        self._schemes = frozenset(schemes)
+        # ProviderRegistry: ip and digest always; sasl/x509 as configured (config.py fills
+        # auth_providers from authProvider.N and the secure port).
+        self._schemes = frozenset(acl_mod.DEFAULT_SCHEMES
+                                  | (set(config.auth_providers) & acl_mod.ALL_SCHEMES))
         skip = config.skip_acl
         sch = self._schemes
         _check = acl_mod.check_acl
