@@ -309,3 +309,42 @@ def test_autopurge_keeps_the_newest_snapshots_and_the_logs_they_need(tmp_path: P
             close(zk)
     finally:
         second.stop()
+
+
+def test_background_snapshots_are_exact_and_data_log_dir_is_separate(tmp_path: Path) -> None:
+    """Every snapshot forked while six sessions write equals the log replayed to its zxid."""
+    from zkfast.core.datatree import DataTree
+    from zkfast.runtime.disk_log import OsFiles
+    from zkfast.storage.recovery import list_logs
+    from zkfast.storage.tree_io import decode_file, tree_from_snapshot
+    from zkfast.storage.txnlog import scan_log
+    from zkfast.wire.txn_codec import decode_txn
+
+    data, txlog = tmp_path / "data", tmp_path / "txlog"
+    srv = zkfast_server(tmp_path / "zk", cfg={"dataDir": str(data), "dataLogDir": str(txlog)},
+                        props={"zookeeper.snapCount": "60", "zookeeper.preAllocSize": "64"})
+    try:
+        writers = [Writer(srv, f"w{k}") for k in range(6)]
+        wait_until(lambda: sum(len(w.acked) for w in writers) >= 1500, 120, "1500 creates")
+        for w in writers:
+            w.halt()
+    finally:
+        srv.stop()
+    snap_dir, log_dir = data / "version-2", txlog / "version-2"
+    assert not any(p.name.startswith("log.") for p in snap_dir.iterdir())
+    assert not any(p.name.startswith("snapshot.") for p in log_dir.iterdir())
+    digests: dict[int, int] = {}
+    tree = DataTree()
+    for _, name in list_logs(OsFiles(), str(log_dir)):
+        for _, txn in scan_log((log_dir / name).read_bytes()).entries:
+            header, record, _ = decode_txn(txn)
+            if header[2] > tree.last_processed_zxid:
+                tree.apply_txn(header, record)
+                digests[header[2]] = tree.digest()
+    snaps = [p for p in snap_dir.iterdir() if p.name.startswith("snapshot.")
+             and p.name != "snapshot.0"]
+    assert len(snaps) >= 5
+    for p in snaps:
+        zxid = int(p.name.split(".")[1], 16)
+        snap_tree = tree_from_snapshot(decode_file(p.name, p.read_bytes()), zxid)
+        assert snap_tree.digest() == digests[zxid], p.name
