@@ -23,6 +23,7 @@ import pytest
 from zkfast.testing.differential import (
     Step,
     Trace,
+    close_order_steps,
     compare,
     format_step,
     generate,
@@ -109,6 +110,15 @@ def test_path_sweep_matches_apache(tmp_path: Path) -> None:
     assert not diffs, "the path sweep differs (Apache expected, zkfast actual):\n" + "\n".join(
         diffs
     )
+
+
+def test_session_close_order_matches_apache(tmp_path: Path) -> None:
+    """Ephemerals of a closing session go (and notify) in Apache's order, for several sizes."""
+    steps = close_order_steps()
+    expected = _replay(lambda: apache_server(tmp_path / "apache", jvm_props=PROPS), steps)
+    actual = _replay(lambda: zkfast_server(tmp_path / "zkfast", props=PROPS), steps)
+    diffs = compare(steps, expected, actual, limit=10)
+    assert not diffs, "deletion order at session close differs:\n" + "\n".join(diffs)
 
 
 def test_apache_is_deterministic(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "run_seed",
     "run_steps",
     "sweep_steps",
+    "close_order_steps",
     "compare",
     "format_step",
     "zk_passwd",
@@ -426,6 +427,29 @@ def sweep_steps() -> list[Step]:
     for p in ("/d/a", "/d/b", "/"):
         steps.append(Step(1, "request", (CREATE, (f"{p.rstrip('/')}/z", b"", OPEN, 0))))
         steps.append(Step(1, "request", (SET_DATA, (p, b"w", -1))))
+    return steps
+
+
+def close_order_steps() -> list[Step]:
+    """Sessions with 1, 2, 3, 5, 7 and 13 ephemerals close while session 0 watches each one.
+
+    Apache deletes a closing session's ephemerals, and fires their NodeDeleted events, in the
+    iteration order of a clone of the session's HashSet (DataTree.getEphemerals), whose table
+    size follows the set's size: this pins that order for several table sizes.
+    """
+    steps = [Step(0, "connect")]
+    parents = ["/e", "/e/s-0000000002", "/e/s-0000000002/c", "/e/s-0000000002/c/s-0000000001"]
+    steps += [Step(0, "request", (CREATE, (p, b"", OPEN, 0))) for p in parents]
+    names = ["/e/s-0000000003", "/e/s-0000000002/c/s-0000000001/s-0000000000", "/e/a", "/e/b",
+             "/e/lock-0000000017", "/e/s-0000000002/x", "/e/member-", "/e/z", "/e/q0", "/e/q1",
+             "/e/s-0000000002/c/y", "/e/leader", "/e/n-0000000100"]  # fmt: skip
+    for slot, count in enumerate((1, 2, 3, 5, 7, 13), start=1):
+        own = [f"{n}{slot}" if n.endswith("-") else f"{n}.{slot}" for n in names[:count]]
+        steps.append(Step(slot, "connect"))
+        steps += [Step(slot, "request", (CREATE, (p, b"", OPEN, 1))) for p in own]
+        steps += [Step(0, "request", (EXISTS, (p, True))) for p in own]
+        steps.append(Step(slot, "close"))
+        steps.append(Step(0, "request", (SYNC, ("/e",))))  # collects the notifications
     return steps
 
 
