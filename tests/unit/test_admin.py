@@ -166,3 +166,14 @@ def test_java_number_and_date_formats() -> None:
     assert java_double(2.0) == "2.0"
     assert java_double(0.0001) == "1.0E-4"
     assert java_date(1795719235000) == "Thu Nov 26 18:53:55 UTC 2026"
+
+
+def test_the_asking_connection_is_listed_when_the_runtime_names_it(core: ServerCore) -> None:
+    out = run_four_letter_word(b"stat", core, core.config, T0, remote=("127.0.0.1", 33260))
+    text = out.decode()
+    assert ("Clients:\n /127.0.0.1:33220[1](queued=0,recved=3,sent=3)\n"
+            " /127.0.0.1:33260[0](queued=0,recved=1,sent=0)\n\n") in text
+    assert "Received: 4\n" in text and "Connections: 2\n" in text
+    cons = run_four_letter_word(b"cons", core, core.config, T0, remote=("127.0.0.1", 9))
+    assert cons.decode().endswith(" /127.0.0.1:9[0](queued=0,recved=1,sent=0)\n\n")
+    assert "Connections: 1\n" in word(core, "srvr")  # nothing leaks into the next word

@@ -112,29 +112,35 @@ def _log_dir(config: ServerConfig) -> str:
 # ------------------------------------------------------------------ words
 
 
-def _ruok(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _ruok(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     return "imok"
 
 
-def _isro(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _isro(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     if core.storage_failed is not None:
         return "null"
     return "rw"
 
 
-def _server_block(core: Any, with_clients: bool) -> str:
+def _asking_line(asking: str | None) -> list[str]:
+    """Apache lists the 4lw connection itself among the clients."""
+    return [f" /{asking}[0](queued=0,recved=1,sent=0)\n"] if asking else []
+
+
+def _server_block(core: Any, with_clients: bool, asking: str | None) -> str:
     st = core.stats
     lines = [f"Zookeeper version: {_VERSION}\n"]
     if with_clients:
         lines.append("Clients:\n")
         for conn in core.conns.values():
             lines.append(conn.brief_line() + "\n")
+        lines.extend(_asking_line(asking))
         lines.append("\n")
     lines.append(f"Latency min/avg/max: {st.min_latency}/"
                  f"{java_double(_avg(st.total_latency_ms, st.count))}/{st.max_latency_ms}\n")
     lines.append(f"Received: {st.packets_received}\n")
     lines.append(f"Sent: {st.packets_sent}\n")
-    lines.append(f"Connections: {len(core.conns)}\n")
+    lines.append(f"Connections: {len(core.conns) + (1 if asking else 0)}\n")
     lines.append(f"Outstanding: {core.outstanding_requests}\n")
     lines.append(f"Zxid: 0x{_hex(core.tree.last_processed_zxid)}\n")
     lines.append("Mode: standalone\n")
@@ -142,30 +148,31 @@ def _server_block(core: Any, with_clients: bool) -> str:
     return "".join(lines)
 
 
-def _srvr(core: Any, config: ServerConfig, now_ms: int) -> str:
-    return _server_block(core, False)
+def _srvr(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
+    return _server_block(core, False, asking)
 
 
-def _stat(core: Any, config: ServerConfig, now_ms: int) -> str:
-    return _server_block(core, True)
+def _stat(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
+    return _server_block(core, True, asking)
 
 
-def _cons(core: Any, config: ServerConfig, now_ms: int) -> str:
-    return "".join(conn.full_line() + "\n" for conn in core.conns.values()) + "\n"
+def _cons(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
+    lines = [conn.full_line() + "\n" for conn in core.conns.values()]
+    return "".join(lines + _asking_line(asking)) + "\n"
 
 
-def _crst(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _crst(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     for conn in core.conns.values():
         conn.reset_stats()
     return "Connection stats reset.\n"
 
 
-def _srst(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _srst(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     core.stats.reset()
     return "Server stats reset.\n"
 
 
-def _conf(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _conf(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     snap, log = _snap_dir(config), _log_dir(config)
     secure = config.secure_client_port if config.secure_client_port is not None else -1
     client = config.client_port if config.client_port is not None else -1
@@ -185,12 +192,12 @@ def _conf(core: Any, config: ServerConfig, now_ms: int) -> str:
     )
 
 
-def _dirs(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _dirs(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     return (f"datadir_size: {_dir_size(_snap_dir(config))}\n"
             f"logdir_size: {_dir_size(_log_dir(config))}\n")
 
 
-def _wchs(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _wchs(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     conns, paths, total = core.watches.summary()
     return f"{conns} connections watching {paths} paths\nTotal watches:{total}\n"
 
@@ -200,7 +207,7 @@ def _conn_session(core: Any, conn_id: int) -> int:
     return conn.session_id if conn is not None else 0
 
 
-def _wchc(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _wchc(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     out = []
     for conn_id, paths in core.watches.by_connection().items():
         out.append(f"0x{_hex(_conn_session(core, conn_id))}\n")
@@ -209,7 +216,7 @@ def _wchc(core: Any, config: ServerConfig, now_ms: int) -> str:
     return "".join(out) + "\n"
 
 
-def _wchp(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _wchp(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     out = []
     for path, conn_ids in core.watches.by_path().items():
         out.append(f"{path}\n")
@@ -218,7 +225,7 @@ def _wchp(core: Any, config: ServerConfig, now_ms: int) -> str:
     return "".join(out) + "\n"
 
 
-def _dump(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _dump(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     sessions = core.sessions
     buckets = sessions.expiry_view()
     out = ["SessionTracker dump:\n",
@@ -266,7 +273,7 @@ def _fd_counts() -> tuple[int, int]:
     return open_fds, max_fds
 
 
-def _mntr(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _mntr(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     st = core.stats
     tree = core.tree
     open_fds, max_fds = _fd_counts()
@@ -274,7 +281,7 @@ def _mntr(core: Any, config: ServerConfig, now_ms: int) -> str:
         ("version", _VERSION),
         ("server_state", "standalone"),
         ("ephemerals_count", tree.ephemerals_count),
-        ("num_alive_connections", len(core.conns)),
+        ("num_alive_connections", len(core.conns) + (1 if asking else 0)),
         ("avg_latency", java_double(_avg(st.total_latency_ms, st.count))),
         ("outstanding_requests", core.outstanding_requests),
         ("znode_count", tree.node_count),
@@ -300,7 +307,7 @@ def _mntr(core: Any, config: ServerConfig, now_ms: int) -> str:
     return "".join(f"zk_{k}\t{v}\n" for k, v in values)
 
 
-def _envi(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _envi(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     try:
         host = socket.gethostname()
     except OSError:  # pragma: no cover
@@ -326,18 +333,18 @@ def _envi(core: Any, config: ServerConfig, now_ms: int) -> str:
     return "Environment:\n" + "".join(f"{k}={v}\n" for k, v in entries)
 
 
-def _gtmk(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _gtmk(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     return "306"  # ZooTrace's default text trace mask
 
 
-def _hash(core: Any, config: ServerConfig, now_ms: int) -> str:
+def _hash(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     # The digest log of the last txns (DataTree.getDigestLog); zkfast reports the current one.
     if not config.digest_enabled:
         return ""
     return f"{_hex(core.tree.last_processed_zxid)}: {core.tree.digest()}\n"
 
 
-COMMANDS: dict[str, Callable[[Any, ServerConfig, int], str]] = {
+COMMANDS: dict[str, Callable[[Any, ServerConfig, int, str | None], str]] = {
     "ruok": _ruok, "isro": _isro, "srvr": _srvr, "stat": _stat, "cons": _cons, "conf": _conf,
     "crst": _crst, "srst": _srst, "dirs": _dirs, "wchs": _wchs, "wchc": _wchc, "wchp": _wchp,
     "dump": _dump, "mntr": _mntr, "envi": _envi, "gtmk": _gtmk, "stmk": _gtmk, "hash": _hash,
@@ -355,7 +362,8 @@ def _whitelisted(cmd: str, config: ServerConfig) -> bool:
     return cmd == "isro" and config.readonly_mode_enabled
 
 
-def run_four_letter_word(word: bytes, core: Any, config: ServerConfig, now_ms: int) -> bytes:
+def run_four_letter_word(word: bytes, core: Any, config: ServerConfig, now_ms: int,
+                         remote: tuple[str, int] | None = None) -> bytes:
     """The text a four-letter word answers (the runtime writes it and closes).
 
     Args:
@@ -363,7 +371,14 @@ def run_four_letter_word(word: bytes, core: Any, config: ServerConfig, now_ms: i
         core: the running ``ServerCore``.
         config: its configuration (whitelist, directories, ports).
         now_ms: wall-clock ms (uptime, expiry dates).
+        remote: the asking connection's (host, port). When given, it counts as one packet
+            received and is listed among the connections, as Apache lists its own 4lw
+            connection in stat/cons/srvr/mntr.
     """
+    asking = None
+    if remote is not None:
+        core.stats.packets_received += 1
+        asking = f"{remote[0]}:{remote[1]}"
     cmd = word.decode("latin-1")
     fn = COMMANDS.get(cmd)
     if fn is None:
@@ -372,4 +387,4 @@ def run_four_letter_word(word: bytes, core: Any, config: ServerConfig, now_ms: i
         return f"{cmd} is not executed because it is not in the whitelist.\n".encode()
     if cmd in _NEED_SERVING and core.storage_failed is not None:
         return (ZK_NOT_SERVING + "\n").encode()
-    return fn(core, config, now_ms).encode("utf-8", "surrogatepass")
+    return fn(core, config, now_ms, asking).encode("utf-8", "surrogatepass")
