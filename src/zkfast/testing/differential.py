@@ -402,7 +402,8 @@ def sweep_steps() -> list[Step]:
     /d (second session), then for each path every op
     (creates of each mode, delete, reads with watches, setData/setACL, sync, check/remove
     watches, addWatch both modes, getEphemerals, getAllChildrenNumber, a multi and a
-    multiRead), then a second session's writes that fire whatever the first one armed.
+    multiRead), then a second session's writes that fire whatever the first one armed, then
+    setWatches and setWatches2 of every path on a new connection.
     """
     steps = [Step(0, "connect"), Step(1, "connect")]
     steps.append(Step(0, "request", (CREATE, ("/d", b"", OPEN, 0))))
@@ -427,6 +428,14 @@ def sweep_steps() -> list[Step]:
     for p in ("/d/a", "/d/b", "/"):
         steps.append(Step(1, "request", (CREATE, (f"{p.rstrip('/')}/z", b"", OPEN, 0))))
         steps.append(Step(1, "request", (SET_DATA, (p, b"w", -1))))
+    # re-arming watches on a new connection, every path in every list, old and recent zxids
+    paths = sorted(set(SWEEP_PATHS))
+    steps += [Step(0, "reconnect"), Step(0, "request", (SET_WATCHES, (0, paths, paths, paths)))]
+    steps += [Step(0, "reconnect"),
+              Step(0, "request", (SET_WATCHES2, ("last", paths, paths, paths, paths, paths))),
+              Step(1, "request", (DELETE, ("/d/a/z", -1))),
+              Step(1, "request", (SET_DATA, ("/", b"v", -1))),
+              Step(0, "request", (SYNC, ("/",)))]  # fmt: skip
     return steps
 
 
