@@ -808,8 +808,8 @@ def compare(steps: Sequence[Step], expected: Trace, actual: Trace, limit: int = 
     diffs: list[str] = []
     n = max(len(expected.records), len(actual.records))
     for i in range(n):
-        a = expected.records[i] if i < len(expected.records) else "<missing>"
-        b = actual.records[i] if i < len(actual.records) else "<missing>"
+        a: Any = expected.records[i] if i < len(expected.records) else "<missing>"
+        b: Any = actual.records[i] if i < len(actual.records) else "<missing>"
         if a == b:
             continue
         if _is_tree(a) and _is_tree(b):
