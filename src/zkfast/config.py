@@ -660,7 +660,9 @@ def _check_mode(b: _Builder, file_keys: Mapping[str, str],
     props = _dynamic_props(b, file_keys, merged)
     multi = merged.get("multiAddress.enabled", "false").lower() == "true"
     try:
-        verifier = verifier_from_properties(props, multi_address=multi)
+        verifier = verifier_from_properties(
+            props, multi_address=multi,
+            key_order=None if b.dynamic_config_file is not None else list(file_keys))
     except QuorumConfigError as e:
         raise ConfigError(str(e)) from e
     participants = len(verifier.voting_members)

@@ -23,6 +23,7 @@ This module does no IO.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ __all__ = [
     "verifier_from_properties",
     "parse_config_text",
     "java_hashmap_order",
+    "java_properties_order",
     "joint_quorum",
 ]
 
@@ -58,18 +60,75 @@ def _java_long_hash(v: int) -> int:
 
 
 def java_hashmap_order(keys: Iterable[int]) -> list[int]:
-    """The iteration order of a ``java.util.HashMap<Long, ...>`` holding ``keys``.
+    """The iteration order of a ``java.util.HashMap<Long, ...>`` after putting ``keys`` in
+    this order (a repeated key keeps its first place).
 
     The table starts at 16 buckets and doubles whenever the size passes 3/4 of it; iteration
-    walks buckets in index order. Keys sharing a bucket keep insertion order in Java, which
-    depends on the Properties order they came from; zkfast orders them by value (only sids
-    that differ by a multiple of the table size collide).
+    walks buckets in index order, and a bucket keeps insertion order (a resize splits it
+    without reordering).
     """
-    ks = sorted(set(keys))
+    ks = list(dict.fromkeys(keys))
     cap = 16
     while len(ks) > cap * 3 // 4:
         cap *= 2
-    return sorted(ks, key=lambda k: (_java_long_hash(k) & (cap - 1), k))
+    pos = {k: i for i, k in enumerate(ks)}
+    return sorted(ks, key=lambda k: (_java_long_hash(k) & (cap - 1), pos[k]))
+
+
+def _java_string_hash(s: str) -> int:
+    h = 0
+    for unit in s.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return h
+
+
+def java_properties_order(keys: Iterable[str]) -> list[str]:
+    """The iteration order of a ``java.util.Properties`` loaded with ``keys`` in this order.
+
+    Since Java 9 a Properties object keeps its entries in a ``ConcurrentHashMap`` created with
+    capacity 8 (a 16-bin table, resized at 3/4 full). Apache's QuorumMaj/QuorumHierarchical
+    fill their HashMaps in this order, which decides the order of sids that share a bucket.
+    """
+    n = 16
+    bins: list[list[tuple[int, str]]] = [[] for _ in range(n)]
+    count = 0
+    seen: set[str] = set()
+    for k in keys:
+        if k in seen:
+            continue  # put of an existing key replaces the value in place
+        seen.add(k)
+        h = _java_string_hash(k)
+        h = (h ^ (h >> 16)) & 0x7FFFFFFF
+        bins[h & (n - 1)].append((h, k))
+        count += 1
+        if count >= n - (n >> 2):
+            bins = _chm_transfer(bins, n)
+            n *= 2
+    return [k for b in bins for _, k in b]
+
+
+def _chm_transfer(bins: list[list[tuple[int, str]]], n: int) -> list[list[tuple[int, str]]]:
+    """``ConcurrentHashMap.transfer`` of list bins: the longest tail whose nodes all go the
+    same way moves as is; the nodes before it are prepended one by one (reversing them)."""
+    out: list[list[tuple[int, str]]] = [[] for _ in range(2 * n)]
+    for i, b in enumerate(bins):
+        if not b:
+            continue
+        run_bit = b[0][0] & n
+        last_run = 0
+        for j in range(1, len(b)):
+            bit = b[j][0] & n
+            if bit != run_bit:
+                run_bit, last_run = bit, j
+        lo: list[tuple[int, str]] = list(b[last_run:]) if run_bit == 0 else []
+        hi: list[tuple[int, str]] = list(b[last_run:]) if run_bit != 0 else []
+        for node in b[:last_run]:
+            if node[0] & n == 0:
+                lo.insert(0, node)
+            else:
+                hi.insert(0, node)
+        out[i], out[i + n] = lo, hi
+    return out
 
 
 # --------------------------------------------------------------------------- server lines
@@ -115,8 +174,23 @@ class QuorumServer:
         return text
 
 
+def _java_host_string(host: str) -> str:
+    """``InetSocketAddress.getHostString`` of an address built from ``host``: a name stays as
+    written; an IPv6 literal becomes Java's full form (``0:0:0:0:0:0:0:1``)."""
+    if ":" not in host:
+        return host
+    addr, _, zone = host.partition("%")
+    try:
+        groups = ipaddress.IPv6Address(addr).exploded.split(":")
+    except ValueError:
+        return host
+    text = ":".join(g.lstrip("0") or "0" for g in groups)
+    return f"{text}%{zone}" if zone else text
+
+
 def _delimited(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+    h = _java_host_string(host)
+    return f"[{h}]" if ":" in h else h
 
 
 def _host_and_port(key: str, text: str) -> list[str]:
@@ -225,7 +299,9 @@ class QuorumVerifier:
         self._groups = {gid: tuple(sids) for gid, sids in (groups or {}).items()}
         weight = dict(weights or {})
         if self.hierarchical:
-            for sid in sorted(self._voters):
+            for sid in self._order:
+                if sid not in self._voters:
+                    continue
                 if sid not in server_group:
                     raise QuorumConfigError(f"group: server {sid} is not in a group")
                 weight.setdefault(sid, 1)
@@ -321,9 +397,17 @@ def _long_key(key: str, prefix: str) -> int:
     return v
 
 
-def verifier_from_properties(props: Mapping[str, str], *,
-                             multi_address: bool = False) -> QuorumVerifier:
+def verifier_from_properties(props: Mapping[str, str], *, multi_address: bool = False,
+                             key_order: Iterable[str] | None = None) -> QuorumVerifier:
     """QuorumPeerConfig.parseDynamicConfig: server.N, group.N, weight.N and version keys.
+
+    Args:
+        props: the keys, in the order they were read.
+        multi_address: multiAddress.enabled.
+        key_order: every key of the Java Properties object the keys came from, in file order
+            (zoo.cfg holds other keys too, and they shape the Properties' hash table); by
+            default the keys of ``props``. Only the order of sids sharing a HashMap bucket
+            depends on it.
 
     Raises:
         QuorumConfigError: a bad line (the message starts with its key).
@@ -332,7 +416,12 @@ def verifier_from_properties(props: Mapping[str, str], *,
     groups: dict[int, list[int]] | None = None
     weights: dict[int, int] | None = None
     version = 0
-    for key, value in props.items():
+    order = java_properties_order(list(key_order if key_order is not None else props)
+                                  + list(props))
+    for key in order:
+        if key not in props:
+            continue
+        value = props[key]
         if key.startswith("server."):
             sid = _long_key(key, "server.")
             servers[sid] = parse_server_spec(sid, value.strip(), multi_address=multi_address)
