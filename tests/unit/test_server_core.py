@@ -765,3 +765,12 @@ def test_an_unexpected_failure_in_prep_is_a_marshalling_error_txn(
     assert not zk.core.view.changes and "/half" not in zk.core.tree.nodes
     monkeypatch.setitem(zk.core.prepper.ops, 13, real_check)
     assert zk.call(1, 3, 1, ("/half", b"", OPEN, 0))[:3] == (3, 4, 0)  # no zxid gap
+
+
+def test_null_paths_are_marshalling_errors_not_crashes(zk: Harness) -> None:
+    zk.session(1)
+    assert zk.call(1, 1, 4, (None, False))[2] == MARSHAL
+    assert zk.call(1, 2, 3, (None, True))[2] == MARSHAL
+    assert zk.call(1, 3, 22, [(4, (None, False))])[2] == MARSHAL
+    assert zk.call(1, 4, 1, (None, b"", OPEN, 0))[2] == BADARGS
+    assert 1 not in zk.closed

@@ -78,6 +78,7 @@ if TYPE_CHECKING:  # a core imports no random module: the rng is injected
 __all__ = ["ServerCore", "ServerStats", "java_auth_order"]
 
 _ZERO_PASSWD = b"\0" * 16
+_U64 = (1 << 64) - 1
 _READ_OPS = frozenset({3, 4, 6, 8, 11, 12, 17, 18, 22, 101, 103, 104, 105, 106, 107})
 _WRITE_OPS = frozenset({1, 2, 5, 7, 14, 15, 16, 19, 20, 21})
 _CREATE_LAYOUT = {1: jute.CREATE_RESPONSE}
@@ -377,6 +378,11 @@ class ServerCore:
                 self._on_request(conn, frame)
             except ProtocolError as e:
                 self.close_conn(conn, f"malformed request: {e}")
+            except AssertionError:
+                raise  # our own broken invariant: stop the server
+            except Exception as e:  # noqa: BLE001 - one bad client never takes the server down
+                self.close_conn(conn, f"internal error on session 0x{conn.session_id & _U64:x}: "
+                                      f"{type(e).__name__}: {e}")
         if conn.state == CLOSED:
             return
         if len(conn.pending) > self.config.outstanding_requests_max_per_conn:
@@ -879,7 +885,12 @@ class ServerCore:
             except ProtocolError:
                 cc.append_reply(buf, xid, zxid, _MARSHALLING)
             else:
-                cc.append_multi_reply(buf, xid, zxid, self._multi_read(conn, ops))
+                try:
+                    results = self._multi_read(conn, ops)
+                except ProtocolError:
+                    cc.append_reply(buf, xid, zxid, _MARSHALLING)
+                else:
+                    cc.append_multi_reply(buf, xid, zxid, results)
         else:
             try:
                 rec = cc.decode_request(op, frame)
