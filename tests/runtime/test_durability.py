@@ -16,6 +16,7 @@ from kazoo.security import make_acl, make_digest_acl
 
 from zkfast.testing.procs import (
     ServerProcess,
+    ServerStartError,
     apache_available,
     apache_server,
     wait_until,
@@ -348,3 +349,26 @@ def test_background_snapshots_are_exact_and_data_log_dir_is_separate(tmp_path: P
         zxid = int(p.name.split(".")[1], 16)
         snap_tree = tree_from_snapshot(decode_file(p.name, p.read_bytes()), zxid)
         assert snap_tree.digest() == digests[zxid], p.name
+
+
+def test_a_corrupt_log_is_refused_at_start_with_what_to_do(tmp_path: Path) -> None:
+    srv = zkfast_server(tmp_path / "zk", props={"zookeeper.preAllocSize": "64"})
+    try:
+        zk = client(srv)
+        try:
+            for i in range(20):
+                zk.create(f"/c{i}", b"payload")
+        finally:
+            close(zk)
+    finally:
+        srv.stop()
+    v2 = srv.data_dir / "version-2"
+    log_file = max((p for p in v2.iterdir() if p.name.startswith("log.")),
+                   key=lambda p: int(p.name[4:], 16))
+    raw = bytearray(log_file.read_bytes())
+    raw[16 + 12 + 3] ^= 0x40  # inside the first entry's txn: its checksum fails
+    log_file.write_bytes(bytes(raw))
+    with pytest.raises(ServerStartError):
+        srv.start()
+    assert srv.returncode == 3
+    assert "is corrupt at offset 16" in srv.log_text()

@@ -15,10 +15,11 @@ file means the child is done, and it is reaped with a non-blocking ``waitpid``. 
 blocks. Only one child runs at a time; a request while one runs is skipped with a warning
 (``SyncRequestProcessor``: "Too busy to snap, skipping").
 
-The child first closes every descriptor it inherited except its pipe (so a client socket the
-parent closes is really closed), runs only code already imported by the parent, does no
-logging (the logging locks may have been held by another thread at the fork) and leaves
-through ``os._exit``. Its garbage collector is off, so it copies few pages it does not need.
+The child asks to be killed if the server dies (``PR_SET_PDEATHSIG``), closes every
+descriptor it inherited except its pipe (so a client socket the parent closes is really
+closed), runs only code already imported by the parent, does no logging (the logging locks may
+have been held by another thread at the fork) and leaves through ``os._exit``. Its garbage
+collector is off, so it copies few pages it does not need.
 
 At start, ``write_now`` takes a snapshot in-process (``ZooKeeperServer.loadData`` snapshots
 after every restore), before any client is served.
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import logging
 import os
@@ -49,6 +52,17 @@ __all__ = ["Snapshotter"]
 log = logging.getLogger("zkfast.snapshot")
 
 _REAP_RETRY_S = 0.005
+_PR_SET_PDEATHSIG = 1
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:  # pragma: no cover - not glibc/musl Linux
+        return None
+
+
+_LIBC = _libc()
 try:
     _FD_MAX = max(1024, os.sysconf("SC_OPEN_MAX"))
 except (ValueError, OSError):  # pragma: no cover - every Linux has it
@@ -124,10 +138,16 @@ class Snapshotter:
             return False
         r, w = os.pipe()
         zxid = tree.last_processed_zxid
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; its effects are checked by the tests
             status = 1
             try:
+                # Die with the server: a snapshot nobody will reap is not worth finishing.
+                if _LIBC is not None:
+                    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                if os.getppid() != parent:
+                    os._exit(1)
                 os.close(r)
                 # Drop every inherited descriptor (client sockets, the listener, log files):
                 # a socket the parent closes must not stay open in here until the child exits.
