@@ -135,3 +135,52 @@ def test_encode_10k_stats(benchmark: Any, core: ModuleType) -> None:
     got = run(benchmark, encode_all)
     assert len(got) == N * 68
     assert bytes(got[-68:]) == jute.encode(jute.STAT, STAT)
+
+
+@pytest.mark.benchmark(group="settle 10k proposals' acks")
+@pytest.mark.parametrize("voters", [1, 3, 5, 7])
+def test_settle_acks(benchmark: Any, core: ModuleType, voters: int) -> None:
+    """The leader's ack path: after each ACK, does the proposal hold a quorum yet?
+
+    Acks arrive from the leader (sid 1) and then its followers in sid order; an observer's
+    (sid 99) ack is ignored, as SyncedLearnerTracker does. One round settles 10k proposals.
+    """
+    sids = list(range(1, voters + 1))
+    args = ({s: 0 for s in sids}, {s: 1 for s in sids}, {0: voters // 2}, 1)
+    order = [1, 99, *sids[1:]]
+    count_quorum = core.count_quorum
+
+    def settle_all() -> tuple[int, int]:
+        committed = checks = 0
+        for _ in range(N):
+            acked: set[int] = set()
+            for sid in order:
+                acked.add(sid)
+                checks += 1
+                if count_quorum(acked, *args):
+                    committed += 1
+                    break
+        return committed, checks
+
+    committed, checks = run(benchmark, settle_all)
+    assert committed == N
+    # The leader's ack, the observer's, then followers until more than half: voters//2 + 2.
+    assert checks == N * (voters // 2 + 2 if voters > 1 else 1)
+
+
+@pytest.mark.benchmark(group="order 10k votes")
+def test_order_10k_votes(benchmark: Any, core: ModuleType) -> None:
+    """One election round's worth of totalOrderPredicate calls: keep the best of 10k votes."""
+    votes = [(sid % 7 + 1, 0x300000000 + (sid * 7919) % 5000, 3) for sid in range(N)]
+    vote_greater = core.vote_greater
+
+    def best_vote() -> tuple[int, int, int]:
+        best = (0, -1, 0)
+        for sid, zxid, epoch in votes:
+            if vote_greater(sid, zxid, epoch, best[0], best[1], best[2], 1):
+                best = (sid, zxid, epoch)
+        return best
+
+    best = run(benchmark, best_vote)
+    top = max(votes, key=lambda v: (v[2], v[1], v[0]))
+    assert best == top

@@ -21,6 +21,7 @@ No global state, no IO, no clock.
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_Next
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
@@ -598,35 +599,71 @@ def zxid_counter(zxid):
 # --------------------------------------------------------------------------- votes and quorums
 
 
-def vote_greater(int64_t new_id, int64_t new_zxid, int64_t new_epoch,
-                 int64_t cur_id, int64_t cur_zxid, int64_t cur_epoch, int64_t new_weight=1):
+def vote_greater(new_id, new_zxid, new_epoch, cur_id, cur_zxid, cur_epoch, new_weight=1):
     """FastLeaderElection.totalOrderPredicate: is the vote (new_*) better than (cur_*)?"""
-    if new_weight == 0:
+    # Narrowed one by one as the twin checks them, so the same argument is named on error.
+    cdef int64_t n_id = as_int("new_id", new_id, INT64_MIN, INT64_MAX, "a long")
+    cdef int64_t n_zxid = as_int("new_zxid", new_zxid, INT64_MIN, INT64_MAX, "a long")
+    cdef int64_t n_epoch = as_int("new_epoch", new_epoch, INT64_MIN, INT64_MAX, "a long")
+    cdef int64_t c_id = as_int("cur_id", cur_id, INT64_MIN, INT64_MAX, "a long")
+    cdef int64_t c_zxid = as_int("cur_zxid", cur_zxid, INT64_MIN, INT64_MAX, "a long")
+    cdef int64_t c_epoch = as_int("cur_epoch", cur_epoch, INT64_MIN, INT64_MAX, "a long")
+    cdef int64_t weight = as_int("new_weight", new_weight, INT64_MIN, INT64_MAX, "a long")
+    if weight == 0:
         return False
-    if new_epoch != cur_epoch:
-        return new_epoch > cur_epoch
-    if new_zxid != cur_zxid:
-        return new_zxid > cur_zxid
-    return new_id > cur_id
+    if n_epoch != c_epoch:
+        return n_epoch > c_epoch
+    if n_zxid != c_zxid:
+        return n_zxid > c_zxid
+    return n_id > c_id
 
 
 def count_quorum(sids, dict member_group not None, dict member_weight not None,
                  dict group_half not None, Py_ssize_t groups_min):
     """Does the set ``sids`` hold a quorum? (see the pure twin for the arguments)."""
-    cdef dict acked = {}
-    cdef set seen = set()
+    cdef dict acked
+    cdef set seen = None
     cdef Py_ssize_t counted = 0
-    cdef object gid
-    cdef object sid
+    cdef bint any_sid = False
+    cdef object gid, sid, weight, only_gid, only_half, total = 0
+    cdef Py_ssize_t dict_pos = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    # A set needs no de-duplication (the ack trackers pass sets).
+    if type(sids) is not set and type(sids) is not frozenset:
+        seen = set()
+    if len(group_half) == 1:
+        # One group (every QuorumMaj, and a one-group hierarchy): a running sum, no dict.
+        PyDict_Next(group_half, &dict_pos, &key, &value)
+        only_gid = <object>key
+        only_half = <object>value
+        for sid in sids:
+            if seen is not None:
+                if sid in seen:
+                    continue
+                seen.add(sid)
+            any_sid = True
+            gid = member_group.get(sid)
+            if gid is None:
+                continue
+            if gid != only_gid:
+                raise KeyError(gid)  # as group_half[gid] does in the twin
+            total = total + member_weight[sid]
+        if not any_sid:
+            return False
+        return (1 if total > only_half else 0) >= groups_min
+    acked = {}
     for sid in sids:
-        if sid in seen:
-            continue
-        seen.add(sid)
+        if seen is not None:
+            if sid in seen:
+                continue
+            seen.add(sid)
+        any_sid = True
         gid = member_group.get(sid)
         if gid is None:
             continue
         acked[gid] = acked.get(gid, 0) + member_weight[sid]
-    if not seen:
+    if not any_sid:
         return False
     for gid, weight in acked.items():
         if weight > group_half[gid]:

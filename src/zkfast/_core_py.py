@@ -445,7 +445,18 @@ def vote_greater(
 
     A candidate whose voting weight is 0 never wins. Otherwise the order is lexicographic on
     (epoch, zxid, sid), all compared as signed longs.
+
+    Raises:
+        OverflowError: an argument does not fit in a signed long (as the compiled core, which
+            compares C longs).
+        TypeError: an argument is not an int.
     """
+    names = ("new_id", "new_zxid", "new_epoch", "cur_id", "cur_zxid", "cur_epoch", "new_weight")
+    args = (new_id, new_zxid, new_epoch, cur_id, cur_zxid, cur_epoch, new_weight)
+    new_id, new_zxid, new_epoch, cur_id, cur_zxid, cur_epoch, new_weight = (
+        _check_int(name, v, INT64_MIN, INT64_MAX, "a long")
+        for name, v in zip(names, args, strict=True)
+    )
     if new_weight == 0:
         return False
     if new_epoch != cur_epoch:

@@ -380,3 +380,71 @@ def prop_bad_values(lv: Any) -> None:
 
 # Drawing a poke decision per field makes these examples slow to generate: fewer by default.
 test_bad_values, test_bad_values_slow = twin_tests(prop_bad_values, bad_values(), fast_examples=50)
+
+
+# ----------------------------------------------------------------------------- votes and quorums
+
+longs = st.integers(-(2**63), 2**63 - 1)
+small = st.integers(-3, 3)  # ties are where the order is decided field by field
+
+
+def prop_vote_greater(new: Any, cur: Any, weight: int) -> None:
+    args = (*new, *cur, weight)
+    a = error_outcome(pure.vote_greater, *args)
+    assert a == error_outcome(compiled.vote_greater, *args)
+    if all(-(2**63) <= v < 2**63 for v in args):
+        (n_id, n_zxid, n_epoch), (c_id, c_zxid, c_epoch) = new, cur
+        oracle = weight != 0 and (n_epoch, n_zxid, n_id) > (c_epoch, c_zxid, c_id)
+        assert a == ("ok", oracle)
+
+
+@st.composite
+def verifier_and_acks(draw: st.DrawFn) -> Any:
+    """A hierarchical (or, with one weight-1 group, majority) verifier and a set of acks."""
+    n_groups = draw(st.integers(1, 4))
+    groups: dict[int, dict[int, int]] = {}
+    sid = 1
+    for gid in range(1, n_groups + 1):
+        members = {}
+        for _ in range(draw(st.integers(1, 4))):
+            members[sid] = draw(st.sampled_from([0, 1, 1, 1, 2, 3]))
+            sid += 1
+        groups[gid] = members
+    if draw(st.booleans()):  # QuorumMaj: one group, every voter weighs 1
+        groups = {0: {s: 1 for m in groups.values() for s in m}}
+    acks = draw(st.lists(st.integers(1, sid + 2), max_size=2 * sid))  # dups and non-voters
+    return groups, acks
+
+
+def naive_quorum(groups: dict[int, dict[int, int]], acks: list[int]) -> bool:
+    """QuorumHierarchical.containsQuorum, spelled out (QuorumMaj when there is one group)."""
+    acked = set(acks)
+    live_groups = [g for g, members in groups.items() if sum(members.values()) > 0]
+    winning = 0
+    for members in groups.values():
+        total = sum(members.values())
+        if sum(w for s, w in members.items() if s in acked) > total // 2:
+            winning += 1
+    return winning > len(live_groups) // 2
+
+
+def prop_count_quorum(va: Any) -> None:
+    groups, acks = va
+    member_group = {s: g for g, members in groups.items() for s in members}
+    member_weight = {s: w for members in groups.values() for s, w in members.items()}
+    group_half = {g: sum(members.values()) // 2 for g, members in groups.items()}
+    live = sum(1 for members in groups.values() if sum(members.values()) > 0)
+    args = (member_group, member_weight, group_half, live // 2 + 1)
+    a = pure.count_quorum(acks, *args)
+    assert a is compiled.count_quorum(acks, *args)
+    assert a is compiled.count_quorum(iter(acks), *args)
+    assert a == naive_quorum(groups, acks)
+
+
+test_vote_greater, test_vote_greater_slow = twin_tests(
+    prop_vote_greater,
+    st.tuples(small | longs, small | longs, small | longs),
+    st.tuples(small | longs, small | longs, small | longs),
+    st.sampled_from([0, 1, 2, 2**63, -1]),
+)
+test_count_quorum, test_count_quorum_slow = twin_tests(prop_count_quorum, verifier_and_acks())

@@ -599,3 +599,82 @@ def test_impl_chooser_follows_environment() -> None:
         assert _impl.core is _compiled
     assert _impl.ProtocolError is _impl.core.ProtocolError
     assert _impl.IMPLEMENTATION == _impl.core.IMPLEMENTATION
+
+
+# ----------------------------------------------------------------------------- votes and quorums
+
+
+def test_vote_order_epoch_then_zxid_then_sid(core: ModuleType) -> None:
+    # FastLeaderElection.totalOrderPredicate: (peerEpoch, zxid, sid), lexicographic.
+    g = core.vote_greater
+    assert g(1, 0x100000001, 2, 9, 0x2FFFFFFFF, 1) is True  # higher epoch wins over zxid, sid
+    assert g(9, 0x200000005, 1, 1, 0x200000004, 1) is True  # same epoch: higher zxid
+    assert g(1, 0x200000005, 1, 9, 0x200000004, 1) is True  # ... whatever the sid
+    assert g(3, 7, 1, 2, 7, 1) is True  # same epoch and zxid: higher sid
+    assert g(2, 7, 1, 3, 7, 1) is False
+    assert g(3, 7, 1, 3, 7, 1) is False  # a vote is not greater than itself
+    assert g(1, 0, 0, 2, -1, 0) is True  # zxids compare as signed longs: -1 (none) is lowest
+    assert g(1, -(2**63), 0, 2, 2**63 - 1, 0) is False
+
+
+def test_vote_weight_zero_never_wins(core: ModuleType) -> None:
+    assert core.vote_greater(5, 0x900000000, 9, 1, 0, 0, 0) is False
+    assert core.vote_greater(5, 0x900000000, 9, 1, 0, 0, 3) is True
+    assert core.vote_greater(5, 0x900000000, 9, 1, 0, 0) is True  # weight defaults to 1
+
+
+@pytest.mark.parametrize(
+    ("args", "exc", "msg"),
+    [
+        ((2**63, 0, 0, 0, 0, 0), OverflowError, f"new_id: {2**63} does not fit in a long"),
+        ((0, 0, 0, 0, 0, -(2**63) - 1), OverflowError,
+         f"cur_epoch: {-(2**63) - 1} does not fit in a long"),
+        ((0, 0, 0, 0, 0, 0, 2**64), OverflowError,
+         f"new_weight: {2**64} does not fit in a long"),
+        ((0.5, 0, 0, 0, 0, 0), TypeError, None),
+        ((0, None, 0, 0, 0, 0), TypeError, None),
+    ],
+)  # fmt: skip
+def test_vote_range_checks(core: ModuleType, args: Any, exc: type[Exception],
+                           msg: str | None) -> None:  # fmt: skip
+    with pytest.raises(exc) as ei:
+        core.vote_greater(*args)
+    if msg is not None:
+        assert str(ei.value) == msg
+
+
+def majority(voters: list[int]) -> tuple[Any, ...]:
+    """count_quorum arguments of QuorumMaj over ``voters`` (as quorum.QuorumVerifier builds)."""
+    return ({s: 0 for s in voters}, {s: 1 for s in voters}, {0: len(voters) // 2}, 1)
+
+
+def test_count_quorum_majority(core: ModuleType) -> None:
+    five = majority([1, 2, 3, 4, 5])
+    assert core.count_quorum([1, 2, 3], *five) is True
+    assert core.count_quorum({2, 4, 5}, *five) is True
+    assert core.count_quorum([1, 2], *five) is False
+    assert core.count_quorum([1, 1, 2, 2], *five) is False  # duplicates count once
+    assert core.count_quorum([1, 2, 6, 7, 8], *five) is False  # non-voters (observers) skipped
+    assert core.count_quorum([], *five) is False
+    assert core.count_quorum(iter([3, 4, 5]), *five) is True  # any iterable
+    four = majority([1, 2, 3, 4])
+    assert core.count_quorum([1, 2], *four) is False  # more than half: 2 of 4 is not
+    assert core.count_quorum([1, 2, 3], *four) is True
+    one = majority([7])
+    assert core.count_quorum([7], *one) is True
+    assert core.count_quorum([8], *one) is False
+
+
+def test_count_quorum_hierarchical(core: ModuleType) -> None:
+    # group.1=1:2:3, group.2=4:5:6, group.3=7:8:9; weight.3=0; weight.4=3 (group 2 weighs 5).
+    group = {1: 1, 2: 1, 3: 1, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 3}
+    weight = {1: 1, 2: 1, 3: 0, 4: 3, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1}
+    half = {1: 2 // 2, 2: 5 // 2, 3: 3 // 2}
+    args = (group, weight, half, 3 // 2 + 1)  # two of three groups
+    assert core.count_quorum([1, 2, 4], *args) is True  # group 1: 2 > 1; group 2: 3 > 2
+    assert core.count_quorum([1, 3, 4], *args) is False  # sid 3 weighs nothing: 1 is not > 1
+    assert core.count_quorum([5, 6, 7, 8], *args) is False  # group 2: 2 is not > 2; only group 3
+    assert core.count_quorum([5, 6, 1, 2], *args) is False
+    assert core.count_quorum([4, 7, 8], *args) is True
+    assert core.count_quorum([1, 2, 7, 8, 9], *args) is True
+    assert core.count_quorum([1, 2], *args) is False  # one group is not a majority of groups
