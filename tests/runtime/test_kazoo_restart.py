@@ -10,6 +10,9 @@ from kazoo.client import KazooState
 
 from zkfast.testing.procs import wait_until
 
+# reconnect attempts every 0.1-0.5 s while the server is down (kazoo backs off to 60 s otherwise)
+FAST_RETRY = {"max_tries": -1, "delay": 0.1, "max_delay": 0.5}
+
 
 def _reconnected(zk, states, session_id: int) -> None:
     wait_until(
@@ -22,7 +25,7 @@ def _reconnected(zk, states, session_id: int) -> None:
 
 
 def test_graceful_restart_keeps_data_sessions_and_counters(kazoo_client, zk_server, znode):
-    zk = kazoo_client(timeout=30.0)
+    zk = kazoo_client(timeout=30.0, connection_retry=FAST_RETRY)
     states: list[str] = []
     zk.add_listener(states.append)
     session_id = zk.client_id[0]
@@ -46,7 +49,7 @@ def test_graceful_restart_keeps_data_sessions_and_counters(kazoo_client, zk_serv
 
 
 def test_crash_keeps_acknowledged_writes(kazoo_client, zk_server, znode):
-    zk = kazoo_client(timeout=30.0)
+    zk = kazoo_client(timeout=30.0, connection_retry=FAST_RETRY)
     states: list[str] = []
     zk.add_listener(states.append)
     session_id = zk.client_id[0]
