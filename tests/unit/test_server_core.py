@@ -774,3 +774,22 @@ def test_null_paths_are_marshalling_errors_not_crashes(zk: Harness) -> None:
     assert zk.call(1, 3, 22, [(4, (None, False))])[2] == MARSHAL
     assert zk.call(1, 4, 1, (None, b"", OPEN, 0))[2] == BADARGS
     assert 1 not in zk.closed
+
+
+def test_a_failure_after_the_zxid_was_taken_leaves_no_gap(
+        zk: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zkfast.core.server as server_mod
+
+    zk.session(1)
+    real = server_mod.encode_txn
+
+    def broken(*args: Any) -> bytes:
+        raise OverflowError("boom")
+
+    monkeypatch.setattr(server_mod, "encode_txn", broken)
+    zk.send(1, (1, 1, ("/x", b"", OPEN, 0)))
+    assert "internal error" in zk.closed[1]
+    monkeypatch.setattr(server_mod, "encode_txn", real)
+    zk.session(2)
+    assert zk.call(2, 1, 1, ("/x", b"", OPEN, 0))[:3] == (1, 3, 0)
+    assert [z for z, _ in zk.txns] == [1, 2, 3]

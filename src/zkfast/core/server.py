@@ -381,6 +381,7 @@ class ServerCore:
             except AssertionError:
                 raise  # our own broken invariant: stop the server
             except Exception as e:  # noqa: BLE001 - one bad client never takes the server down
+                self._unwind_unproposed()
                 self.close_conn(conn, f"internal error on session 0x{conn.session_id & _U64:x}: "
                                       f"{type(e).__name__}: {e}")
         if conn.state == CLOSED:
@@ -393,6 +394,18 @@ class ServerCore:
             # from connections that have requests in flight until the backlog drains.
             self._paused[conn.conn_id] = None
             self._extra.append(PauseClient(conn.conn_id))
+
+    def _unwind_unproposed(self) -> None:
+        """Give back a zxid taken by a request that failed before it was proposed, with the
+        change records its prep left, so the next txn has no gap."""
+        last = self.last_proposed_zxid
+        if self.next_zxid != last + 1:
+            view = self.view
+            mark = len(view.changes)
+            while mark and view.changes[mark - 1].zxid > last:
+                mark -= 1
+            view.truncate(mark)
+            self.next_zxid = last + 1
 
     def _on_connect_request(self, conn: ClientConn, frame: bytes) -> None:
         try:
@@ -574,8 +587,9 @@ class ServerCore:
                  results: Any) -> None:
         zxid = header[2]
         assert zxid == self.last_proposed_zxid + 1, "zxids must be proposed without gaps"
+        data = encode_txn(header, record, digest)
         self.last_proposed_zxid = zxid
-        self._append.append((zxid, encode_txn(header, record, digest)))
+        self._append.append((zxid, data))
         self._inflight.append(_Inflight(zxid, header, record, conn_id, slot, results))
 
     def _on_write(self, conn: ClientConn, xid: int, op: int, frame: bytes) -> None:
