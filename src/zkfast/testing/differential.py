@@ -1,11 +1,19 @@
 """Differential testing: one seeded op sequence, run against two servers, replies compared.
 
-A seed fixes a sequence of client steps (`generate`): every client operation of zk-formats §1.3
-with right and wrong arguments (creates of every mode, TTL and container included; deletes and
-sets with right and wrong versions; reads with watches; getACL/setACL; multi that commits and
-multi that rolls back; multiRead; sync; addWatch, checkWatches and removeWatches; getEphemerals,
-getAllChildrenNumber, whoAmI), spread over several interleaved sessions, some of them
-authenticated (digest), one of them closed and reopened so that its ephemerals go.
+A seed drives a `Generator` of client steps: every client operation of zk-formats §1.3 with
+right and wrong arguments (creates of every mode, TTL and container included; deletes and sets
+with right and wrong versions; reads with watches; getACL/setACL with valid and invalid ACLs;
+multi that commits and multi that rolls back; multiRead; sync; addWatch, checkWatches and
+removeWatches; getEphemerals, getAllChildrenNumber, whoAmI), spread over several interleaved
+sessions, some of them authenticated (digest), some closed and reopened so that their ephemerals
+go, some moved to a new connection that re-arms watches (setWatches/setWatches2).
+
+`run_seed` plays a seed against the reference server (Apache) and lets the generator see each
+reply, so that most steps aim at znodes that exist; it returns the steps it chose, which
+`run_steps` replays against the server under test (and `ZKFAST_DIFF_SEED` replays exactly, as
+the reference is deterministic). `sweep_steps` (every path-taking op over malformed, system and
+edge-character paths) and `close_order_steps` (deletion order of a closing session's
+ephemerals) are fixed sequences for the same machinery.
 
 `run_steps` plays the steps, strictly one at a time, against a server over raw sockets (requests
 built and replies decoded with the `wire.jute` layouts, so nothing is hidden by a client library)
