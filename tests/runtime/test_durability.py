@@ -265,9 +265,16 @@ def test_data_dir_moves_between_apache_and_zkfast(tmp_path: Path, writer: str,
     snaps = [n for n in names if n.startswith("snapshot.") and n != "snapshot.0"]
     assert snaps and all(n.endswith(f".{method}") if method else n.count(".") == 1
                          for n in snaps), names
+    newest = max(snaps, key=lambda n: int(n.split(".")[1], 16))
     second = start(reader, "r")
     try:
         assert _read_back(second) == before
+        text = second.log_text()
+        assert "problem reading snap" not in text
+        if reader == "apache":  # the newest snapshot was the one read, not an older one
+            assert f"Reading snapshot {data / 'version-2' / newest}" in text
+        else:
+            assert f"restored the database: snapshot {newest} " in text
         zk = client(second)
         try:
             zk.create("/x/after", b"")  # zxids carry on from the restored database
