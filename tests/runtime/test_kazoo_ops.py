@@ -532,3 +532,69 @@ def test_sasl_request_without_sasl_configured(raw_client):
     assert (reply.err, reply.zxid) == (OK, 0)
     assert Reader(reply.body).buffer() is None  # a null token back
     assert raw.ping().err == OK
+
+
+# (opcode, flags) -> (err, sequential name, ephemeral owner), as Apache 3.8.0 answers; a
+# createContainer request makes a container whatever its flags say (ephemeral ones included)
+CREATE_MODES = {
+    "create": {
+        0: (OK, False, False),
+        1: (OK, False, True),
+        2: (OK, True, False),
+        3: (OK, True, True),
+        4: (OK, False, False),
+        5: (BAD_ARGUMENTS,) * 3,
+        6: (BAD_ARGUMENTS,) * 3,
+    },
+    "createContainer": {
+        0: (OK, False, False),
+        1: (OK, False, False),
+        2: (OK, True, False),
+        3: (OK, True, False),
+        4: (OK, False, False),
+        5: (BAD_ARGUMENTS,) * 3,
+        6: (BAD_ARGUMENTS,) * 3,
+    },
+    "createTTL": {
+        0: (BAD_ARGUMENTS,) * 3,
+        1: (BAD_ARGUMENTS,) * 3,
+        2: (BAD_ARGUMENTS,) * 3,
+        3: (BAD_ARGUMENTS,) * 3,
+        4: (BAD_ARGUMENTS,) * 3,
+        5: (OK, False, False),
+        6: (OK, True, False),
+    },
+}
+CREATE_MODES["create2"] = CREATE_MODES["create"]
+
+
+@pytest.mark.parametrize("op", sorted(CREATE_MODES))
+def test_create_flags_per_opcode(raw_client, znode, op):
+    raw = raw_client()
+    got = {}
+    for flags in range(7):
+        ttl = 60000 if op == "createTTL" else None
+        err, path, _ = raw.create(f"{znode}/{op}-{flags}-", flags=flags, op=op, ttl=ttl)
+        if err:
+            got[flags] = (err,) * 3
+            continue
+        sequential = path != f"{znode}/{op}-{flags}-"
+        owner = raw.exists(path)[1].ephemeralOwner
+        assert owner in (0, raw.session_id)
+        got[flags] = (OK, sequential, owner == raw.session_id)
+    assert got == CREATE_MODES[op]
+
+
+def test_get_all_children_number_of_root_counts_every_node(raw_client, kazoo_client, znode):
+    zk = kazoo_client()
+    zk.ensure_path(f"{znode}/x/y")
+    total, pending = 0, ["/"]
+    while pending:
+        path = pending.pop()
+        for child in zk.get_children(path):
+            total += 1
+            pending.append(f"{path.rstrip('/')}/{child}")
+    raw = raw_client()
+    reply = raw.call(OP["getAllChildrenNumber"], bytes(Writer().string("/").out))
+    assert reply.err == OK
+    assert Reader(reply.body).int() == total  # includes /zookeeper and its children
