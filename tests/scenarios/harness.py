@@ -38,10 +38,12 @@ from zkfast.core.events import (
 from zkfast.core.peer import QuorumPeerCore
 from zkfast.quorum import QuorumVerifier, verifier_from_properties
 from zkfast.wire.peer_codec import (
+    Notification,
     PacketType,
     ServerState,
     decode_notification,
     decode_quorum_packet,
+    encode_notification,
     split_quorum_packets,
 )
 
@@ -227,6 +229,8 @@ class Network:
             self._last_sent[(sid, a.sid)] = a.payload
             if a.sid in self.peers and self._linked(sid, a.sid):
                 self._deliver_election(sid, a.sid, a.payload)
+            elif self.trace_messages:
+                self.log(sid, f"-> p{a.sid} dropped: {self._describe(a.payload)}")
         elif t is WriteEpoch:
             self.log(sid, f"WRITE {a.kind}Epoch={a.epoch}")
 
@@ -259,10 +263,24 @@ class Network:
         def deliver() -> None:
             if b in self.peers and a in self.peers and self._linked(a, b):
                 if self.trace_messages:
-                    n = decode_notification(payload)
-                    self.log(b, f"<- p{a} {ServerState(n.state).name} leader={n.leader} "
-                                f"zxid=0x{n.zxid & (2**64 - 1):x} round={n.election_epoch} "
-                                f"peerEpoch={n.peer_epoch}")
+                    self.log(b, f"<- p{a} {self._describe(payload)}")
+                self._step(b, PeerMessageReceived(a, payload))
+        self.at(self.now + self.delay_ms, deliver)
+
+    @staticmethod
+    def _describe(payload: bytes) -> str:
+        n = decode_notification(payload)
+        return (f"{ServerState(n.state).name} leader={n.leader} zxid=0x{n.zxid & (2**64 - 1):x} "
+                f"round={n.election_epoch} peerEpoch={n.peer_epoch}")
+
+    def inject(self, a: int, b: int, n: Notification) -> None:
+        """Deliver a hand-made notification as if peer ``a`` had sent it to ``b``."""
+        self.log(a, f"INJECT -> p{b}")
+        payload = encode_notification(n)
+
+        def deliver() -> None:
+            if b in self.peers:
+                self.log(b, f"<- p{a} {self._describe(payload)}")
                 self._step(b, PeerMessageReceived(a, payload))
         self.at(self.now + self.delay_ms, deliver)
 
