@@ -142,6 +142,9 @@ class ServerConfig:
     #: zookeeper.DigestAuthenticationProvider.superDigest: "super:<base64 sha1>".
     super_digest: str | None = None
     skip_acl: bool = False
+    #: zookeeper.enforceQuota: hard quotas (zookeeper_limits) fail writes with QUOTAEXCEEDED;
+    #: off, exceeding a quota is only logged, as in Apache.
+    enforce_quota: bool = False
     #: Server id (myid); 0 for a standalone server, as in Apache.
     server_id: int = 0
     #: Requests a connection may have in flight before it is closed.
@@ -515,6 +518,7 @@ def _apply(b: _Builder, key: str, value: str) -> bool:
         "4lw.commands.whitelist": lambda: setattr(b, "whitelist", _csv(value)),
         "dynamicConfigFile": lambda: setattr(b, "dynamic_config_file", value),
         "tcpKeepAlive": lambda: kw.__setitem__("tcp_keepalive", _java_bool(key, value)),
+        "enforceQuota": lambda: kw.__setitem__("enforce_quota", _java_bool(key, value)),
         "nio.sessionlessCnxnTimeout": lambda: kw.__setitem__(
             "sessionless_cnxn_timeout_ms", _int(key, value, lo=1)),
         "znode.container.checkIntervalMs": lambda: kw.__setitem__(

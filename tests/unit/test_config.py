@@ -170,8 +170,8 @@ def test_system_property_keys_in_zoo_cfg(tmp_path):
         "closeSessionTxn.enabled=false\nglobalOutstandingLimit=50\n"
         "autopurge.snapRetainCount=5\nautopurge.purgeInterval=2\nmaxCnxns=99\n"
         "znode.container.checkIntervalMs=200\nznode.container.maxPerMinute=7\n"
-        "tcpKeepAlive=true\nnio.sessionlessCnxnTimeout=3000\n"))
-    assert c.tcp_keepalive and c.sessionless_cnxn_timeout_ms == 3000
+        "tcpKeepAlive=true\nnio.sessionlessCnxnTimeout=3000\nenforceQuota=true\n"))
+    assert c.tcp_keepalive and c.sessionless_cnxn_timeout_ms == 3000 and c.enforce_quota
     assert c.jute_maxbuffer_bytes == 4194304
     assert c.extended_types_enabled
     assert c.super_digest == "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
