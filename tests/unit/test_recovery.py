@@ -185,6 +185,25 @@ def test_a_checksum_failure_inside_a_log_is_refused(fs: MemoryFiles) -> None:
         run(fs)
 
 
+def test_a_checksum_failure_on_the_very_last_entry_is_a_torn_write(fs: MemoryFiles) -> None:
+    fs.put(SNAP, *snapshot_of([]))
+    good = log_bytes(creates(1, 4))
+    last = bytearray(encode_entry(create(5, "/n5")))
+    last[12 + 10] ^= 0x01  # its first page never made it; the end marker did
+    fs.put(LOGS, "log.1", good + bytes(last) + bytes(300))
+    rec, lines = run(fs)
+    assert rec.last_zxid == 4 and rec.truncated == [f"log.1@{len(good)}"]
+    assert any("fails its checksum" in line for line in lines)
+    # ... but not when a complete entry follows it, nor in an earlier log.
+    fs.put(LOGS, "log.1", good + bytes(last) + encode_entry(create(6, "/n6")))
+    with pytest.raises(RecoveryError, match="corrupt"):
+        run(fs)
+    fs.put(LOGS, "log.1", good + bytes(last))
+    fs.put(LOGS, "log.6", log_bytes([create(6, "/n6")]))
+    with pytest.raises(RecoveryError, match="corrupt"):
+        run(fs)
+
+
 def test_a_missing_log_between_snapshot_and_tail_is_refused(fs: MemoryFiles) -> None:
     txns = creates(1, 9)
     fs.put(SNAP, *snapshot_of(txns[:2]))

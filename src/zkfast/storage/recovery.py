@@ -24,7 +24,9 @@ Theory of operation
    entry at the end of an earlier log is left alone if the next log carries on without a hole.
    Bytes after a run of zeros in the last log (an unsynced batch whose pages reached the disk
    out of order) are cut off the same way: their zxids are about to be reused.
-   A checksum failure on a complete entry anywhere is corruption: recovery refuses.
+   A checksum failure on a complete entry is corruption and recovery refuses, except on the
+   very last entry of the last log with nothing after it: that is a write whose pages reached
+   the disk out of order before its fsync returned, so it was never acknowledged.
 4. Refusals (``RecoveryError``, saying what was found and what to do): snapshot files exist but
    none is valid; logs hold txns but there is no snapshot (unless ``trust_empty_snapshot``,
    Apache's ``zookeeper.snapshot.trust.empty`` of ZOOKEEPER-3056); a corrupt log; a hole.
@@ -53,7 +55,7 @@ from ..core.datatree import DataTree
 from ..wire.txn_codec import decode_txn
 from .snapshot import SnapshotCorrupt
 from .tree_io import decode_file, quick_valid, tree_from_snapshot
-from .txnlog import FILE_HEADER_BYTES, LogCorrupt, parse_file_zxid, scan_log
+from .txnlog import FILE_HEADER_BYTES, LogCorrupt, LogScan, parse_file_zxid, scan_log
 
 __all__ = [
     "Files",
@@ -416,6 +418,21 @@ def _read_log(files: Files, log_dir: str, name: str, entry_bytes_max: int) -> by
             return bytes(out)
 
 
+def _nothing_after(data: bytes, offset: int) -> bool:
+    """Whether the entry at ``offset`` is followed by no complete entry (zeros or torn)."""
+    if len(data) - offset < 12:
+        return True
+    length = int.from_bytes(data[offset + 8:offset + 12], "big", signed=True)
+    if length <= 0:
+        return False
+    end = offset + 12 + length + 1
+    try:
+        rest = scan_log(data[:FILE_HEADER_BYTES] + data[end:])
+    except LogCorrupt:
+        return False
+    return not rest.entries
+
+
 def _replay(files: Files, log_dir: str, logs: list[tuple[int, str]], tree: DataTree,
             sessions: dict[int, int], result: Recovered, digest_enabled: bool,
             entry_bytes_max: int, log: Callable[[str], None]) -> None:
@@ -436,11 +453,18 @@ def _replay(files: Files, log_dir: str, logs: list[tuple[int, str]], tree: DataT
         try:
             scan = scan_log(data)
         except LogCorrupt as exc:
-            raise RecoveryError(
-                f"txn log {log_dir}/{name} is corrupt at offset {exc.offset}: {exc.reason}. "
-                "Its txns cannot be trusted, so zkfast will not start: restore the data "
-                "directory from a backup, or truncate the log at that offset (losing every "
-                "txn after it) if that loss is acceptable") from exc
+            if not (is_last and _nothing_after(data, exc.offset)):
+                raise RecoveryError(
+                    f"txn log {log_dir}/{name} is corrupt at offset {exc.offset}: "
+                    f"{exc.reason}. Its txns cannot be trusted, so zkfast will not start: "
+                    "restore the data directory from a backup, or cut the log at that offset "
+                    "(zkfast-txnlog-dump --recover; every txn after it is lost) if that loss "
+                    "is acceptable") from exc
+            # The very last entry of the last log, with nothing after it: the pages of an
+            # unsynced write reached the disk out of order. That is a torn tail.
+            log(f"txn log {name}: the last entry (offset {exc.offset}) fails its checksum "
+                f"({exc.reason}) and nothing follows it: a torn write")
+            scan = LogScan(scan_log(data[:exc.offset]).entries, exc.offset, "torn")
         result.logs_read.append(name)
         for offset, txn in scan.entries:
             try:
