@@ -592,9 +592,11 @@ def _answer(port: int, data: bytes, split: bool = False) -> bytes:
 def test_four_letter_word_is_detected_on_the_first_bytes(make_server, clients):
     st = make_server()
     words: list[bytes] = []
+    remotes: list[tuple[str, int]] = []
 
-    def answer(word: bytes) -> bytes:
+    def answer(word: bytes, remote: tuple[str, int]) -> bytes:
         words.append(word)
+        remotes.append(remote)
         return b"answer to " + word
 
     st.call(lambda: setattr(st.server.hub, "four_letter", answer))  # type: ignore[union-attr]
@@ -602,6 +604,9 @@ def test_four_letter_word_is_detected_on_the_first_bytes(make_server, clients):
     assert _answer(st.port, b"srvr", split=True) == b"answer to srvr"
     assert _answer(st.port, b"stat\n") == b"answer to stat"  # `echo stat | nc`
     assert words == [b"ruok", b"srvr", b"stat"]
+    assert all(host == "127.0.0.1" and port > 0 for host, port in remotes)
+    # a 4lw connection never becomes a client of the core
+    assert st.call(lambda: len(st.core.connected)) == 0
     # a 4lw later in a connection is just bytes of a frame
     c = clients(st.port)
     assert c.roundtrip(b"ruok") == b"ruok"
@@ -612,7 +617,7 @@ def test_four_letter_word_is_detected_on_the_first_bytes(make_server, clients):
 def test_four_letter_word_failure_closes_only_that_connection(make_server, clients):
     st = make_server()
 
-    def broken(word: bytes) -> bytes:
+    def broken(word: bytes, remote: tuple[str, int]) -> bytes:
         raise ValueError("admin broke")
 
     st.call(lambda: setattr(st.server.hub, "four_letter", broken))  # type: ignore[union-attr]
@@ -676,6 +681,8 @@ def test_kazoo_end_to_end(make_server):
         assert _answer(st.port, b"ruok") == b"imok"
         assert b"Mode: standalone" in _answer(st.port, b"srvr")
         assert b"is not executed because it is not in the whitelist" in _answer(st.port, b"mntr")
+        # Apache lists the asking connection too: kazoo's and this one
+        assert b"Connections: 2" in _answer(st.port, b"srvr")
     finally:
         zk.stop()
         zk.close()

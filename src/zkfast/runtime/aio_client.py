@@ -3,11 +3,15 @@
 A connection goes through these states:
 
     accepted --(over maxClientCnxns / maxCnxns)--> rejected: logged, closed; the core never hears
-    accepted --> ClientConnected sent --(first 4 bytes a four-letter word)--> answered, closed
-                                     --(otherwise)--> framing: every read -> one ClientFramesReceived
-                                     --(no complete frame in sessionlessCnxnTimeout)--> closed
+    accepted --(first 4 bytes a four-letter word)--> answered (admin), closed; the core never hears
+             --(otherwise)--> ClientConnected sent; framing: every read -> one ClientFramesReceived
+             --(no complete frame in sessionlessCnxnTimeout)--> closed
     any --(ProtocolError / unexpected exception / send buffer over its bound)--> closed
     closed --> ClientDisconnected sent (exactly once, if ClientConnected was)
+
+The core hears of a connection only once its first 4 bytes show it is not a four-letter word,
+so a 4lw connection is never a client of the core; admin lists it itself as the asking
+connection (``remote=``), which is how Apache's stat/cons/srvr/mntr count it.
 
 Framing (zk-formats §1.1): each ``data_received`` calls ``split_frames`` once, and every
 complete frame of that read goes to the core in one event. When nothing is pending from the last
@@ -59,8 +63,9 @@ class ClientHub:
     Args:
         env: the Env whose connection table and Driver the connections use.
         config: limits (maxClientCnxns, maxCnxns, jute.maxbuffer, send buffer bound).
-        four_letter: answers a four-letter word (``admin.run_four_letter_word`` bound to the
-            core); None when no admin module is available (the connection is then closed).
+        four_letter: answers a four-letter word asked from ``(host, port)``
+            (``admin.run_four_letter_word`` bound to the core); None when no admin module is
+            available (the connection is then closed).
         cert_ids_of: the x509 ids of a TLS peer from its ``ssl_object`` (``tls.py``).
         on_fatal: called when the core broke an invariant: the server must stop.
     """
@@ -70,7 +75,7 @@ class ClientHub:
         env: AioEnv,
         config: ServerConfig,
         *,
-        four_letter: Callable[[bytes], bytes] | None = None,
+        four_letter: Callable[[bytes, tuple[str, int]], bytes] | None = None,
         cert_ids_of: Callable[[Any], tuple[str, ...]] | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
@@ -148,7 +153,7 @@ class ClientConnection(asyncio.Protocol):
     """One client connection on the plain or the secure client port."""
 
     __slots__ = (
-        "hub", "secure", "conn_id", "peer", "host", "transport", "_buf", "_off", "_first_seen",
+        "hub", "secure", "conn_id", "peer", "host", "port", "cert_ids", "transport", "_buf", "_off", "_first_seen",
         "_announced", "_closing", "_paused_by_core", "_paused_by_writes", "_reading_paused",
         "_linger", "_sessionless",
     )
@@ -159,6 +164,8 @@ class ClientConnection(asyncio.Protocol):
         self.conn_id = 0
         self.peer = "?"
         self.host = ""
+        self.port = 0
+        self.cert_ids: tuple[str, ...] = ()
         self.transport: asyncio.Transport | None = None
         self._buf = bytearray()
         self._off = 0
@@ -180,7 +187,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         peername = transport.get_extra_info("peername")
         host, port = (str(peername[0]), int(peername[1])) if peername else ("", 0)
-        self.host = host
+        self.host, self.port = host, port
         self.peer = f"/{host}:{port}" if ":" not in host else f"/[{host}]:{port}"
         conn_id = hub.admit(host)
         if conn_id is None:
@@ -196,21 +203,18 @@ class ClientConnection(asyncio.Protocol):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             except (OSError, AttributeError):
                 pass  # not TCP (a test's socketpair), or the platform refuses: harmless
-        cert_ids: tuple[str, ...] = ()
         if self.secure and hub.cert_ids_of is not None:
             ssl_obj = transport.get_extra_info("ssl_object")
             if ssl_obj is not None:
                 try:
-                    cert_ids = hub.cert_ids_of(ssl_obj)
+                    self.cert_ids = hub.cert_ids_of(ssl_obj)
                 except Exception:  # noqa: BLE001 - a certificate we cannot name: no x509 id
                     log.warning("conn %d (%s): cannot read the client certificate's subject",
                                 conn_id, self.peer, exc_info=True)
         hub.env.conns[conn_id] = self
-        self._announced = True
         self._sessionless = hub.env.loop.call_later(
             hub.config.sessionless_cnxn_timeout_ms / 1000.0, self._sessionless_expired)
         log.debug("conn %d: accepted %s%s", conn_id, self.peer, " (TLS)" if self.secure else "")
-        hub.deliver(self, ClientConnected(conn_id, host, port, self.secure, cert_ids))
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -228,6 +232,11 @@ class ClientConnection(asyncio.Protocol):
             if first == TELNET_CLOSE:
                 self.close("telnet close")
                 return
+            self._announced = True
+            self.hub.deliver(self, ClientConnected(self.conn_id, self.host, self.port,
+                                                   self.secure, self.cert_ids))
+            if self._closing:
+                return  # the core failed on it (logged by deliver)
             src: bytes | bytearray = buf
         elif buf:
             buf += data  # completes (or extends) the partial frame left by the last read
@@ -367,7 +376,7 @@ class ClientConnection(asyncio.Protocol):
                         "module; closing", self.conn_id, self.peer, word.decode("ascii"))
         else:
             try:
-                answer = fn(word)
+                answer = fn(word, (self.host, self.port))
             except Exception:  # noqa: BLE001 - one bad command never takes the server down
                 log.error("conn %d (%s): four-letter word %r failed; closing", self.conn_id,
                           self.peer, word.decode("ascii"), exc_info=True)

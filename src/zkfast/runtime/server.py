@@ -60,13 +60,14 @@ def _default_core_factory(config: ServerConfig, now_ms: int, rng: random.Random)
 
 
 def _four_letter_fn(core: Core, config: ServerConfig, env: AioEnv
-                    ) -> Callable[[bytes], bytes] | None:
+                    ) -> Callable[[bytes, tuple[str, int]], bytes] | None:
     try:
         from .admin import run_four_letter_word
     except ImportError:
         log.warning("runtime/admin is missing: four-letter words will not be answered")
         return None
-    return lambda word: run_four_letter_word(word, core, config, env.now_ms())
+    return lambda word, remote: run_four_letter_word(word, core, config, env.now_ms(),
+                                                     remote=remote)
 
 
 class ZkfastServer:
