@@ -56,7 +56,7 @@ def hier_oracle(groups: dict[int, list[int]], weights: dict[int, int], acks: lis
         return False
     live_groups = [g for g, ss in groups.items() if sum(weights[s] for s in ss) > 0]
     held = 0
-    for g, ss in groups.items():
+    for ss in groups.values():
         total = sum(weights[s] for s in ss)
         got = sum(weights[s] for s in ss if s in set(acks))
         if got > total // 2:

@@ -68,8 +68,14 @@ from ..wire.peer_codec import (
     encode_learner_info,
     encode_quorum_packet,
 )
-from .actions import CloseQuorumConn, ConnectToLeader, RoleChanged, SendQuorumPacket, SendToPeer
-from .actions import WriteEpoch
+from .actions import (
+    CloseQuorumConn,
+    ConnectToLeader,
+    RoleChanged,
+    SendQuorumPacket,
+    SendToPeer,
+    WriteEpoch,
+)
 from .election import Decision, FastLeaderElection, Vote
 from .events import (
     EpochDurable,
@@ -155,6 +161,21 @@ class PeerStatus:
     election_time: Summary
     follower_sync_time: Summary
     learners: tuple[int, ...] = ()
+
+    def mntr(self) -> list[tuple[str, int | float | str]]:
+        """The quorum lines of ``mntr``, with Apache's names (ServerMetrics, QuorumPeer)."""
+        out: list[tuple[str, int | float | str]] = [
+            ("zk_peer_state", self.peer_state),
+            ("zk_looking_count", self.looking_count),
+        ]
+        for name, s in (("election_time", self.election_time),
+                        ("follower_sync_time", self.follower_sync_time)):
+            out += [(f"zk_avg_{name}", round(s.avg, 4)), (f"zk_min_{name}", s.min),
+                    (f"zk_max_{name}", s.max), (f"zk_cnt_{name}", s.count),
+                    (f"zk_sum_{name}", s.total)]
+        if self.state == "LEADING":
+            out.append(("zk_learners", len(self.learners)))
+        return out
 
 
 @dataclass(slots=True)

@@ -300,7 +300,7 @@ def split_quorum_packets(buf: bytes | bytearray | memoryview, offset: int,
 
 
 def _read_len(buf: Any, at: int, field: str, limit: int) -> int:
-    (v,) = _INT.unpack_from(buf, at)
+    v = int(_INT.unpack_from(buf, at)[0])
     if v < -1 or v > limit:
         raise ProtocolError(field, at, f"-1..{limit}", str(v))
     return v
