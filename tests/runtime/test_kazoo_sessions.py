@@ -222,3 +222,18 @@ def test_requests_pipelined_behind_the_connect_request(zk_server, znode):
     first, second = Reader(replies[1]), Reader(replies[2])
     assert (first.int(), first.long() > 0, first.int()) == (1, True, OK)
     assert (second.int(), second.long() > 0, second.int()) == (2, True, NO_NODE)
+
+
+def test_dropped_connection_keeps_the_session(kazoo_client, zk_server, znode):
+    with TcpProxy(zk_server.client_port) as proxy:
+        states: list[str] = []
+        zk = kazoo_client(hosts=proxy.hosts, timeout=4.0)
+        zk.add_listener(states.append)
+        session = zk.client_id
+        path = zk.create(f"{znode}/eph", ephemeral=True)
+        assert proxy.drop_connections() == 1
+        wait_until(lambda: KazooState.SUSPENDED in states, 30, "kazoo saw the drop")
+        wait_until(lambda: zk.state == KazooState.CONNECTED, 30, "kazoo reconnected")
+        assert zk.client_id == session
+        assert zk.exists(path).ephemeralOwner == session[0]
+        assert KazooState.LOST not in states

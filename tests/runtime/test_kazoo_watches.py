@@ -518,3 +518,12 @@ def test_add_watch_with_unknown_mode(raw_client, znode, mode):
     raw = raw_client()
     assert raw.add_watch(znode, mode).err == MARSHALLING_ERROR
     assert raw.ping().err == OK
+
+
+def test_exists_watch_on_missing_node_is_a_data_watch(raw_client, znode):
+    raw = raw_client()
+    assert raw.exists(f"{znode}/nothing", watch=True)[0] == NO_NODE
+    assert _watches_request("checkWatches", raw, f"{znode}/nothing", WATCHER_CHILDREN) == NO_WATCHER
+    assert _watches_request("checkWatches", raw, f"{znode}/nothing", WATCHER_DATA) == OK
+    assert _watches_request("removeWatches", raw, f"{znode}/nothing", WATCHER_DATA) == OK
+    assert _watches_request("checkWatches", raw, f"{znode}/nothing", WATCHER_ANY) == NO_WATCHER
