@@ -366,3 +366,14 @@ def test_status_and_mntr() -> None:
     assert m["zk_peer_state"] == "leading - discovery"
     assert m["zk_cnt_election_time"] == 1 and m["zk_max_election_time"] == 1000
     assert m["zk_learners"] == 1  # the second has not said who it is yet
+
+
+def test_pre_zab10_learner_gets_no_leaderinfo() -> None:
+    # An 8-byte LearnerInfo (sid only, protocol version 0): its FOLLOWERINFO zxid is taken as
+    # its epoch ack (LearnerHandler.run, "fake the message").
+    core, _ = elect(3, 3)
+    core.step(LearnerConnected(11, "h1:1"), 1001)
+    old = pkt(PacketType.FOLLOWERINFO, 0, struct.pack(">q", 1))
+    assert core.step(LearnerPacketsReceived(11, [old]), 1002) == [WriteEpoch("accepted", 1)]
+    out = core.step(EpochDurable("accepted", 1), 1003)
+    assert packets(out) == [] and out == [WriteEpoch("current", 1)]

@@ -189,6 +189,8 @@ class _Learner:
     observer: bool = False
     deadline_ms: int | None = None
     acked: bool = False
+    protocol_version: int = LEARNER_PROTOCOL_VERSION
+    info_zxid: int = 0
 
 
 @dataclass(slots=True)
@@ -495,7 +497,34 @@ class QuorumPeerCore:
     def _learners_sorted(self, lr: _LeaderRole) -> list[_Learner]:
         return [lr.learners[c] for c in sorted(lr.learners)]
 
+    def _epoch_acked(self, lr: _LeaderRole, ln: _Learner, learner_epoch: int,
+                     learner_zxid: int) -> None:
+        """``Leader.waitForEpochAck`` for one learner's StateSummary."""
+        ln.phase = "held"
+        ln.deadline_ms = None
+        assert ln.sid is not None
+        if lr.election_finished:
+            return  # waitForEpochAck returns at once for a late learner
+        if learner_epoch != -1:
+            ahead = (learner_epoch > self.current_epoch or (
+                learner_epoch == self.current_epoch and learner_zxid > self.last_zxid))
+            if ahead:
+                self._close_learner(
+                    lr, ln, f"Follower is ahead of the leader, leader summary: "
+                            f"{self.current_epoch} (current epoch), {self.last_zxid} "
+                            f"(last zxid)")
+                return
+            if learner_zxid != -1 and ln.sid in self.verifier.voting_members:
+                ln.acked = True
+                lr.electing.add(ln.sid)
+        self._check_epoch_acks(lr)
+
     def _send_leaderinfo(self, lr: _LeaderRole, ln: _Learner, now_ms: int) -> None:
+        if ln.protocol_version < LEARNER_PROTOCOL_VERSION:
+            # A pre-ZAB-1.0 learner gets no LEADERINFO; its FOLLOWERINFO zxid stands in for
+            # the ACKEPOCH (LearnerHandler.run "fake the message").
+            self._epoch_acked(lr, ln, ln.info_zxid >> 32, ln.info_zxid)
+            return
         pkt = QuorumPacket(PacketType.LEADERINFO, lr.epoch << 32,
                            encode_int_body(LEARNER_PROTOCOL_VERSION))
         self._out.append(SendQuorumPacket(ln.conn_id, encode_quorum_packet(pkt)))
@@ -562,6 +591,8 @@ class QuorumPeerCore:
                 log.warning("sid %d: learner sid %d is not in the configuration",
                             self.my_sid, info.sid)
             ln.sid = info.sid
+            ln.protocol_version = info.protocol_version
+            ln.info_zxid = pkt.zxid
             ln.observer = pkt.type == PacketType.OBSERVERINFO
             ln.deadline_ms = None
             ln.phase = "epoch"
@@ -575,24 +606,7 @@ class QuorumPeerCore:
                 self._check_leader_quorum(lr, now_ms)
                 return
             learner_epoch = decode_int_body(pkt.data, "ACKEPOCH.currentEpoch")
-            ln.phase = "held"
-            ln.deadline_ms = None
-            assert ln.sid is not None
-            if lr.election_finished:
-                return  # waitForEpochAck returns at once for a late learner
-            if learner_epoch != -1:
-                ahead = (learner_epoch > self.current_epoch or (
-                    learner_epoch == self.current_epoch and pkt.zxid > self.last_zxid))
-                if ahead:
-                    self._close_learner(
-                        lr, ln, f"Follower is ahead of the leader, leader summary: "
-                                f"{self.current_epoch} (current epoch), {self.last_zxid} "
-                                f"(last zxid)")
-                    return
-                if pkt.zxid != -1 and ln.sid in self.verifier.voting_members:
-                    ln.acked = True
-                    lr.electing.add(ln.sid)
-            self._check_epoch_acks(lr)
+            self._epoch_acked(lr, ln, learner_epoch, pkt.zxid)
             return
         # epoch / held: nothing is expected from the learner until sync (issue #5).
         log.debug("sid %d: ignoring packet type %d from learner sid %s", self.my_sid,
