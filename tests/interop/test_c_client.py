@@ -9,7 +9,9 @@ marker node follows them to show they completed.
 
 The C client's session handshake is strict: it always sends the 45-byte ConnectRequest (with the
 readOnly byte) and reads exactly 41 bytes back. `test_handshake_bytes_as_the_c_client_reads_them`
-checks those bytes directly; every cli_mt session here depends on them too.
+checks those bytes directly; every cli_mt session here depends on them too. The reconnect test
+cuts the C client's connection (through a TcpProxy): it must resume its session (id, password,
+lastZxidSeen, readOnly byte) and re-arm its watches with a SetWatches sent as xid -8.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 
 from zkfast.testing.differential import zk_passwd
-from zkfast.testing.procs import ServerProcess
+from zkfast.testing.procs import ServerProcess, TcpProxy
 
 pytestmark = pytest.mark.interop
 
@@ -252,3 +254,48 @@ def test_handshake_bytes_as_the_c_client_reads_them(
         (n,) = struct.unpack(">i", _read_exact(s, 4))
         xid, _zxid, err = struct.unpack(">iqi", _read_exact(s, n))
         assert (xid, err) == (-2, 0)
+
+
+def test_reconnect_resumes_session_and_rearms_watches(
+    interop_server: ServerProcess, cli_mt: str, spawn_cli: Spawn
+) -> None:
+    """The C client's reconnect path: its connection is cut, it resumes the same session (id and
+    password in the ConnectRequest) and re-arms its watches with SetWatches sent as xid -8;
+    the watch then fires for another client's write, and its ephemeral survived."""
+    with TcpProxy(interop_server.client_port) as proxy:
+        cli = spawn_cli([cli_mt, proxy.hosts])
+        m = cli.wait_for(r"^Got a new session id: 0x([0-9a-f]+)$")
+        sid = int(m.group(1), 16)
+        at = cli.send("create +e /eph-r")
+        cli.wait_for(r"^\[/eph-r\]: rc = 0$", at)
+        at = cli.send("create /rw")
+        cli.wait_for(r"^\[/rw\]: rc = 0$", at)
+        at = cli.send("get /rw")  # a data watch
+        cli.wait_for(r"^/rw: rc = 0$", at)
+        at = cli.send("ls /rw")  # a child watch
+        cli.wait_for(r"^/rw: rc = 0$", at)
+        assert proxy.drop_connections() >= 1
+        cli.wait_for(r"^Watcher SESSION_EVENT state = CONNECTING_STATE$", at)
+        back = cli.index_of(r"^Watcher SESSION_EVENT state = CONNECTING_STATE$", at)
+        cli.wait_for(r"^Watcher SESSION_EVENT state = CONNECTED_STATE$", back)
+        # the same session: the C client prints a session id only when it changes
+        assert not any("Got a new session id" in line for line in cli.slice(back, 1 << 30))
+
+        writer, _ = _connect(spawn_cli, cli_mt, interop_server)
+        w_at = writer.send("get /eph-r")
+        lines = _block(writer, w_at, r"^/eph-r: rc = 0$", r"ephemeralOwner = ")
+        assert int(_stat(lines)["ephemeralOwner"], 16) == sid
+        for cmd, done in [
+            ("create /rw/k", r"^\[/rw/k\]: rc = 0$"),
+            ("set /rw v", r"^/rw: rc = 0 Stat:$"),
+        ]:
+            w_at = writer.send(cmd)
+            writer.wait_for(done, w_at)
+        cli.wait_for(r"^Watcher CHANGED_EVENT state = CONNECTED_STATE for path /rw$", back)
+        events = [x for x in cli.slice(back, 1 << 30) if x.startswith("Watcher ") and "path" in x]
+        assert events == [
+            "Watcher CHILD_EVENT state = CONNECTED_STATE for path /rw",
+            "Watcher CHANGED_EVENT state = CONNECTED_STATE for path /rw",
+        ], cli.text()
+        cli.send("quit")
+        assert cli.close() == 0
