@@ -147,7 +147,12 @@ def _tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime+stime of `pid` and its descendants, in seconds (all threads included)."""
+    """CPU seconds of `pid`, its live descendants and its reaped children (all threads).
+
+    utime+stime of every process in the tree, plus cutime+cstime of `pid` (children it has
+    waited for, e.g. zkfast's forked snapshot writers), so a child's CPU is counted whether it
+    is still running at the second sample or not.
+    """
     total = 0
     for p in _tree(pid):
         try:
@@ -156,6 +161,8 @@ def cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+        if p == pid:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime (fields 16, 17)
     return total / CLK_TCK
 
 
