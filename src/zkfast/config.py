@@ -797,7 +797,20 @@ def load_config(path: str | None, overrides: Mapping[str, str] | None = None) ->
         except UnicodeDecodeError:
             text = raw.decode("latin-1")
         props = parse_properties(text)
+        _check_duplicate_servers(text)
     return config_from_properties(props, overrides or {}, config_path=path)
+
+
+def _check_duplicate_servers(text: str) -> None:
+    """A server.N (or group/weight) key written twice is a mistake Java would hide (the last
+    one wins); zkfast refuses it."""
+    seen: set[str] = set()
+    for line in _logical_lines(text):
+        for key in parse_properties(line):
+            if key.startswith(("server.", "group.", "weight.")):
+                if key in seen:
+                    raise ConfigError(f"{key}: given twice in the configuration file")
+                seen.add(key)
 
 
 def config_from_properties(props: Mapping[str, str], overrides: Mapping[str, str],

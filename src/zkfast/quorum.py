@@ -424,6 +424,8 @@ def verifier_from_properties(props: Mapping[str, str], *, multi_address: bool = 
         value = props[key]
         if key.startswith("server."):
             sid = _long_key(key, "server.")
+            if sid in servers:
+                raise QuorumConfigError(f"{key}: server id {sid} is given twice")
             servers[sid] = parse_server_spec(sid, value.strip(), multi_address=multi_address)
         elif key.startswith("group"):
             gid = _long_key(key, key[: key.index(".") + 1] if "." in key else key)

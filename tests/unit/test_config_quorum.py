@@ -120,3 +120,10 @@ def test_dynamic_config_file(tmp_path: Path) -> None:
     plain.write_text(SERVERS)
     c = cfg(tmp_path, f"dynamicConfigFile={plain}\n")
     assert c.quorum is not None and c.quorum.verifier.version == 0
+
+
+def test_duplicate_server_ids(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="^server.1: given twice"):
+        cfg(tmp_path, SERVERS + "server.1=127.0.0.1:2999:3999\n")
+    with pytest.raises(ConfigError, match="^server.0?1: server id 1 is given twice"):
+        cfg(tmp_path, SERVERS + "server.01=127.0.0.1:2999:3999\n")
