@@ -163,3 +163,19 @@ def test_int_bodies() -> None:
     with pytest.raises(ProtocolError) as e:
         decode_int_body(b"\0", "ACKEPOCH.currentEpoch")
     assert e.value.field == "ACKEPOCH.currentEpoch"
+
+
+def test_notifications_match_apaches_buildmsg() -> None:
+    # Hex from FastLeaderElection.buildMsg of the Debian 3.8.0 jar (a Java one-off in the
+    # org.apache.zookeeper.server.quorum package).
+    apache = [
+        ("00000000000000000000000100000001000000050000000000000002000000000000000100000002000000"
+         "317365727665722e313d31302e302e302e313a323838383a333838383a7061727469636970616e740a7665"
+         "7273696f6e3d30",
+         Notification(ServerState.LOOKING, 1, 0x100000005, 2, 1, config=CONFIG)),
+        ("000000028000000000000000ffffffffffffffff000000000000000780000000000000000000000200000000",
+         Notification(ServerState.LEADING, -(1 << 63), -1, 7, -(1 << 63), config="")),
+    ]
+    for hexed, n in apache:
+        assert encode_notification(n).hex() == hexed
+        assert decode_notification(bytes.fromhex(hexed)) == n
