@@ -14,6 +14,9 @@ the C level needs care:
   the C stack (record and vector-element nesting), so the hot path never formats strings.
 * Encoders write into a private growable C buffer and append to ``out`` once, so a failure
   leaves ``out`` untouched.
+* ``count_quorum`` works on the caller's dicts (sids are arbitrary longs and nothing is kept
+  between calls); it skips the de-duplication set for set input and the per-group dict when
+  there is one group (every majority verifier).
 
 No global state, no IO, no clock.
 """

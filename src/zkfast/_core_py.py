@@ -22,6 +22,9 @@ Contents:
   ``STAT_LAYOUT`` is the wire Stat layout; a layout that nests this very object gets the
   compiled ``encode_stat`` path for free. ``java_utf8`` is the ustring encoder on its own.
 * zxid arithmetic: ``make_zxid``, ``zxid_epoch``, ``zxid_counter`` with range checks.
+* Elections and quorums: ``vote_greater`` (FastLeaderElection.totalOrderPredicate) and
+  ``count_quorum`` (QuorumHierarchical.containsQuorum; QuorumMaj is its one-group case), the
+  loops ``core/election.py`` and ``quorum.py`` run per notification and per ack.
 
 Conventions shared by both twins:
 
