@@ -449,3 +449,76 @@ def test_ephemerals_sync_version_config(interop_server: ServerProcess) -> None:
     assert t2.out(0) == ["[]"]
     assert t2.out(1) == ["Node does not exist: /top"]
     assert t2.out(2) == ["[]"]
+
+
+def test_quota(interop_server: ServerProcess) -> None:
+    """setquota/listquota/delquota: the limits node, and the stats node the server keeps."""
+    t = run_zkcli(
+        interop_server,
+        [
+            "create /q",  # 0
+            "setquota -n 3 /q",  # 1
+            "setquota -b 100 /q",  # 2
+            "create /q/a 12345",  # 3
+            "create /q/b",  # 4
+            "listquota /q",  # 5
+            "create /q/c",  # 6
+            "create /q/d",  # 7
+            "set /q/a 1234567890",  # 8
+            "delete /q/d",  # 9
+            "listquota /q",  # 10
+            "delquota -n /q",  # 11
+            "listquota /q",  # 12
+            "delquota /q",  # 13
+            "listquota /q",  # 14
+            "ls /zookeeper/quota",  # 15
+            "setquota -N 1 /h",  # 16
+        ],
+    )
+    assert t.out(1) == [] and t.out(2) == []
+    limits = "absolute path is /zookeeper/quota/q/zookeeper_limits"
+    quota = "Output quota for /q count=3,bytes=100=;byteHardLimit=-1;countHardLimit=-1"
+    assert t.out(14) == [limits, "quota for /q does not exist."]
+    assert t.out(15) == ["[]"]
+    assert t.out(16) == ["/h does not exist."]
+    assert t.out(5)[:2] == [limits, quota]
+    assert t.out(12)[:2] == [
+        limits,
+        "Output quota for /q count=-1,bytes=100=;byteHardLimit=-1;countHardLimit=-1",
+    ]
+    # the stats count the quota root itself: /q, /q/a (5 bytes), /q/b ...
+    assert t.out(5)[2:] == ["Output stat for /q count=3,bytes=5"]
+    # ... then /q/c and /q/d came, /q/d went, /q/a grew to 10 bytes
+    assert t.out(10) == [limits, quota, "Output stat for /q count=4,bytes=10"]
+    assert t.out(12)[2:] == ["Output stat for /q count=4,bytes=10"]
+
+
+def test_node_without_data_and_removewatches(interop_server: ServerProcess) -> None:
+    """`create /n` sends null data, which reads back as null (not as empty data)."""
+    t = run_zkcli(
+        interop_server,
+        [
+            "create /n",  # 0
+            "removewatches /n",  # 1
+            "get -w /n",  # 2
+            "removewatches /n -c",  # 3
+            "removewatches /n -d",  # 4
+            "ls -w /n",  # 5
+            "removewatches /n -a",  # 6
+            "create /e ''",  # 7
+            "get -s /n",  # 8
+            "get /e",  # 9
+        ],
+    )
+    assert t.out(1) == ["KeeperErrorCode = No such watcher for /n"]
+    assert t.out(3) == ["KeeperErrorCode = No such watcher for /n"]
+    assert t.out(4) == []
+    assert t.out(5) == ["[]"]
+    assert t.out(6) == []
+    assert t.out(7) == ["Created /e"]
+    assert stat_without_times(t.out(8)[1:])["dataLength"] == "0"
+    assert t.out(9) == [""]  # zkCli's parser takes '' as empty data
+    assert t.out(2) == ["null"]
+    assert t.out(8)[0] == "null"
+    # removewatches makes the client itself deliver *WatchRemoved events
+    assert t.node_events() == [("DataWatchRemoved", "/n"), ("ChildWatchRemoved", "/n")], t.raw
