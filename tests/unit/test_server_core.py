@@ -793,3 +793,22 @@ def test_a_failure_after_the_zxid_was_taken_leaves_no_gap(
     zk.session(2)
     assert zk.call(2, 1, 1, ("/x", b"", OPEN, 0))[:3] == (1, 3, 0)
     assert [z for z, _ in zk.txns] == [1, 2, 3]
+
+
+def test_empty_and_relative_paths_as_apache_3_8_0_sees_them(zk: Harness) -> None:
+    zk.session(1)
+    zk.call(1, 1, 1, ("/d", b"", OPEN, 0))
+    # "" reads as the root, but checkWatches never finds a watch on it (PathParentIterator)
+    assert zk.call(1, 2, 3, ("", True))[2] == 0
+    assert zk.call(1, 3, 17, ("", 2))[2] == NOWATCHER
+    # Apache counts every key starting with "/" for "": all nodes but the "" alias
+    assert zk.call(1, 4, 104, ("",))[3] == (len(zk.core.tree.nodes),)
+    # a relative path: NoWatcher while no recursive watch exists, then the iterator throws
+    assert zk.call(1, 5, 17, ("d/a", 1))[2] == NOWATCHER
+    zk.call(1, 6, 106, ("/d", 1))
+    assert zk.call(1, 7, 17, ("d/a", 1))[2] == MARSHAL
+    assert zk.call(1, 8, 17, ("/d", 3))[2] == 0
+    # setWatches: "" is the root too
+    zk.call(1, 9, 5, ("/", b"x", -1))
+    out = zk.send(1, (10, 101, (0, [""], [""], [""])))
+    assert [r[3] for r in out if r[0] == -1] == [(3, 3, ""), (1, 3, ""), (4, 3, "")]

@@ -50,6 +50,7 @@ __all__ = [
     "SPECIAL_PATHS",
     "java_string_hash",
     "java_hash_order",
+    "java_clone_order",
     "WRITE_OPS",
 ]
 
@@ -499,9 +500,8 @@ class Prepper:
         in_tree = view.tree.ephemerals.get(session_id, ())
         # The tree's own set, in its hash order (insertion order approximated by czxid).
         source = sorted(in_tree, key=lambda p: nodes[p].czxid if p in nodes else 0)
-        copy_order = java_hash_order(source, _hash_capacity(len(source)))
-        owned: dict[str, None] = dict.fromkeys(copy_order)
-        cap = max(_table_size_for(int(len(source) / 0.75) + 1), 16)
+        owned: dict[str, None] = dict.fromkeys(java_clone_order(source))
+        cap = _clone_capacity(len(source))
         for c in view.changes:
             if not c.exists:
                 owned.pop(c.path, None)
@@ -603,6 +603,18 @@ def _hash_capacity(count: int) -> int:
     while count > n * 3 // 4:
         n *= 2
     return n
+
+
+def _clone_capacity(count: int) -> int:
+    """Table size of ``HashSet.clone()`` of ``count`` keys (HashMap.putMapEntries)."""
+    return _table_size_for(int(count / 0.75 + 1.0))
+
+
+def java_clone_order(keys: list[str]) -> list[str]:
+    """Iteration order of ``set.clone()`` where ``set`` is a HashSet grown from 16 by adding
+    ``keys`` in this order (DataTree.getEphemerals hands out such clones)."""
+    source = java_hash_order(keys, _hash_capacity(len(keys)))
+    return java_hash_order(source, _clone_capacity(len(keys)))
 
 
 def java_hash_order(keys: list[str], capacity: int, hashes: list[int] | None = None

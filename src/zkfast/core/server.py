@@ -68,7 +68,14 @@ from .events import (
     Ticked,
     TxnsDurable,
 )
-from .requests import KeeperError, PendingView, Prepper, java_hash_order, java_string_hash
+from .requests import (
+    KeeperError,
+    PendingView,
+    Prepper,
+    java_clone_order,
+    java_hash_order,
+    java_string_hash,
+)
 from .sessions import SessionTracker, generate_passwd
 from .watches import WatchManager
 
@@ -129,6 +136,36 @@ def _auth_order_if_needed(acl: Any, ids: list[tuple[str, str]]) -> list[tuple[st
             if entry is not None and entry[1] is not None and entry[1][0] == "auth":
                 return java_auth_order(ids)
     return ids
+
+
+def _contains_watcher(table: Any, path: str, conn_id: int) -> bool:
+    """3.8.0 ``WatchManager.containsWatcher`` over one of the WatchManager's two tables.
+
+    It walks ``PathParentIterator`` (the path alone while the table holds no recursive
+    watch, else every ancestor too): true if anyone watches the path itself or the caller's
+    own watch there is recursive. "" yields nothing (false); a path with no "/" makes the
+    iterator throw StringIndexOutOfBounds, which the server answers as MarshallingError.
+    """
+    ws = table.watchers.get(path)
+    recursive = ws is not None and ws.get(conn_id) == 2  # WatcherMode PERSISTENT_RECURSIVE
+    max_level = 1 << 30 if table.recursive else 0
+    level = -1
+    p = path
+    while p and level < max_level:
+        local = p
+        level += 1
+        if p == "/":
+            p = ""
+        else:
+            cut = p.rfind("/")
+            if cut < 0:
+                raise ProtocolError("path", 8, "an absolute path", repr(local))
+            p = p[:cut] or "/"
+        if level == 0 and table.watchers.get(local):
+            return True
+        if recursive:
+            return True
+    return False
 
 
 def _czxid(node: Any) -> int:
@@ -1026,7 +1063,10 @@ class ServerCore:
     def _read_all_children_number(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
         (path,) = rec
         self._node_for_read(conn, path, 1)
-        return jute.GET_ALL_CHILDREN_NUMBER_RESPONSE, (self.tree.count_descendants(path or "/"),)
+        if path == "":
+            # Apache counts the keys that start with "/": every node but the "" alias.
+            return jute.GET_ALL_CHILDREN_NUMBER_RESPONSE, (len(self.tree.nodes),)
+        return jute.GET_ALL_CHILDREN_NUMBER_RESPONSE, (self.tree.count_descendants(path),)
 
     def _read_get_ephemerals(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
         (prefix,) = rec
@@ -1034,10 +1074,7 @@ class ServerCore:
         nodes = self.tree.nodes
         owned = sorted(self.tree.ephemerals.get(conn.session_id, ()),
                        key=lambda p: _czxid(nodes.get(p)))
-        cap = 16
-        while len(owned) > cap * 3 // 4:
-            cap *= 2
-        mine = java_hash_order(owned, cap)
+        mine = java_clone_order(owned)
         if prefix is None or not prefix.strip() or prefix.strip() == "/":
             return jute.GET_EPHEMERALS_RESPONSE, (mine,)
         return jute.GET_EPHEMERALS_RESPONSE, ([p for p in mine if p.startswith(prefix)],)
@@ -1049,7 +1086,15 @@ class ServerCore:
 
     def _read_check_watches(self, conn: ClientConn, rec: Any) -> tuple[Any, Any]:
         path, t = rec
-        if not self.watches.has_watches(path, conn.conn_id, self._watcher_type(t)):
+        t = self._watcher_type(t)
+        if path is None:
+            raise ProtocolError("path", 8, "a string", "null")
+        found = False
+        if t in (1, 3):
+            found = _contains_watcher(self.watches._child, path, conn.conn_id)
+        if t in (2, 3):
+            found = _contains_watcher(self.watches._data, path, conn.conn_id) or found
+        if not found:
             raise KeeperError(_NOWATCHER)
         return None, None
 
@@ -1092,8 +1137,9 @@ class ServerCore:
         cid = conn.conn_id
         buf = self._buf(cid)
         sent = 0
+        root = nodes.get("/")
         for path in data:
-            node = nodes.get(path)
+            node = nodes.get(path) if path else root
             if node is None:
                 cc.append_notification(buf, 2, 3, path)
                 sent += 1
@@ -1103,13 +1149,13 @@ class ServerCore:
             else:
                 watches.add_data_watch(path, cid)
         for path in exist:
-            if path in nodes:
+            if (path in nodes) if path else root is not None:
                 cc.append_notification(buf, 1, 3, path)
                 sent += 1
             else:
                 watches.add_exist_watch(path, cid)
         for path in child:
-            node = nodes.get(path)
+            node = nodes.get(path) if path else root
             if node is None:
                 cc.append_notification(buf, 2, 3, path)
                 sent += 1
