@@ -11,6 +11,7 @@ Every delivery, decision and role change is written to the transcript.
 from __future__ import annotations
 
 import heapq
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,8 @@ class Network:
 
     def __init__(self, verifier: QuorumVerifier, *, delay_ms: int = 1, disk_ms: int = 1,
                  tick_ms: int = 2000, init_limit: int = 5, readonly: bool = False,
-                 trace_messages: bool = True) -> None:
+                 trace_messages: bool = True, rng: random.Random | None = None,
+                 jitter_ms: int = 0) -> None:
         self.verifier = verifier
         self.delay_ms = delay_ms
         self.disk_ms = disk_ms
@@ -111,6 +113,20 @@ class Network:
         # leader conn id); both ends map to it.
         self._conns: dict[tuple[int, int], tuple[int, int, int, int]] = {}
         self._next_leader_conn = 1
+        self.rng = rng
+        self.jitter_ms = jitter_ms
+        self._link_clock: dict[tuple[int, int], int] = {}
+        #: (sid, epoch) of every leader that reached SYNCHRONIZATION (a quorum acked its epoch).
+        self.established: list[tuple[int, int]] = []
+
+    def _delay(self, a: int, b: int) -> int:
+        """The delivery time of a message on link a->b: jittered but FIFO, as TCP is."""
+        d = self.delay_ms
+        if self.rng is not None and self.jitter_ms:
+            d += self.rng.randint(0, self.jitter_ms)
+        t = max(self.now + d, self._link_clock.get((a, b), 0))
+        self._link_clock[(a, b)] = t
+        return t
 
     # ------------------------------------------------------------------ scheduling
 
@@ -242,6 +258,9 @@ class Network:
             self.at(self.now + self.disk_ms, durable)
         elif t is RoleChanged:
             self.roles[sid] = a
+            if a.state == "LEADING" and a.zab_state == "SYNCHRONIZATION":
+                core = self.peers[sid]
+                self.established.append((sid, core.current_epoch))
             ro = " read-only" if a.read_only else ""
             self.log(sid, f"ROLE {a.state}/{a.zab_state} leader={a.leader_sid}{ro}")
             if a.state != "LEADING":
@@ -265,7 +284,7 @@ class Network:
                 if self.trace_messages:
                     self.log(b, f"<- p{a} {self._describe(payload)}")
                 self._step(b, PeerMessageReceived(a, payload))
-        self.at(self.now + self.delay_ms, deliver)
+        self.at(self._delay(a, b), deliver)
 
     @staticmethod
     def _describe(payload: bytes) -> str:
@@ -331,7 +350,9 @@ class Network:
                 self._step(c[2], LearnerPacketsReceived(c[3], packets))
             else:
                 self._step(c[0], LeaderPacketsReceived(c[1], packets))
-        self.at(self.now + self.delay_ms, deliver)
+        dest = c[2] if sid == c[0] else c[0]
+        self.at(self._delay(sid, dest) if self.rng is not None else self.now + self.delay_ms,
+                deliver)
 
     def _drop_conn(self, c: tuple[int, int, int, int], closer: int | None) -> None:
         learner, lconn_id, leader, rconn_id = c
@@ -340,10 +361,12 @@ class Network:
         self._conns.pop((leader, rconn_id), None)
         self.log(closer, f"QUORUM-CONN p{learner}-p{leader} closed")
         if closer != learner:
-            self.at(self.now + self.delay_ms,
+            self.at(self._delay(leader, learner) if self.rng is not None
+                    else self.now + self.delay_ms,
                     lambda: self._step(learner, LeaderDisconnected(lconn_id)))
         if closer != leader:
-            self.at(self.now + self.delay_ms,
+            self.at(self._delay(learner, leader) if self.rng is not None
+                    else self.now + self.delay_ms,
                     lambda: self._step(leader, LearnerDisconnected(rconn_id)))
 
     # ------------------------------------------------------------------ checks
