@@ -522,3 +522,55 @@ def test_node_without_data_and_removewatches(interop_server: ServerProcess) -> N
     assert t.out(8)[0] == "null"
     # removewatches makes the client itself deliver *WatchRemoved events
     assert t.node_events() == [("DataWatchRemoved", "/n"), ("ChildWatchRemoved", "/n")], t.raw
+
+
+def test_system_nodes(interop_server: ServerProcess) -> None:
+    """/, /zookeeper, /zookeeper/quota and /zookeeper/config: stats, ACLs, what may not be done."""
+    t = run_zkcli(
+        interop_server,
+        [
+            "get -s /zookeeper/config",  # 0
+            "getAcl /zookeeper/config",  # 1
+            "set /zookeeper/config x",  # 2
+            "delete /zookeeper/config",  # 3
+            "delete /zookeeper/quota",  # 4
+            "delete /zookeeper",  # 5
+            "delete /",  # 6
+            "create /zookeeper/x",  # 7
+            "stat /zookeeper",  # 8
+            "stat /zookeeper/quota",  # 9
+            "reconfig -remove 1",  # 10
+            "config",  # 11
+            "setAcl /zookeeper/config world:anyone:cdrwa",  # 12
+            "create /zookeeper/config/child",  # 13
+            "getAllChildrenNumber /zookeeper",  # 14
+            "get -s /",  # 15
+        ],
+    )
+    zero = {"cZxid": "0x0", "mZxid": "0x0", "dataVersion": "0", "ephemeralOwner": "0x0"}
+    # standalone: the config node holds empty data (not null), and its aversion is -1
+    assert t.out(0)[0] == ""
+    config = stat_without_times(t.out(0)[1:])
+    assert config == {**zero, "pZxid": "0x0", "cversion": "0", "aclVersion": "-1",
+                      "dataLength": "0", "numChildren": "0"}  # fmt: skip
+    assert t.out(1) == ["'world,'anyone", ": r"]
+    assert t.out(2) == ["Insufficient permission : /zookeeper/config"]
+    for i, path in [(3, "/zookeeper/config"), (4, "/zookeeper/quota"), (5, "/zookeeper"), (6, "/")]:
+        assert t.out(i) == [f"Arguments are not valid : {path}"]
+    assert t.out(7) == ["Created /zookeeper/x"]
+    # 2 * (one child created) - 3 children = -1
+    assert stat_without_times(t.out(8)) == {**zero, "pZxid": "0x7", "cversion": "-1",
+                                            "aclVersion": "0", "dataLength": "0",
+                                            "numChildren": "3"}  # fmt: skip
+    assert stat_without_times(t.out(9)) == {**zero, "pZxid": "0x0", "cversion": "0",
+                                            "aclVersion": "0", "dataLength": "0",
+                                            "numChildren": "0"}  # fmt: skip
+    assert t.out(10) == ["KeeperErrorCode = Reconfig is disabled"]
+    assert t.out(11) == [""]
+    assert t.out(12) == ["Insufficient permission : /zookeeper/config"]
+    assert t.out(13) == ["Insufficient permission : /zookeeper/config/child"]
+    assert t.out(14) == ["3"]
+    assert t.out(15)[0] == ""
+    root = stat_without_times(t.out(15)[1:])
+    assert root == {**zero, "pZxid": "0x0", "cversion": "-1", "aclVersion": "0",
+                    "dataLength": "0", "numChildren": "1"}  # fmt: skip
