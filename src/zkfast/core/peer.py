@@ -50,7 +50,7 @@ own (an epoch going backwards, an EpochDurable nobody asked for) are AssertionEr
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .._impl import ProtocolError
 from ..config import ServerConfig
@@ -349,8 +349,8 @@ class QuorumPeerCore:
             self.my_sid, self.state.name, self.zab_state.name, self.leader_sid, self.read_only,
             self.current_vote, self.election.logical_clock, self.accepted_epoch,
             self.current_epoch, self.last_zxid, server_state, peer_state, quorum_state,
-            self.election_time_ms, self.looking_count, self.election_time,
-            self.follower_sync_time, learners)
+            self.election_time_ms, self.looking_count, replace(self.election_time),
+            replace(self.follower_sync_time), learners)
 
     # ------------------------------------------------------------------ plumbing
 
