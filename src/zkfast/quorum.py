@@ -162,6 +162,11 @@ class QuorumServer:
     def is_participant(self) -> bool:
         return self.learner_type == PARTICIPANT
 
+    def election_addr_text(self) -> str:
+        """The address an election handshake carries (``NetUtils.formatInetAddr`` per
+        address, ``|``-joined for protocol V2): ``host:port``, ``[v6]:port``."""
+        return "|".join(f"{_delimited(h)}:{e}" for h, _, e in self.addrs)
+
     def to_config_value(self) -> str:
         """``QuorumServer.toString()``: the value of this server's line in config text."""
         # Apache sorts the quorum and the election addresses by host string separately.

@@ -142,3 +142,11 @@ def test_java_hashmap_order() -> None:
     assert java_hashmap_order([3, 1, 2]) == [1, 2, 3]
     assert java_hashmap_order([17, 1]) == [17, 1]  # one bucket: insertion order
     assert java_hashmap_order(list(range(1, 14)))[-1] == 13  # 13 keys: 32 buckets
+
+
+def test_election_address_text() -> None:
+    assert parse_server_spec(1, "10.0.0.2:2888:3888").election_addr_text() == "10.0.0.2:3888"
+    assert parse_server_spec(1, "[::1]:2888:3888").election_addr_text() == \
+        "[0:0:0:0:0:0:0:1]:3888"
+    assert parse_server_spec(1, "a:1:2|b:3:4", multi_address=True).election_addr_text() == \
+        "a:2|b:4"
