@@ -377,3 +377,18 @@ def test_pre_zab10_learner_gets_no_leaderinfo() -> None:
     assert core.step(LearnerPacketsReceived(11, [old]), 1002) == [WriteEpoch("accepted", 1)]
     out = core.step(EpochDurable("accepted", 1), 1003)
     assert packets(out) == [] and out == [WriteEpoch("current", 1)]
+
+
+def test_single_voter_ensemble_leads_alone() -> None:
+    # standaloneEnabled=false with one participant: the peer elects itself after finalizeWait
+    # and agrees the epoch with itself.
+    v1 = make_verifier(1)
+    core = QuorumPeerCore(make_config(v1, 1), last_zxid=0x100000003, accepted_epoch=1,
+                          current_epoch=1, now_ms=0)
+    assert of(core.start(0), SendToPeer) == []
+    assert core.deadline_ms() == 200
+    out = core.step(Ticked(), 200)
+    assert RoleChanged("LEADING", "DISCOVERY", 1) in out and WriteEpoch("accepted", 2) in out
+    assert core.step(EpochDurable("accepted", 2), 201) == [WriteEpoch("current", 2)]
+    assert core.step(EpochDurable("current", 2), 202) == [
+        RoleChanged("LEADING", "SYNCHRONIZATION", 1)]
