@@ -428,3 +428,24 @@ def test_bad_connections_leave_server_and_good_client_alone(
     # the fuzzing reached both verdicts
     assert tally["closed"] > 0 and tally["error-reply"] > 0, tally
     assert tally["4lw-text"] > 0, tally
+
+
+@pytest.mark.parametrize(("flags", "ttl"), [(0, -1), (1, -5), (3, -(1 << 62))])
+def test_create_ttl_negative_ttl_on_a_plain_mode_does_not_stop_the_server(
+    zk_server: ServerProcess, good_client: GoodClient, flags: int, ttl: int
+) -> None:
+    """createTTL with a non-TTL mode and a negative TTL: Apache 3.8.0's prep lets it through
+    (EphemeralType.validateTTL only rejects ttl >= 0 for such modes) and applying the txn then
+    throws in its SyncThread, which stops the server. One bad client must not stop zkfast: the
+    request gets an error reply (or its connection is closed), and the server keeps serving."""
+    if zk_server.kind == "apache":
+        pytest.skip("Apache 3.8.0 itself exits on this request")
+    body = bytes(
+        Writer().string(f"/fuzz-ttl-{flags}").buffer(b"").acls(OPEN_ACL).int(flags).long(ttl).out
+    )
+    case = Case(f"createTTL-mode-{flags}-ttl-{ttl}", frame(request(70, 21, body)), handshake=True)
+    outcome = run_case(zk_server.client_port, case)
+    assert outcome.kind in ("closed", "error-reply"), outcome
+    assert zk_server.running, f"the server died:\n{zk_server.log_tail(20)}"
+    good_client.wait_rounds(good_client.rounds + 2)
+    assert not good_client.errors and good_client.states == []
