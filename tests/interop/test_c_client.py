@@ -280,6 +280,9 @@ def test_reconnect_resumes_session_and_rearms_watches(
         cli.wait_for(r"^Watcher SESSION_EVENT state = CONNECTED_STATE$", back)
         # the same session: the C client prints a session id only when it changes
         assert not any("Got a new session id" in line for line in cli.slice(back, 1 << 30))
+        # the C client sends SetWatches before any queued request: once this reply is in, the
+        # server has re-armed the watches (before that, a write would race with the SetWatches)
+        _marker(cli, "after-reconnect")
 
         writer, _ = _connect(spawn_cli, cli_mt, interop_server)
         w_at = writer.send("get /eph-r")
