@@ -166,7 +166,7 @@ class DiskTxnLog:
 
     Args:
         loop: the event loop the callbacks run on.
-        log_dir: the ``version-2`` directory of dataLogDir (created if missing).
+        log_dir: the ``version-2`` directory of dataLogDir.
         settings: forceSync, snapCount, snapSizeLimitInKb, preAllocSize.
         files: the file system (default: ``OsFiles``).
         rng: the source of the random roll offsets.
@@ -274,6 +274,16 @@ class DiskTxnLog:
 
     def _write(self, work: list[tuple[_Segment, bytes]], finished: list[_Segment]) -> None:
         """The writer thread: create, preallocate, write, then fsync (see the docstring)."""
+        try:
+            self._write_and_sync(work)
+        finally:
+            for seg in finished:
+                if seg.handle is not None:
+                    with contextlib.suppress(OSError):
+                        seg.handle.close()
+                    seg.handle = None
+
+    def _write_and_sync(self, work: list[tuple[_Segment, bytes]]) -> None:
         files = self._files
         prealloc = self._settings.pre_alloc_size_kb * 1024
         created = False
@@ -301,10 +311,6 @@ class DiskTxnLog:
                 seg.handle.sync()
             if created:
                 files.sync_dir(self._dir)
-        for seg in finished:
-            if seg.handle is not None:
-                seg.handle.close()
-                seg.handle = None
 
     def _job_done(self, fut: asyncio.Future[None], zxid: int) -> None:
         self._busy = False
