@@ -23,7 +23,8 @@ USAGE = """\
 usage: zkfast-server [zoo.cfg] [-Dname=value ...]
        zkfast-server port datadir [tickTime] [maxClientCnxns] [-Dname=value ...]
 
-Runs a standalone ZooKeeper-compatible server (Apache ZooKeeper 3.8 protocol).
+Runs a ZooKeeper-compatible server (Apache ZooKeeper 3.8 protocol): standalone, or a
+quorum peer when zoo.cfg has server.N lines (myid in dataDir).
 
   zoo.cfg          an Apache zoo.cfg, read unchanged (dataDir, clientPort, tickTime, ssl.*,
                    4lw.commands.whitelist, ...). Without it: 127.0.0.1:2181, data in
@@ -124,17 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"zkfast-server: invalid configuration: {e}", file=sys.stderr)
         return EXIT_INVALID_INVOCATION
-    quorum = getattr(config, "quorum", None)
-    if quorum is not None:
-        # The config layer understands quorums; the runtime that runs a peer is not wired in
-        # yet, and serving a quorum member's data standalone would fork its history.
-        n = len(quorum.verifier.voting_members)
-        print(f"zkfast-server: invalid configuration: server.N: a quorum of {n} servers is "
-              f"configured, but quorum mode comes with a later release of zkfast; run "
-              f"standalone (at most one server.N line, standaloneEnabled=true) for now",
-              file=sys.stderr)
-        return EXIT_INVALID_INVOCATION
-
     from .runtime.server import run
 
     try:
@@ -147,13 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"zkfast-server: unable to access the data directory {e.filename}: {e.strerror}",
               file=sys.stderr)
         return EXIT_DATADIR
+    from .errors import CorruptDataError
     from .storage.recovery import RecoveryError
 
     try:
         return run(config)
     except KeyboardInterrupt:  # ^C before the signal handlers were installed (during start)
         return 130
-    except RecoveryError as e:
+    except (RecoveryError, CorruptDataError) as e:
         log.error("cannot restore the database: %s", e)
         print(f"zkfast-server: cannot restore the database: {e}", file=sys.stderr)
         return EXIT_DATADIR

@@ -746,8 +746,8 @@ def test_cli_help():
     ("clientPort=2181\n", "dataDir is not set"),
     ("dataDir=/tmp/x\nclientPort=2181\nminSessionTimeout=9\nmaxSessionTimeout=8\n",
      "minSessionTimeout"),
-    ("dataDir={data}\nclientPort=2181\ninitLimit=5\nsyncLimit=2\nserver.1=a:1:2\n"
-     "server.2=b:1:2\nserver.3=c:1:2\n", "quorum mode comes with a later release"),
+    ("dataDir={data}\nclientPort=2181\ninitLimit=5\nsyncLimit=2\nserver.2=b:1:2\n"
+     "server.3=c:1:2\nserver.4=d:1:2\n", "myid: 1 is not in the server list"),
 ])
 def test_cli_bad_config_exits_2_with_the_message(tmp_path, cfg_text, message):
     (tmp_path / "data").mkdir()

@@ -112,6 +112,20 @@ def _log_dir(config: ServerConfig) -> str:
 # ------------------------------------------------------------------ words
 
 
+def _peer_status(core: Any) -> Any:
+    """The quorum peer's status (``QuorumPeerCore.status()``), or None when standalone."""
+    fn = getattr(core, "peer_status", None)
+    return None if fn is None else fn()
+
+
+def _mode(core: Any) -> str:
+    """``Mode:`` / ``zk_server_state``: standalone, leader, follower, observer, read-only."""
+    ps = _peer_status(core)
+    if ps is None:
+        return "standalone"
+    return str(ps.server_state or "standalone")
+
+
 def _ruok(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     return "imok"
 
@@ -119,7 +133,7 @@ def _ruok(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> s
 def _isro(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
     if core.storage_failed is not None:
         return "null"
-    return "rw"
+    return "ro" if _mode(core) == "read-only" else "rw"
 
 
 def _asking_line(asking: str | None) -> list[str]:
@@ -143,7 +157,7 @@ def _server_block(core: Any, with_clients: bool, asking: str | None) -> str:
     lines.append(f"Connections: {len(core.conns) + (1 if asking else 0)}\n")
     lines.append(f"Outstanding: {core.outstanding_requests}\n")
     lines.append(f"Zxid: 0x{_hex(core.tree.last_processed_zxid)}\n")
-    lines.append("Mode: standalone\n")
+    lines.append(f"Mode: {_mode(core)}\n")
     lines.append(f"Node count: {core.tree.node_count}\n")
     return "".join(lines)
 
@@ -279,7 +293,7 @@ def _mntr(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> s
     open_fds, max_fds = _fd_counts()
     values: list[tuple[str, Any]] = [
         ("version", _VERSION),
-        ("server_state", "standalone"),
+        ("server_state", _mode(core)),
         ("ephemerals_count", tree.ephemerals_count),
         ("num_alive_connections", len(core.conns) + (1 if asking else 0)),
         ("avg_latency", java_double(_avg(st.total_latency_ms, st.count))),
@@ -304,6 +318,9 @@ def _mntr(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> s
         ("outstanding_tls_handshake", 0),
         ("min_client_response_size", -1),
     ]
+    ps = _peer_status(core)
+    if ps is not None:
+        values += [(k[3:], v) for k, v in ps.mntr()]
     return "".join(f"zk_{k}\t{v}\n" for k, v in values)
 
 

@@ -342,7 +342,13 @@ def run(config: ServerConfig, *, loop_kind: str | None = None,
     kind = loop_kind or os.environ.get("ZKFAST_LOOP", "auto")
 
     async def main() -> int:
-        server = ZkfastServer(config, core_factory=core_factory)
+        server: ZkfastServer
+        if getattr(config, "quorum", None) is not None and core_factory is None:
+            from .quorum_server import QuorumPeerServer
+
+            server = QuorumPeerServer(config)
+        else:
+            server = ZkfastServer(config, core_factory=core_factory)
         await server.start()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

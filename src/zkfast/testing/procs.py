@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,7 @@ from types import TracebackType
 
 __all__ = [
     "APACHE_JARS",
+    "Ensemble",
     "ServerProcess",
     "ServerStartError",
     "TcpProxy",
@@ -158,8 +160,8 @@ class ServerProcess:
         return f"<ServerProcess {self.kind} pid={pid} port={self.client_port}>"
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self, timeout_s: float = 60.0) -> ServerProcess:
-        """Start the process and wait until it serves clients.
+    def start(self, timeout_s: float = 60.0, *, wait: bool = True) -> ServerProcess:
+        """Start the process and (unless `wait` is false) wait until it serves clients.
 
         Raises:
             ServerStartError: the process exited, or was not ready within `timeout_s` (then it is
@@ -178,7 +180,8 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
             )
-        self.wait_ready(timeout_s)
+        if wait:
+            self.wait_ready(timeout_s)
         return self
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
@@ -589,3 +592,161 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not reached within {timeout_s}s")
         time.sleep(0.02)
+
+
+#: Apache's ``QuorumPeer.run`` logs the state it enters on a line of its own ("... - LEADING");
+#: zkfast's runtime/quorum_server logs the same words ("... [zkfast.quorum] LEADING").
+_ROLE_LINE = re.compile(r"(?:\] | - )(LOOKING|LEADING|FOLLOWING|OBSERVING)\s*$", re.MULTILINE)
+_MODE_LINE = re.compile(r"^Mode: (\S+)", re.MULTILINE)
+
+
+class Ensemble:
+    """N quorum peers on loopback, each zkfast or Apache, with its own dataDir, myid and zoo.cfg.
+
+    Every peer gets a client, a quorum and an election port (free ports picked now). With
+    ``proxied=True`` every ordered pair of peers (i dials j) goes through its own `TcpProxy`
+    for both of j's ports: peer i's zoo.cfg names the proxies in its ``server.j`` line (its own
+    line keeps its real ports), so `partition(sid)` cuts every link of one peer, in both
+    directions, and `heal(sid)` restores them.
+
+    Peers are started and stopped through their own `ServerProcess` handles; `stop()` stops
+    every peer and proxy. Nothing here sleeps for timing: the `wait_*` helpers poll.
+
+    Args:
+        workdir: a directory of its own; peer N lives in ``workdir/sN``.
+        kinds: "zkfast" or "apache" per peer; sids are 1..len(kinds).
+        cfg: zoo.cfg entries shared by every peer (tickTime, initLimit, ...).
+        props: -D properties for zkfast peers; jvm_props: for Apache peers.
+        data_dirs: an existing dataDir to copy for a sid (a prepared txn history).
+    """
+
+    def __init__(
+        self,
+        workdir: Path | str,
+        kinds: Sequence[str],
+        *,
+        cfg: Mapping[str, str] | None = None,
+        props: Mapping[str, str] | None = None,
+        jvm_props: Mapping[str, str] | None = None,
+        proxied: bool = False,
+        data_dirs: Mapping[int, Path] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.kinds = {sid: kind for sid, kind in enumerate(kinds, start=1)}
+        assert all(k in ("zkfast", "apache") for k in self.kinds.values()), kinds
+        self.ports = {sid: (free_port(), free_port(), free_port()) for sid in self.kinds}
+        self.proxies: dict[tuple[int, int], tuple[TcpProxy, TcpProxy]] = {}
+        if proxied:
+            for i in self.kinds:
+                for j in self.kinds:
+                    if i != j:
+                        _, qp, ep = self.ports[j]
+                        self.proxies[(i, j)] = (TcpProxy(qp), TcpProxy(ep))
+        self.servers: dict[int, ServerProcess] = {}
+        for sid, kind in self.kinds.items():
+            d = self.workdir / f"s{sid}"
+            data = d / "data"
+            if data_dirs and sid in data_dirs:
+                shutil.copytree(data_dirs[sid], data, dirs_exist_ok=True)
+            data.mkdir(parents=True, exist_ok=True)
+            (data / "myid").write_text(f"{sid}\n", "ascii")
+            settings = {"initLimit": "5", "syncLimit": "2", "tickTime": "1000",
+                        **(cfg or {}), "dataDir": str(data),
+                        "clientPort": str(self.ports[sid][0])}
+            settings.update(self._server_lines(sid))
+            if kind == "zkfast":
+                self.servers[sid] = zkfast_server(d, settings, props, env=env, start=False)
+            else:
+                self.servers[sid] = apache_server(d, settings, jvm_props, start=False)
+
+    def _server_lines(self, me: int) -> dict[str, str]:
+        out = {}
+        for sid in self.kinds:
+            _, qp, ep = self.ports[sid]
+            if sid != me and (me, sid) in self.proxies:
+                q, e = self.proxies[(me, sid)]
+                qp, ep = q.port, e.port
+            out[f"server.{sid}"] = f"{LOOPBACK}:{qp}:{ep}:participant"
+        return out
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self, sids: Sequence[int] | None = None, timeout_s: float = 60.0) -> None:
+        """Start the given peers (default: all) and wait until each answers `ruok`."""
+        chosen = list(self.kinds) if sids is None else list(sids)
+        for sid in chosen:
+            self.servers[sid].start(wait=False)
+        for sid in chosen:
+            wait_until(lambda sid=sid: self._answers_ruok(sid), timeout_s,  # type: ignore[misc]
+                       f"peer {sid} answering ruok")
+
+    def _answers_ruok(self, sid: int) -> bool:
+        s = self.servers[sid]
+        if not s.running:
+            raise ServerStartError(f"peer {sid} ({s.kind}) exited with {s.returncode}; "
+                                   f"log tail:\n{s.log_tail()}")
+        try:
+            return s.four_letter_word("ruok", timeout_s=2.0).strip() == "imok"
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop every peer (SIGTERM, then SIGKILL) and every proxy."""
+        for s in self.servers.values():
+            s.stop()
+        for q, e in self.proxies.values():
+            q.stop()
+            e.stop()
+
+    def __enter__(self) -> Ensemble:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def partition(self, sid: int) -> None:
+        """Cut every election and quorum link of `sid` (both directions)."""
+        for (i, j), pair in self.proxies.items():
+            if sid in (i, j):
+                for p in pair:
+                    p.partition()
+
+    def heal(self, sid: int) -> None:
+        for (i, j), pair in self.proxies.items():
+            if sid in (i, j):
+                for p in pair:
+                    p.heal()
+
+    # -- observation ------------------------------------------------------------------------
+    def mode(self, sid: int) -> str | None:
+        """`Mode:` from `srvr` (leader, follower, ...), or None while not serving / down."""
+        try:
+            answer = self.servers[sid].four_letter_word("srvr", timeout_s=2.0)
+        except OSError:
+            return None
+        m = _MODE_LINE.search(answer)
+        return m.group(1) if m else None
+
+    def logged_role(self, sid: int) -> str | None:
+        """The last LOOKING/LEADING/FOLLOWING/OBSERVING line of the peer's log (both kinds)."""
+        found = _ROLE_LINE.findall(self.servers[sid].log_text())
+        return found[-1] if found else None
+
+    def logged_roles(self, sid: int) -> list[str]:
+        return _ROLE_LINE.findall(self.servers[sid].log_text())
+
+    def modes(self, sids: Sequence[int] | None = None) -> dict[int, str | None]:
+        return {sid: self.mode(sid) for sid in (sids or list(self.kinds))}
+
+    def settled_modes(self, sids: Sequence[int] | None = None) -> dict[int, str] | None:
+        """`srvr` modes when exactly one of `sids` leads and every other follows, else None."""
+        modes = self.modes(sids)
+        values = list(modes.values())
+        if values.count("leader") == 1 and values.count("follower") == len(values) - 1:
+            return {k: v for k, v in modes.items() if v is not None}
+        return None

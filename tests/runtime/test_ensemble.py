@@ -1,0 +1,155 @@
+"""Real zkfast quorum peers on loopback (issue 4): they elect one leader, agree on it, elect again
+after the leader is SIGKILLed, and a peer cut off by TcpProxy goes LOOKING and comes back.
+
+Agreement is read from every peer's `srvr` (`Mode: leader|follower`) and from the leader's
+`mntr` (`zk_learners`: the followers connected to it and through the epoch handshake, so they
+follow *this* leader). With equal zxids and epochs FastLeaderElection's total order picks the
+highest sid; after the handshake the learners' acceptedEpoch is 1 and the leader's currentEpoch
+is 1 (ZAB sync, issue 5, is what would raise the learners' currentEpoch). Each ensemble is
+stopped through its own handle; every wait polls with a generous bound.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from zkfast.testing.procs import Ensemble, wait_until
+
+#: Short ticks: Apache's defaults would make a lost leader take initLimit*tickTime to notice.
+CFG = {"tickTime": "500", "initLimit": "10", "syncLimit": "5"}
+SETTLE_S = 90.0
+
+
+def _learners(ens: Ensemble, sid: int) -> int:
+    try:
+        text = ens.servers[sid].four_letter_word("mntr", timeout_s=2.0)
+    except OSError:
+        return -1
+    m = re.search(r"^zk_learners\t(\d+)$", text, re.MULTILINE)
+    return int(m.group(1)) if m else -1
+
+
+def _settled(ens: Ensemble, sids: list[int]) -> int:
+    """Wait until exactly one of `sids` leads, the others follow and are connected to it, and
+    the leader has a quorum's ACKEPOCH (it holds in SYNCHRONIZATION until issue 5)."""
+    def check() -> int | None:
+        modes = ens.settled_modes(sids)
+        if modes is None:
+            return None
+        leader = next(s for s, m in modes.items() if m == "leader")
+        if _learners(ens, leader) != len(sids) - 1:
+            return None
+        return leader if _peer_state(ens, leader) == "leading - synchronization" else None
+    leader = wait_until(check, SETTLE_S, f"one leader among {sids} with every other following")
+    assert isinstance(leader, int)
+    return leader
+
+
+def _peer_state(ens: Ensemble, sid: int) -> str | None:
+    try:
+        text = ens.servers[sid].four_letter_word("mntr", timeout_s=2.0)
+    except OSError:
+        return None
+    m = re.search(r"^zk_peer_state\t(.*)$", text, re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def _others(sids: list[int], leader: int) -> list[int]:
+    return [s for s in sids if s != leader]
+
+
+def test_three_peers_elect_one_leader_and_again_after_a_sigkill(tmp_path):
+    with Ensemble(tmp_path, ["zkfast"] * 3, cfg=CFG) as ens:
+        ens.start()
+        leader = _settled(ens, [1, 2, 3])
+        # Equal zxids and epochs: the highest sid wins, unless sids 1 and 2 decided before
+        # sid 3 was up (then 3 joins them, as an Apache peer would).
+        assert leader in (2, 3)
+        for sid in (1, 2, 3):
+            assert ens.logged_roles(sid)[:2] == [
+                "LOOKING", "LEADING" if sid == leader else "FOLLOWING"]
+        follower = _others([1, 2, 3], leader)[0]
+        assert _peer_state(ens, follower) == "following - synchronization"
+        # The leader dies without a word: the followers lose their quorum connection, look,
+        # and elect the higher of the two that are left.
+        ens.servers[leader].kill()
+        rest = _others([1, 2, 3], leader)
+        assert _settled(ens, rest) == max(rest)
+        assert "LOOKING" in ens.logged_roles(min(rest))[2:]
+        assert ens.logged_role(min(rest)) == "FOLLOWING"
+        # The old leader comes back (currentEpoch 1, ahead of the others' 0): a peer LOOKING
+        # amid an established ensemble joins it (FastLeaderElection checkLeader,
+        # ZOOKEEPER-1732) instead of taking over.
+        ens.start([leader])
+        new = max(rest)
+        wait_until(lambda: ens.mode(leader) == "follower" and _learners(ens, new) == 2,
+                   SETTLE_S, "the restarted peer following the new leader")
+        assert ens.mode(new) == "leader" and ens.mode(min(rest)) == "follower"
+        mntr = ens.servers[new].four_letter_word("mntr")
+        assert "zk_server_state\tleader" in mntr
+        assert re.search(r"^zk_cnt_election_time\t[1-9]", mntr, re.MULTILINE), mntr
+
+
+def test_partitioned_leader_goes_looking_and_returns_as_follower(tmp_path):
+    with Ensemble(tmp_path, ["zkfast"] * 3, cfg=CFG, proxied=True) as ens:
+        ens.start()
+        leader = _settled(ens, [1, 2, 3])
+        rest = _others([1, 2, 3], leader)
+        ens.partition(leader)
+        # The majority side elects the higher sid left; the cut-off peer loses its learners
+        # and looks (its srvr then says it is not serving).
+        new = _settled(ens, rest)
+        assert new == max(rest)
+        wait_until(lambda: ens.logged_role(leader) == "LOOKING", SETTLE_S, "old leader LOOKING")
+        assert ens.mode(leader) is None
+        assert "not currently serving" in ens.servers[leader].four_letter_word("srvr")
+        ens.heal(leader)
+        wait_until(lambda: ens.mode(leader) == "follower" and _learners(ens, new) == 2,
+                   SETTLE_S, "the old leader back, following the new one")
+        assert ens.settled_modes() is not None and ens.mode(new) == "leader"
+
+
+def test_five_peers_elect_and_reelect_after_a_sigkill(tmp_path):
+    sids = [1, 2, 3, 4, 5]
+    with Ensemble(tmp_path, ["zkfast"] * 5, cfg=CFG) as ens:
+        ens.start()
+        leader = _settled(ens, sids)
+        ens.servers[leader].kill()
+        sids.remove(leader)
+        leader = _settled(ens, sids)
+        assert leader == max(sids)
+        # A second leader loss still leaves a quorum (3 of 5).
+        ens.servers[leader].kill()
+        sids.remove(leader)
+        assert _settled(ens, sids) == max(sids)
+
+
+@pytest.mark.slow
+def test_partitioned_follower_goes_looking_and_returns(tmp_path):
+    with Ensemble(tmp_path, ["zkfast"] * 3, cfg=CFG, proxied=True) as ens:
+        ens.start()
+        leader = _settled(ens, [1, 2, 3])
+        cut, other = _others([1, 2, 3], leader)
+        ens.partition(cut)
+        wait_until(lambda: ens.logged_role(cut) == "LOOKING" and _learners(ens, leader) == 1,
+                   SETTLE_S, "the cut-off follower LOOKING, the leader still leading")
+        assert ens.mode(leader) == "leader" and ens.mode(other) == "follower"
+        ens.heal(cut)
+        assert _settled(ens, [1, 2, 3]) == leader
+
+
+@pytest.mark.slow
+def test_minority_alone_never_leads(tmp_path):
+    """Two of three peers down: the survivor looks; with one back they elect again."""
+    with Ensemble(tmp_path, ["zkfast"] * 3, cfg=CFG) as ens:
+        ens.start()
+        leader = _settled(ens, [1, 2, 3])
+        a, b = _others([1, 2, 3], leader)
+        ens.servers[leader].kill()
+        ens.servers[b].kill()
+        wait_until(lambda: ens.logged_role(a) == "LOOKING", SETTLE_S, "the survivor LOOKING")
+        assert ens.mode(a) is None
+        ens.start([b])
+        assert _settled(ens, [a, b]) == b
