@@ -174,6 +174,23 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
+def wait_for_quiet(busy_cores_max: float, wait_s_max: float, log: Any) -> float:
+    """Wait until the machine's busy CPU over a 2 s sample is at most `busy_cores_max` cores,
+    or `wait_s_max` has passed. Returns the busy cores of the last sample.
+
+    The runs share the machine with whatever else runs on it; starting each one in a quiet
+    moment makes the "other CPU" column small more often (it is still reported per run).
+    """
+    deadline = time.monotonic() + wait_s_max
+    while True:
+        b0, t0 = machine_busy_seconds(), time.monotonic()
+        time.sleep(2.0)
+        busy = (machine_busy_seconds() - b0) / (time.monotonic() - t0)
+        if busy <= busy_cores_max or time.monotonic() >= deadline:
+            return busy
+        print(f"  machine busy ({busy:.2f} cores), waiting", file=log, flush=True)
+
+
 def loadavg() -> str:
     with open("/proc/loadavg", encoding="ascii") as f:
         return " ".join(f.read().split()[:3])
@@ -627,6 +644,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="forceSync=yes on both servers (fsync of the txn log; the data directories are "
         "under the system temp dir, so its file system decides what that costs)",
     )
+    p.add_argument(
+        "--quiet-cores",
+        type=float,
+        help="before each run, wait until the machine uses at most this many cores "
+        "(2 s sample), for up to --quiet-wait-seconds",
+    )
+    p.add_argument("--quiet-wait-seconds", type=float, default=120.0)
     p.add_argument("--json", type=Path, help="also write every run's raw results here")
     p.add_argument(
         "--profile",
@@ -648,6 +672,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def run_line(r: RunResult) -> str:
+    """One run on one line, in the order the runs were made."""
+    return (
+        f"[rep {r.repetition} {r.workload:8s} {r.server:7s}] {r.ops_per_s:10,.0f} ops/s  "
+        f"p50 {r.p50_us:8,.0f} µs  p99 {r.p99_us:9,.0f} µs  errors {r.errors_total}  "
+        f"cpu server {r.server_cpu_cores:.2f} loadgen {r.loadgen_cpu_cores:.2f} "
+        f"other {r.other_cpu_cores:.2f}  cpu/op server {r.server_cpu_us_per_op:.1f} µs "
+        f"loadgen {r.loadgen_cpu_us_per_op:.1f} µs  rss {r.rss_bytes / 2**20:.0f} MiB  "
+        f"startup {r.startup_s:.2f} s  (load {r.loadavg_before})"
+    )
+
+
 def run(args: argparse.Namespace, log: Any = sys.stderr) -> list[RunResult]:
     """Every repetition × workload × server, alternating the server order."""
     if "apache" in args.server_list and not apache_available():
@@ -664,20 +700,11 @@ def run(args: argparse.Namespace, log: Any = sys.stderr) -> list[RunResult]:
                 order.reverse()
             turn += 1
             for kind in order:
+                if args.quiet_cores is not None:
+                    wait_for_quiet(args.quiet_cores, args.quiet_wait_seconds, log)
                 r = run_one(kind, w, rep, classpath, args)
                 results.append(r)
-                print(
-                    f"[rep {rep} {w:8s} {kind:7s}] {r.ops_per_s:10,.0f} ops/s  "
-                    f"p50 {r.p50_us:8,.0f} µs  p99 {r.p99_us:8,.0f} µs  "
-                    f"errors {r.errors_total}  cpu server {r.server_cpu_cores:.2f} "
-                    f"loadgen {r.loadgen_cpu_cores:.2f} other {r.other_cpu_cores:.2f}  "
-                    f"cpu/op server {r.server_cpu_us_per_op:.1f} µs "
-                    f"loadgen {r.loadgen_cpu_us_per_op:.1f} µs  "
-                    f"rss {r.rss_bytes / 2**20:.0f} MiB  startup {r.startup_s:.2f} s  "
-                    f"(load {r.loadavg_before})",
-                    file=log,
-                    flush=True,
-                )
+                print(run_line(r), file=log, flush=True)
     return results
 
 
@@ -716,7 +743,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "average cores busy during the window.",
             ]
             + ([f"- Note: {args.note}"] if args.note else [])
-            + ["", table]
+            + ["", table, "", "<details><summary>every run, in order</summary>", "", "```"]
+            + [run_line(r) for r in results]
+            + ["```", "", "</details>"]
         )
         write_results(section)
         print(f"wrote a section to {RESULTS_MD}", file=sys.stderr)
