@@ -585,6 +585,13 @@ def zkfast_build_description() -> str:
     rev = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "setup.py"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if dirty:
+        rev += " + uncommitted changes in src/"
     return f"zkfast {rev}, core: {core}"
 
 
