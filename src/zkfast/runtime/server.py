@@ -197,6 +197,9 @@ class ZkfastServer:
                       digest_enabled=cfg.digest_enabled,
                       entry_bytes_max=max(cfg.jute_maxbuffer_bytes, 1 << 20) + 4096,
                       log=log.warning)
+        if rec.created:
+            log.info("no snapshot or txn log found: created an empty database (%s)",
+                     os.path.join(snap_dir, "snapshot.0"))
         log.info("restored the database: snapshot %s (zxid 0x%x), %d txns replayed from %s, "
                  "last zxid 0x%x, %d znodes, %d sessions%s in %.0f ms",
                  rec.snapshot_name or "none", rec.snapshot_zxid, rec.txns_replayed,

@@ -378,7 +378,6 @@ def recover(files: Files, snap_dir: str, log_dir: str, *, trust_empty_snapshot: 
 
             files.write_atomic(snap_dir, "snapshot.0",
                                encode_tree(tree, [], digest_enabled=digest_enabled))
-            log(f"no snapshot or txn log found: created an empty database ({snap_dir}/snapshot.0)")
             return Recovered(tree, [], 0, created=True)
         log("no snapshot found; replaying the txn logs over an empty tree "
             "(snapshot.trust.empty)")
