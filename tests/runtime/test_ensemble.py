@@ -12,10 +12,13 @@ stopped through its own handle; every wait polls with a generous bound.
 from __future__ import annotations
 
 import re
+import socket
+import struct
 
 import pytest
 
-from zkfast.testing.procs import Ensemble, wait_until
+from zkfast.testing.procs import LOOPBACK, Ensemble, wait_until
+from zkfast.wire.peer_codec import PROTOCOL_V1, ElectionHandshake, encode_handshake
 
 #: Short ticks: Apache's defaults would make a lost leader take initLimit*tickTime to notice.
 CFG = {"tickTime": "500", "initLimit": "10", "syncLimit": "5"}
@@ -153,3 +156,46 @@ def test_minority_alone_never_leads(tmp_path):
         assert ens.mode(a) is None
         ens.start([b])
         assert _settled(ens, [a, b]) == b
+
+
+def _hs(sid: int, addr: str = "127.0.0.1:1") -> bytes:
+    return encode_handshake(ElectionHandshake(sid, PROTOCOL_V1, addr))
+
+
+#: What a broken or hostile peer can write to an election port; each drops only its connection.
+BAD_ELECTION_BYTES = [
+    b"\x00\x00\x00",                                    # half a sid, then EOF
+    b"\xff" * 64,                                       # an unknown protocol version
+    struct.pack(">qqi", PROTOCOL_V1, 9, 0),              # address length 0
+    struct.pack(">qqi", PROTOCOL_V1, 9, 1 << 20),        # address length over 2048
+    _hs(9) + struct.pack(">i", 0x7FFFFFFF),              # a message length over 512 KiB
+    _hs(9) + struct.pack(">i", -1),                      # a negative message length
+    struct.pack(">q", 9) + struct.pack(">i", 0),         # pre-3.5 sid-only, then length 0
+    _hs(9) + struct.pack(">i", 8) + b"\x01" * 8,         # a message too short to parse
+    _hs(9) + struct.pack(">i", 40) + bytes(range(40)),   # 40 bytes of nonsense
+    bytes(range(256)) * 8,
+]
+
+
+def test_election_listener_survives_bad_bytes(tmp_path):
+    with Ensemble(tmp_path, ["zkfast"] * 3, cfg=CFG) as ens:
+        ens.start([1])
+        port = ens.ports[1][2]
+        # A connection that stalls mid-handshake must not hold the listener up.
+        stalled = socket.create_connection((LOOPBACK, port), timeout=10)
+        stalled.sendall(struct.pack(">q", PROTOCOL_V1)[:5])
+        try:
+            for data in BAD_ELECTION_BYTES:
+                with socket.create_connection((LOOPBACK, port), timeout=10) as s:
+                    s.sendall(data)
+                    s.shutdown(socket.SHUT_WR)
+                    s.settimeout(10)
+                    while s.recv(4096):  # the peer closes it (or it was closed for EOF)
+                        pass
+            ens.start([2, 3])
+            _settled(ens, [1, 2, 3])
+            assert ens.servers[1].running
+            log = ens.servers[1].log_text()
+            assert "dropping it" in log and "Traceback" not in log
+        finally:
+            stalled.close()
