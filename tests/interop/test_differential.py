@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from zkfast.testing.differential import (
+    SERVER_PROPS,
     Step,
     Trace,
     close_order_steps,
@@ -38,8 +39,8 @@ pytestmark = [
     pytest.mark.skipif(not apache_available(), reason="Apache ZooKeeper 3.8 is not installed"),
 ]
 
-#: The same -D properties for both servers.
-PROPS = {"zookeeper.extendedTypesEnabled": "true"}
+#: The same -D properties for both servers (TTL nodes, a super digest).
+PROPS = dict(SERVER_PROPS)
 DEFAULT_SEEDS = [1, 2, 3]
 SLOW_SEEDS = list(range(100, 120))
 STEPS = 150
