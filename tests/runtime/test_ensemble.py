@@ -7,17 +7,26 @@ follow *this* leader). With equal zxids and epochs FastLeaderElection's total or
 highest sid; after the handshake the learners' acceptedEpoch is 1 and the leader's currentEpoch
 is 1 (ZAB sync, issue 5, is what would raise the learners' currentEpoch). Each ensemble is
 stopped through its own handle; every wait polls with a generous bound.
+
+The process tests run on uvloop (the CLI's default); `test_in_process_peers_on_both_event_loops`
+runs three QuorumPeerServers inside one asyncio or uvloop loop. The election listener's
+robustness against bad bytes is checked on a live peer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import struct
+from collections.abc import Callable
 
 import pytest
 
-from zkfast.testing.procs import LOOPBACK, Ensemble, wait_until
+from zkfast.config import config_from_properties
+from zkfast.runtime.quorum_server import QuorumPeerServer
+from zkfast.runtime.server import run_on_loop
+from zkfast.testing.procs import LOOPBACK, Ensemble, free_port, wait_until
 from zkfast.wire.peer_codec import PROTOCOL_V1, ElectionHandshake, encode_handshake
 
 #: Short ticks: Apache's defaults would make a lost leader take initLimit*tickTime to notice.
@@ -199,3 +208,69 @@ def test_election_listener_survives_bad_bytes(tmp_path):
             assert "dropping it" in log and "Traceback" not in log
         finally:
             stalled.close()
+
+
+# ---------------------------------------------------------------------------- in-process peers
+
+
+async def _poll(cond: Callable[[], object], what: str, timeout_s: float = SETTLE_S) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not cond():
+        if loop.time() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout_s}s")
+        await asyncio.sleep(0.01)
+
+
+def _held(servers: dict[int, QuorumPeerServer]) -> int | None:
+    """The leader's sid once it holds every other peer past the epoch handshake, else None."""
+    roles = {sid: s.role for sid, s in servers.items()}
+    if any(r is None for r in roles.values()):
+        return None
+    leaders = [sid for sid, r in roles.items() if r is not None and r.state == "LEADING"]
+    if len(leaders) != 1:
+        return None
+    leader = leaders[0]
+    ok = all(r is not None and r.leader_sid == leader and r.zab_state == "SYNCHRONIZATION"
+             for r in roles.values())
+    peer = servers[leader].peer
+    assert peer is not None
+    return leader if ok and len(peer.status().learners) == len(servers) - 1 else None
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_in_process_peers_on_both_event_loops(tmp_path, loop_kind):
+    """Three QuorumPeerServers in one event loop (each loop kind): elect, agree (every peer's
+    RoleChanged names the same leader, in SYNCHRONIZATION), stop the leader, elect again; the
+    epoch files hold the agreed epochs."""
+    ports = {sid: (free_port(), free_port(), free_port()) for sid in (1, 2, 3)}
+    lines = {f"server.{sid}": f"{LOOPBACK}:{q}:{e}" for sid, (_, q, e) in ports.items()}
+
+    async def main() -> None:
+        servers: dict[int, QuorumPeerServer] = {}
+        try:
+            for sid in (1, 2, 3):
+                data = tmp_path / f"s{sid}"
+                data.mkdir()
+                (data / "myid").write_text(str(sid))
+                cfg = config_from_properties(
+                    {**CFG, **lines, "dataDir": str(data), "clientPort": str(ports[sid][0]),
+                     "clientPortAddress": LOOPBACK, "4lw.commands.whitelist": "*"}, {})
+                servers[sid] = QuorumPeerServer(cfg)
+                await servers[sid].start()
+            await _poll(lambda: _held(servers), "a leader holding both followers")
+            leader = _held(servers)
+            assert leader is not None
+            epoch_dir = tmp_path / f"s{leader}" / "version-2"
+            assert (epoch_dir / "currentEpoch").read_text() == "1"
+            await servers.pop(leader).stop()
+            await _poll(lambda: _held(servers), "a new leader after the old one stopped")
+            new = _held(servers)
+            assert new == max(servers)
+            for sid in servers:
+                assert (tmp_path / f"s{sid}" / "version-2" / "acceptedEpoch").read_text() == "2"
+        finally:
+            for s in servers.values():
+                await s.stop()
+
+    run_on_loop(main(), loop_kind)
