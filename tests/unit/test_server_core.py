@@ -812,3 +812,24 @@ def test_empty_and_relative_paths_as_apache_3_8_0_sees_them(zk: Harness) -> None
     zk.call(1, 9, 5, ("/", b"x", -1))
     out = zk.send(1, (10, 101, (0, [""], [""], [""])))
     assert [r[3] for r in out if r[0] == -1] == [(3, 3, ""), (1, 3, ""), (4, 3, "")]
+
+
+def test_enforced_hard_quotas_read_the_limits_and_stats_nodes() -> None:
+    zk = Harness(enforce_quota=True)
+    zk.session(1)
+    zk.call(1, 1, 1, ("/q", b"", OPEN, 0))
+    zk.call(1, 2, 1, ("/zookeeper/quota/q", b"", OPEN, 0))
+    zk.call(1, 3, 1, ("/zookeeper/quota/q/zookeeper_limits",
+                      b"count=-1,bytes=-1,countHardLimit=3,byteHardLimit=10", OPEN, 0))
+    # the stats node as the tree would keep it: /q and /q/a counted
+    zk.call(1, 4, 1, ("/zookeeper/quota/q/zookeeper_stats", b"count=2,bytes=5", OPEN, 0))
+    assert zk.call(1, 5, 1, ("/q/b", b"123456", OPEN, 0))[2] == -125  # 11 bytes > 10
+    assert zk.call(1, 6, 1, ("/q/b", b"1", OPEN, 0))[2] == 0
+    zk.call(1, 7, 5, ("/zookeeper/quota/q/zookeeper_stats", b"count=3,bytes=6", -1))
+    assert zk.call(1, 8, 1, ("/q/c", b"", OPEN, 0))[2] == -125  # a 4th node
+    assert zk.call(1, 9, 5, ("/q/b", b"12345", -1))[2] == 0  # 6 + 4 = 10: at the limit
+    zk.call(1, 14, 5, ("/zookeeper/quota/q/zookeeper_stats", b"count=3,bytes=10", -1))
+    assert zk.call(1, 10, 5, ("/q/b", b"123456", -1))[2] == -125
+    assert zk.call(1, 11, 1, ("/other", b"x" * 100, OPEN, 0))[2] == 0  # no quota there
+    zk.call(1, 12, 5, ("/zookeeper/quota/q/zookeeper_limits", b"count=oops", -1))
+    assert zk.call(1, 13, 1, ("/q/d", b"", OPEN, 0))[2] == MARSHAL  # NumberFormatException

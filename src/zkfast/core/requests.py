@@ -74,6 +74,7 @@ _NOCHILDRENFOREPHEMERALS = int(Err.NOCHILDRENFOREPHEMERALS)
 _INVALIDACL = int(Err.INVALIDACL)
 _SESSIONEXPIRED = int(Err.SESSIONEXPIRED)
 _RUNTIMEINCONSISTENCY = int(Err.RUNTIMEINCONSISTENCY)
+_QUOTAEXCEEDED = int(Err.QUOTAEXCEEDED)
 
 _PERM_READ, _PERM_WRITE, _PERM_CREATE, _PERM_DELETE, _PERM_ADMIN = 1, 2, 4, 8, 16
 
@@ -261,22 +262,24 @@ class Prepper:
         fixup_acl: ``(acl, auth_ids) -> list | None`` (None = InvalidACL).
         is_session_live: ``checkSession`` as a predicate.
         extended_types_enabled: zookeeper.extendedTypesEnabled (TTL nodes).
+        enforce_quota: zookeeper.enforceQuota (hard quotas fail writes with QuotaExceeded).
     """
 
     __slots__ = ("view", "validate_path", "check_acl", "fixup_acl", "is_session_live",
-                 "extended_types_enabled", "ops")
+                 "extended_types_enabled", "enforce_quota", "ops")
 
     def __init__(self, view: PendingView, *, validate_path: Callable[[str], bool],
                  check_acl: Callable[[Any, int, Any], bool],
                  fixup_acl: Callable[[Any, Any], Any],
                  is_session_live: Callable[[int], bool],
-                 extended_types_enabled: bool) -> None:
+                 extended_types_enabled: bool, enforce_quota: bool = False) -> None:
         self.view = view
         self.validate_path = validate_path
         self.check_acl = check_acl
         self.fixup_acl = fixup_acl
         self.is_session_live = is_session_live
         self.extended_types_enabled = extended_types_enabled
+        self.enforce_quota = enforce_quota
         self.ops: dict[int, Callable[..., tuple[int, Any, bool]]] = {
             1: self.create, 15: self.create, 19: self.create, 21: self.create,
             2: self.delete, 5: self.set_data, 7: self.set_acl, 13: self.check,
@@ -317,6 +320,38 @@ class Prepper:
         if rec is None:
             raise KeeperError(_NONODE)
         return rec
+
+    def _check_quota(self, path: str, bytes_diff: int, count_diff: int) -> None:
+        """ZooKeeperServer.checkQuota (3.8): hard limits of the deepest quota'd ancestor.
+
+        Reads the committed tree's ``zookeeper_limits``/``zookeeper_stats`` nodes, as Apache
+        does; soft limits (``count``/``bytes``) are only logged there, so they pass here.
+        """
+        nodes = self.view.tree.nodes
+        prefix = path
+        limits = None
+        while prefix and prefix != "/":
+            limits = nodes.get(f"/zookeeper/quota{prefix}/zookeeper_limits")
+            if limits is not None:
+                break
+            prefix = prefix[: prefix.rfind("/")]
+        if limits is None or not prefix or prefix == "/":
+            return
+        limit = _stats_track(limits.data)
+        count_hard = limit.get("countHardLimit", -1)
+        byte_hard = limit.get("byteHardLimit", -1)
+        check_count = count_diff != 0 and (limit.get("count", -1) > -1 or count_hard > -1)
+        check_bytes = bytes_diff != 0 and (limit.get("bytes", -1) > -1 or byte_hard > -1)
+        if not check_count and not check_bytes:
+            return
+        stats_node = nodes.get(f"/zookeeper/quota{prefix}/zookeeper_stats")
+        if stats_node is None:
+            return
+        current = _stats_track(stats_node.data)
+        if check_count and count_hard > -1 and current.get("count", -1) + count_diff > count_hard:
+            raise KeeperError(_QUOTAEXCEEDED)
+        if check_bytes and byte_hard > -1 and current.get("bytes", -1) + bytes_diff > byte_hard:
+            raise KeeperError(_QUOTAEXCEEDED)
 
     # -------------------------------------------------------------- ops
     # Each returns (txn_type, txn_record, has_digest) and adds its change records.
@@ -363,6 +398,8 @@ class Prepper:
             raise KeeperError(_NODEEXISTS)
         if ephemeral_kind(parent.ephemeral_owner) == "normal":
             raise KeeperError(_NOCHILDRENFOREPHEMERALS)
+        if self.enforce_quota:
+            self._check_quota(path, len(data) if data is not None else 0, 1)
         new_cversion = parent_cversion + 1
         txn: tuple[Any, ...]
         if opcode == 19:
@@ -441,6 +478,10 @@ class Prepper:
         node = self._record(path)
         if not self.check_acl(node.acl, _PERM_WRITE, auth):
             raise KeeperError(_NOAUTH)
+        if self.enforce_quota:
+            new_len = len(data) if data is not None else 0
+            old_len = len(node.data) if node.data is not None else 0
+            self._check_quota(path, new_len - old_len, 0)
         if version != -1 and version != node.version:
             raise KeeperError(_BADVERSION)
         new_version = _inc_version(node.version)
@@ -561,6 +602,18 @@ class Prepper:
         if failed < 0:
             view.end_multi(mark, rollback=False)
         return txns, results, failed
+
+
+def _stats_track(data: bytes | None) -> dict[str, int]:
+    """StatsTrack(String): ``key=value`` pairs split on ","; a bad number raises ValueError
+    (Apache's NumberFormatException, answered as MarshallingError)."""
+    out: dict[str, int] = {}
+    if not data:
+        return out
+    for pair in data.decode("utf-8", "replace").split(","):
+        key, _, value = pair.partition("=")
+        out[key] = int(value)
+    return out
 
 
 _CREATE_OPS = frozenset({1, 15, 19, 21})

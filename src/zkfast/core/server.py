@@ -273,7 +273,8 @@ class ServerCore:
             self.view, validate_path=validate_path, check_acl=self.check_acl,
             fixup_acl=lambda a, ids: _fix(a, _auth_order_if_needed(a, ids), schemes=sch),
             is_session_live=self.sessions.is_live,
-            extended_types_enabled=config.extended_types_enabled)
+            extended_types_enabled=config.extended_types_enabled,
+            enforce_quota=getattr(config, "enforce_quota", False))
         self.next_zxid = self.tree.last_processed_zxid + 1
         self.last_proposed_zxid = self.tree.last_processed_zxid
         self._inflight: deque[_Inflight] = deque()
