@@ -445,6 +445,17 @@ def sweep_steps() -> list[Step]:
     for p in ("/d/a", "/d/b", "/"):
         steps.append(Step(1, "request", (CREATE, (f"{p.rstrip('/')}/z", b"", OPEN, 0))))
         steps.append(Step(1, "request", (SET_DATA, (p, b"w", -1))))
+    # null data (a buffer of length -1) is kept as null, not as empty data
+    steps += [
+        Step(1, "request", (CREATE, ("/d/null", None, OPEN, 0))),
+        Step(1, "request", (GET_DATA, ("/d/null", False))),
+        Step(1, "request", (CREATE2, ("/d/empty", b"", OPEN, 0))),
+        Step(1, "request", (GET_DATA, ("/d/empty", False))),
+        Step(1, "request", (SET_DATA, ("/d/empty", None, -1))),
+        Step(1, "request", (MULTI_READ, [(GET_DATA, ("/d/empty", False))])),
+        Step(1, "request", (MULTI, [(CREATE, ("/d/null2", None, OPEN, 0))])),
+        Step(1, "request", (GET_DATA, ("/d/null2", False))),
+    ]
     # multi sub-ops with every create mode, through each create opcode (3.8.0 maps some of these
     # to MarshallingError for the whole multi)
     for op in (CREATE, CREATE2, CREATE_CONTAINER):
