@@ -274,3 +274,34 @@ def test_in_process_peers_on_both_event_loops(tmp_path, loop_kind):
                 await s.stop()
 
     run_on_loop(main(), loop_kind)
+
+
+def test_lone_peer_turns_read_only_after_the_grace_period(tmp_path):
+    """readonlymode.enabled: a peer LOOKING alone for max(2 s, tickTime) says `ro` to isro and
+    `Mode: read-only` to srvr (serving read-only sessions needs ServerCore support; issue 4's
+    report lists it)."""
+    ens = Ensemble(tmp_path, ["zkfast"] * 3, cfg=CFG, props={"readonlymode.enabled": "true"})
+    with ens:
+        ens.start([1])
+        assert ens.servers[1].four_letter_word("isro") == "null"
+        wait_until(lambda: ens.servers[1].four_letter_word("isro") == "ro", SETTLE_S,
+                   "isro says ro")
+        assert ens.mode(1) == "read-only"
+        assert "zk_server_state\tread-only" in ens.servers[1].four_letter_word("mntr")
+        ens.start([2])
+        _settled(ens, [1, 2])
+        assert ens.servers[1].four_letter_word("isro") == "rw"
+
+
+def test_election_port_in_use_stops_the_peer(tmp_path):
+    """electionPortBindRetry attempts, then the peer exits (Apache's Listener halts it)."""
+    ens = Ensemble(tmp_path, ["zkfast"] * 3, cfg={**CFG, "electionPortBindRetry": "2"})
+    with ens, socket.socket() as squatter:
+        squatter.bind((LOOPBACK, ens.ports[1][2]))
+        squatter.listen(1)
+        ens.servers[1].start(wait=False)
+        proc = ens.servers[1].proc
+        assert proc is not None
+        assert proc.wait(timeout=SETTLE_S) != 0
+        log = ens.servers[1].log_text()
+        assert "cannot bind the election port" in log and "attempt 2 of 2" in log
