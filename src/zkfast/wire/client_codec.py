@@ -50,6 +50,7 @@ __all__ = [
 _INT = struct.Struct(">i")
 _HDR = struct.Struct(">ii")
 _REPLY_HDR = struct.Struct(">iiqi")  # length, xid, zxid, err
+_encode_reply_frame = core.encode_reply_frame
 _NOTIFY = struct.Struct(">iiqiii")  # length, xid, zxid, err, type, state
 _MULTI_HDR = struct.Struct(">i?i")
 
@@ -186,13 +187,8 @@ def decode_auth_packet(frame: bytes, offset: int = 8) -> tuple[int, str | None, 
 def append_reply(out: bytearray, xid: int, zxid: int, err: int,
                  layout: jute.Layout | None = None, body: Any = None) -> None:
     """Append a length-prefixed ``ReplyHeader`` [+ response record] to ``out``."""
-    if layout is None:
-        out += _REPLY_HDR.pack(16, xid, zxid, err)
-        return
-    start = len(out)
-    out += _REPLY_HDR.pack(0, xid, zxid, err)
-    _encode(layout, body, out)
-    _INT.pack_into(out, start, len(out) - start - 4)
+    # One compiled call builds the whole frame (length, header, body with the Stat fast path).
+    out += _encode_reply_frame(xid, zxid, err, layout, body)
 
 
 def append_multi_reply(out: bytearray, xid: int, zxid: int,

@@ -70,10 +70,10 @@ def _vec(name: str, elem: tuple[str, int, Any]) -> tuple[str, int, Any]:
 # ---------------------------------------------------------------- shared data records
 ID: Layout = (_s("scheme"), _s("id"))
 ACL: Layout = (_i("perms"), _rec("id", ID))
-STAT: Layout = (
-    _l("czxid"), _l("mzxid"), _l("ctime"), _l("mtime"), _i("version"), _i("cversion"),
-    _i("aversion"), _l("ephemeralOwner"), _i("dataLength"), _i("numChildren"), _l("pzxid"),
-)
+#: The core's own Stat layout object: a layout nesting this very object lets the compiled writer
+#: take its Stat fast path (czxid, mzxid, ctime, mtime, version, cversion, aversion,
+#: ephemeralOwner, dataLength, numChildren, pzxid).
+STAT: Layout = core.STAT_LAYOUT
 STAT_PERSISTED: Layout = (
     _l("czxid"), _l("mzxid"), _l("ctime"), _l("mtime"), _i("version"), _i("cversion"),
     _i("aversion"), _l("ephemeralOwner"), _l("pzxid"),
