@@ -7,6 +7,7 @@ the core for its next deadline and re-arms the Env's timer when that changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..core.actions import AppendTxns, CloseClient, PauseClient, ResumeClient, SendToClient
@@ -31,7 +32,7 @@ class Driver:
         self.core = core
         self.env = env
         self._deadline_ms: int | None = None
-        self._dispatch = {
+        self._dispatch: dict[type, Callable[[Any], None]] = {
             SendToClient: self._send,
             CloseClient: self._close,
             AppendTxns: self._append,

@@ -55,7 +55,8 @@ class SnapshotNode:
     """One znode as a snapshot holds it: the persisted stat is the 9-field STAT_PERSISTED."""
 
     path: str
-    data: bytes
+    #: None is null data (written as length -1), which Apache keeps distinct from empty.
+    data: bytes | None
     #: None is the implicit open ACL of ACL id -1 (the system nodes Apache creates at start);
     #: an explicit ``world:anyone`` list is a list like any other.
     acl: list[tuple[int, tuple[str, str]]] | None
@@ -108,7 +109,7 @@ def encode_snapshot(sessions: Iterable[tuple[int, int]], nodes: Iterable[Snapsho
     for aid, acl in acl_lists:
         out += _LONG.pack(aid)
         core.encode_record(_ACL_VECTOR, (acl,), out)
-    for node, aid in zip(node_list, node_acl_ids):
+    for node, aid in zip(node_list, node_acl_ids, strict=True):
         core.encode_record(((("path", core.T_USTRING, None)),), (node.path,), out)
         core.encode_record((("data", core.T_BUFFER, None),), (node.data,), out)
         out += _LONG.pack(aid)
@@ -150,7 +151,7 @@ class _Reader:
             values, self.pos = core.decode_record(layout, self.data, self.pos)
         except ProtocolError as exc:
             raise SnapshotCorrupt(f"{what}: {exc}") from exc
-        return values  # type: ignore[no-any-return]
+        return values
 
     def seal(self, n: int) -> bool:
         """Check seal ``n``; False when the stream ends where an optional section would start."""
@@ -185,7 +186,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
     if count < 0 or count * _SESSION.size > len(data) - r.pos:
         raise SnapshotCorrupt(f"session count {count} at offset {r.pos - 4} is impossible")
     for _ in range(count):
-        snap.sessions.append(r.take(_SESSION, "session"))  # type: ignore[arg-type]
+        snap.sessions.append(r.take(_SESSION, "session"))
     (count,) = r.take(_INT, "ACL cache size")
     if count < 0 or count * 12 > len(data) - r.pos:
         raise SnapshotCorrupt(f"ACL cache size {count} at offset {r.pos - 4} is impossible")
@@ -206,7 +207,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
         node_data, aid, stat = r.record(node_layout, f"node {path!r}")
         if aid not in acls:
             raise SnapshotCorrupt(f"node {path!r} refers to ACL id {aid}, not in the ACL cache")
-        snap.nodes.append(SnapshotNode(path, node_data or b"", acls[aid], stat))
+        snap.nodes.append(SnapshotNode(path, node_data, acls[aid], stat))
     # The node list ends with "/" right away; seal #1 follows it.
     if not r.seal(1):
         raise SnapshotCorrupt("the stream ends before seal #1")
