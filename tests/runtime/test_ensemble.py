@@ -27,7 +27,15 @@ from zkfast.config import config_from_properties
 from zkfast.runtime.quorum_server import QuorumPeerServer
 from zkfast.runtime.server import run_on_loop
 from zkfast.testing.procs import LOOPBACK, Ensemble, free_port, wait_until
-from zkfast.wire.peer_codec import PROTOCOL_V1, ElectionHandshake, encode_handshake
+from zkfast.wire.peer_codec import (
+    PROTOCOL_V1,
+    ElectionHandshake,
+    Notification,
+    decode_handshake,
+    decode_notification,
+    encode_handshake,
+    encode_notification,
+)
 
 #: Short ticks: Apache's defaults would make a lost leader take initLimit*tickTime to notice.
 CFG = {"tickTime": "500", "initLimit": "10", "syncLimit": "5"}
@@ -305,3 +313,76 @@ def test_election_port_in_use_stops_the_peer(tmp_path):
         assert proc.wait(timeout=SETTLE_S) != 0
         log = ens.servers[1].log_text()
         assert "cannot bind the election port" in log and "attempt 2 of 2" in log
+
+
+# ---------------------------------------------------------------------------- wire-level checks
+
+
+def _read_exact(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise EOFError(f"closed after {len(out)} of {n} bytes")
+        out += chunk
+    return out
+
+
+def _read_handshake(s: socket.socket) -> ElectionHandshake:
+    head = _read_exact(s, 20)
+    hs = decode_handshake(head + _read_exact(s, struct.unpack_from(">i", head, 16)[0]))
+    assert hs is not None
+    return hs[0]
+
+
+def _read_notification(s: socket.socket) -> Notification:
+    (n,) = struct.unpack(">i", _read_exact(s, 4))
+    assert 0 < n <= 512 * 1024
+    return decode_notification(_read_exact(s, n))
+
+
+def test_election_wire_handshake_tie_break_and_resend(tmp_path):
+    """Byte-level QuorumCnxManager behaviour of a zkfast peer (sid 2), seen by a hand-made
+    peer playing sid 1 and sid 3: it dials the lower sid with a V1 handshake and its vote; a
+    connection the lower sid dials is closed and dialled back, with the last vote re-sent; a
+    connection from the higher sid is kept and gets the vote too."""
+    ens = Ensemble(tmp_path, ["zkfast"] * 3, cfg=CFG)
+    with ens, socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((LOOPBACK, ens.ports[1][2]))  # we are sid 1's election port
+        listener.listen(8)
+        listener.settimeout(SETTLE_S)
+        ens.start([2])
+        eport2 = ens.ports[2][2]
+        first, _ = listener.accept()
+        with first:
+            first.settimeout(SETTLE_S)
+            hs = _read_handshake(first)
+            assert (hs.sid, hs.protocol_version, hs.addr) == (2, PROTOCOL_V1,
+                                                              f"{LOOPBACK}:{eport2}")
+            vote = _read_notification(first)
+            assert (vote.state, vote.leader, vote.zxid, vote.peer_epoch) == (0, 2, 0, 0)
+            assert vote.config and f"server.2={LOOPBACK}:" in vote.config
+        # sid 1 dials sid 2: the lower sid's connection is closed and sid 2 dials back.
+        with socket.create_connection((LOOPBACK, eport2), timeout=SETTLE_S) as low:
+            low.sendall(_hs(1, f"{LOOPBACK}:{ens.ports[1][2]}"))
+            low.settimeout(SETTLE_S)
+            assert low.recv(1) == b""
+        back, _ = listener.accept()
+        with back:
+            back.settimeout(SETTLE_S)
+            assert _read_handshake(back).sid == 2
+            again = _read_notification(back)
+            assert (again.leader, again.state) == (2, 0)
+            # sid 3 dials sid 2: kept; it gets sid 2's vote; sid 2 learns sid 3's vote.
+            with socket.create_connection((LOOPBACK, eport2), timeout=SETTLE_S) as high:
+                high.sendall(_hs(3, f"{LOOPBACK}:{ens.ports[3][2]}"))
+                high.settimeout(SETTLE_S)
+                assert _read_notification(high).leader == 2
+                mine = Notification(state=0, leader=3, zxid=0, election_epoch=again.election_epoch,
+                                    peer_epoch=0)
+                payload = encode_notification(mine)
+                high.sendall(struct.pack(">i", len(payload)) + payload)
+                # sid 2 now votes for sid 3 and tells everyone, on the links it has.
+                assert _read_notification(high).leader == 3
+                assert _read_notification(back).leader == 3
