@@ -76,6 +76,16 @@ def _peer_state(ens: Ensemble, sid: int) -> str | None:
     return m.group(1) if m else None
 
 
+def _connect_request_closed(port: int) -> bool:
+    # ConnectRequest: protocolVersion 0, lastZxidSeen 0, timeOut 30000, sessionId 0,
+    # passwd (16 zero bytes), readOnly false.
+    body = struct.pack(">iqiqi", 0, 0, 30000, 0, 16) + bytes(16) + b"\x00"
+    with socket.create_connection((LOOPBACK, port), timeout=SETTLE_S) as s:
+        s.sendall(struct.pack(">i", len(body)) + body)
+        s.settimeout(SETTLE_S)
+        return s.recv(4096) == b""
+
+
 def _others(sids: list[int], leader: int) -> list[int]:
     return [s for s in sids if s != leader]
 
@@ -92,6 +102,10 @@ def test_three_peers_elect_one_leader_and_again_after_a_sigkill(tmp_path):
                 "LOOKING", "LEADING" if sid == leader else "FOLLOWING"]
         follower = _others([1, 2, 3], leader)[0]
         assert _peer_state(ens, follower) == "following - synchronization"
+        # No role serves sessions before ZAB sync (issue 5): a ConnectRequest is closed, as
+        # Apache's "ZooKeeperServer not running".
+        for sid in (leader, follower):
+            assert _connect_request_closed(ens.servers[sid].client_port)
         # The leader dies without a word: the followers lose their quorum connection, look,
         # and elect the higher of the two that are left.
         ens.servers[leader].kill()
