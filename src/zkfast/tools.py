@@ -173,7 +173,7 @@ def snapshot_dump_main(argv: Sequence[str] | None = None) -> int:
             node: dict[str, Any] = {
                 "path": n.path or "/", "czxid": c, "mzxid": m, "ctime": ct, "mtime": mt,
                 "version": ver, "cversion": cver, "aversion": aver, "ephemeralOwner": owner,
-                "pzxid": p, "dataLength": len(n.data),
+                "pzxid": p, "dataLength": len(n.data or b""),
                 "acl": None if n.acl is None else [
                     {"perms": perms, "scheme": s, "id": i} for perms, (s, i) in n.acl]}
             if args.dump_data:
@@ -196,7 +196,7 @@ def snapshot_dump_main(argv: Sequence[str] | None = None) -> int:
         print(f"  cZxid = {_hex(c)}\n  ctime = {_when(ct)}\n  mZxid = {_hex(m)}\n"
               f"  mtime = {_when(mt)}\n  pZxid = {_hex(p)}\n  cversion = {cver}\n"
               f"  dataVersion = {ver}\n  aclVersion = {aver}\n"
-              f"  ephemeralOwner = {_hex(owner)}\n  dataLength = {len(n.data)}")
+              f"  ephemeralOwner = {_hex(owner)}\n  dataLength = {len(n.data or b'')}")
         if args.dump_data:
             print(f"  data = {base64.b64encode(n.data).decode() if n.data else ''}")
     print("----")

@@ -285,7 +285,10 @@ def test_set_data() -> None:
     assert t.approximate_data_size == 44 + 2 + 5
     # The txn's version is copied, whatever it is (decided by the leader).
     t.apply_txn(hdr(3, 5), ("/a", None, 41))
-    assert t.nodes["/a"].data == b"" and t.nodes["/a"].version == 41
+    # Null data stays null (Apache's DataNode.data), measured as 0 bytes.
+    assert t.nodes["/a"].data is None and t.nodes["/a"].version == 41
+    assert stat(t, "/a")["dataLength"] == 0
+    assert t.approximate_data_size == 44 + 2
     check_digest(t)
     before = t.digest()
     assert t.apply_txn(hdr(4, 5), ("/nope", b"x", 1)) == []
@@ -731,3 +734,130 @@ def test_replay_of_an_apache_log_matches_every_txn_digest() -> None:
         header, record, _ = _decode_log_entry(bytes.fromhex(entry))
         t.apply_txn(header, record)
     assert t.digest() == before
+
+
+# --------------------------------------------------------------------------- null data
+
+
+def test_null_data_stays_null_and_hashes_like_empty() -> None:
+    """Apache keeps a null buffer as null: dataLength 0, digest as for empty data."""
+    t = DataTree()
+    create(t, 1, "/n", None)  # type: ignore[arg-type]
+    create(t, 2, "/e", b"")
+    assert t.nodes["/n"].data is None and t.nodes["/e"].data == b""
+    assert stat(t, "/n")["dataLength"] == 0
+    assert node_digest("/x", t.nodes["/n"]) == node_digest("/x", t.nodes["/n"])
+    n, e = t.nodes["/n"], t.nodes["/e"]
+    e2 = ZNode(b"", e.acl, n.czxid, n.mzxid, n.ctime, n.mtime, 0, 0, 0, 0, n.pzxid)
+    assert node_digest("/n", n) == node_digest("/n", e2)
+    assert t.approximate_data_size == 44 + 2 + 2
+    check_digest(t)
+    t.apply_txn(hdr(3, 2), ("/n",))
+    assert t.approximate_data_size == 44 + 2
+    check_digest(t)
+
+
+# --------------------------------------------------------------------------- quotas
+
+STATS = "/zookeeper/quota/q/zookeeper_stats"
+LIMITS = "/zookeeper/quota/q/zookeeper_limits"
+
+
+def quota_tree() -> DataTree:
+    t = DataTree()
+    create(t, 1, "/q", b"ab")
+    create(t, 2, "/q/a", b"12345")
+    create(t, 3, "/zookeeper/quota/q")
+    create(t, 4, LIMITS, b"count=5,bytes=100")
+    return t
+
+
+def test_stats_node_is_recounted_when_created_then_kept_by_every_write() -> None:
+    """DataTree.updateQuotaForPath on the stats node's create, then updateQuotaStat."""
+    t = quota_tree()
+    digest = t.digest()
+    create(t, 5, STATS, b"count=0,bytes=0")
+    assert t.nodes[STATS].data == b"count=2,bytes=7"  # /q and /q/a
+    create(t, 6, "/q/a/deep", b"xyz")
+    create(t, 7, "/q/b", None)  # type: ignore[arg-type]
+    assert t.nodes[STATS].data == b"count=4,bytes=10"
+    t.apply_txn(hdr(8, 5), ("/q/a", b"1", 1))
+    assert t.nodes[STATS].data == b"count=4,bytes=6"
+    t.apply_txn(hdr(9, 2), ("/q/a/deep",))
+    assert t.nodes[STATS].data == b"count=3,bytes=3"
+    create(t, 10, "/other", b"not counted")
+    t.apply_txn(hdr(11, 5), ("/q", None, 1))
+    assert t.nodes[STATS].data == b"count=3,bytes=1"
+    # Only the stats node's data moves: its stat stays, and /zookeeper/ is outside the digest.
+    assert t.nodes[STATS].mzxid == 5 and t.nodes[STATS].version == 0
+    check_digest(t)
+    assert t.digest() != digest  # the /q nodes changed it, not the stats
+    fresh = DataTree.from_nodes((p, n) for p, n in sorted(t.nodes.items()))
+    assert fresh.digest() == t.digest()
+
+
+def test_deepest_quota_wins_and_removing_the_limits_node_stops_the_counting() -> None:
+    t = quota_tree()
+    create(t, 5, STATS)
+    create(t, 6, "/zookeeper/quota/q/a")
+    create(t, 7, "/zookeeper/quota/q/a/zookeeper_limits", b"count=1,bytes=1")
+    create(t, 8, "/zookeeper/quota/q/a/zookeeper_stats")
+    inner = "/zookeeper/quota/q/a/zookeeper_stats"
+    assert t.nodes[inner].data == b"count=1,bytes=5"
+    assert t.max_quota_prefix("/q/a/x") == "/q/a" and t.max_quota_prefix("/q/b") == "/q"
+    assert t.max_quota_prefix("/qq") is None and t.max_quota_prefix("/") is None
+    create(t, 9, "/q/a/x", b"1")
+    assert t.nodes[inner].data == b"count=2,bytes=6"
+    assert t.nodes[STATS].data == b"count=2,bytes=7"  # only the deepest quota counts
+    t.apply_txn(hdr(10, 2), (LIMITS,))
+    create(t, 11, "/q/c", b"1")
+    assert t.nodes[STATS].data == b"count=2,bytes=7"
+    assert t.max_quota_prefix("/q/c") is None
+
+
+def test_stats_text_keeps_other_keys_and_a_bad_text_is_left_alone() -> None:
+    t = quota_tree()
+    create(t, 5, STATS)
+    t.nodes[STATS].data = b"count=2,bytes=7=;countHardLimit=9;a=1"
+    create(t, 6, "/q/b", b"12")
+    assert t.nodes[STATS].data == b"count=3,bytes=9=;a=1;countHardLimit=9"
+    t.nodes[STATS].data = b"count=x"
+    create(t, 7, "/q/c", b"12")
+    assert t.nodes[STATS].data == b"count=x"
+
+
+def test_loading_a_tree_rebuilds_quotas_and_recounts_stats() -> None:
+    """DataTree.setupQuota: leaf limits nodes mark their paths and recount the stats."""
+    t = quota_tree()
+    create(t, 5, STATS)
+    t.nodes[STATS].data = b"count=40,bytes=40"
+    loaded = DataTree.from_nodes((p, n) for p, n in sorted(t.nodes.items()))
+    assert loaded.nodes[STATS].data == b"count=2,bytes=7"
+    create(loaded, 6, "/q/z", b"1")
+    assert loaded.nodes[STATS].data == b"count=3,bytes=8"
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        (b"", {}),
+        (b"count=5,bytes=100", {"count": 5, "bytes": 100}),
+        (b"count=-1,bytes=-1=;byteHardLimit=10;countHardLimit=3",
+         {"count": -1, "bytes": -1, "byteHardLimit": 10, "countHardLimit": 3}),
+        (b"count==4,bytes=1,", {"count": -1, "bytes": 1}),
+    ],
+)
+def test_stats_track_text(text: bytes, parsed: dict[str, int]) -> None:
+    from zkfast.core.datatree import format_stats_track, parse_stats_track
+
+    assert parse_stats_track(text) == parsed
+    if parsed:
+        assert parse_stats_track(format_stats_track(parsed)) == parsed
+
+
+@pytest.mark.parametrize("text", [b"count", b"count=x", b",count=1", b"=", b"count=1e3"])
+def test_stats_track_rejects_what_java_rejects(text: bytes) -> None:
+    from zkfast.core.datatree import parse_stats_track
+
+    with pytest.raises(ValueError):
+        parse_stats_track(text)

@@ -111,3 +111,17 @@ def test_quick_validity_of_a_plain_snapshot() -> None:
     assert tree_io.quick_valid("snapshot.f", len(raw), raw[:16], raw[-5:])
     cut = raw[:-3]
     assert not tree_io.quick_valid("snapshot.f", len(cut), cut[:16], cut[-5:])
+
+
+def test_null_data_round_trips_as_length_minus_one() -> None:
+    """Apache writes a null buffer as -1; empty data stays empty."""
+    t = DataTree()
+    t.apply_txn((1, 1, 1, 5, 1), ("/null", None, [(31, ("world", "anyone"))], False, -1))
+    t.apply_txn((1, 2, 2, 5, 1), ("/empty", b"", [(31, ("world", "anyone"))], False, -1))
+    raw = tree_io.encode_tree(t, [])
+    assert struct.pack(">i", 5) + b"/null" + struct.pack(">i", -1) in raw
+    assert struct.pack(">i", 6) + b"/empty" + struct.pack(">i", 0) in raw
+    back = tree_io.tree_from_snapshot(decode_snapshot(raw), 2)
+    assert back.nodes["/null"].data is None and back.nodes["/empty"].data == b""
+    assert back.digest() == t.digest()
+    assert tree_io.encode_tree(back, []) == raw

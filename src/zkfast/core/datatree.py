@@ -39,6 +39,23 @@ so ``digest()`` is O(1). The root hashes under the path ``""``.
 (``""`` and ``"/"``); ``approximate_data_size`` follows ``cachedApproximateDataSize`` (the
 ``mntr`` gauge), kept incrementally from path length plus data length.
 
+Null data: a znode's data is ``None`` when it was created or set with a null buffer (length -1
+on the wire), as Apache's ``DataNode.data`` is null then. It stays distinct from ``b""``: getData
+answers null, snapshots and txns carry -1. Everything that measures data counts null as 0 bytes
+(``dataLength``, the data size, quota bytes), and the digest hashes null and empty alike
+(``DigestCalculator`` skips a null buffer, and an empty one adds nothing to a CRC).
+
+Quotas (zk-formats §2.1; Apache ``DataTree.updateQuotaStat``/``updateQuotaForPath``,
+``PathTrie``, ``StatsTrack``): each server keeps ``/zookeeper/quota/<path>/zookeeper_stats``
+itself; nothing about it travels in txns. ``_quota_paths`` is the trie of quota'd paths, kept as
+the set of their normalised forms: creating ``.../zookeeper_limits`` adds a path, deleting it
+removes it, loading a snapshot rebuilds it from every leaf ``zookeeper_limits`` node. Creating a
+``zookeeper_stats`` node (and loading a snapshot) recounts its subtree into it as
+``count=N,bytes=M``; afterwards each create, delete and setData below the deepest quota'd
+ancestor adds its count/bytes difference to that ancestor's stats text. Only the stats node's
+data changes (no stat field, no digest: it lives under ``/zookeeper/``; and, as in Apache, not the
+approximate data size). With no quota anywhere the writes pay one empty-set test.
+
 Nothing here imports asyncio, sockets, time, random, os or threading; there is no logging on
 the hot path.
 """
@@ -55,6 +72,8 @@ from ..wire.constants import CONTAINER_EPHEMERAL_OWNER, TTL_MAX_MS, EventType
 
 __all__ = [
     "ZNode",
+    "parse_stats_track",
+    "format_stats_track",
     "DataTree",
     "AclEntry",
     "Trigger",
@@ -88,6 +107,16 @@ SYSTEM_PATHS = frozenset({"/", ZOOKEEPER_PATH, QUOTA_PATH, CONFIG_PATH})
 FRESH_TREE_DIGEST = 0x51C6D660
 
 _DIGEST_EXCLUDED_PREFIX = "/zookeeper/"
+#: Quotas.limitNode / Quotas.statNode.
+QUOTA_LIMITS_NODE = "zookeeper_limits"
+QUOTA_STATS_NODE = "zookeeper_stats"
+_QUOTA_LIMITS_SUFFIX = "/" + QUOTA_LIMITS_NODE
+_QUOTA_STATS_SUFFIX = "/" + QUOTA_STATS_NODE
+_STATS_SEPARATORS = re.compile("[,;]+")
+_EQUALS = re.compile("=")
+_JAVA_LONG = re.compile("[+-]?[0-9]+")
+#: Characters Java's String.trim() strips (every code unit <= U+0020).
+_JAVA_TRIM = "".join(chr(c) for c in range(33))
 _U64 = (1 << 64) - 1
 _TTL_OWNER_MASK = -0x0100000000000000  # 0xff00000000000000 as a signed 64-bit value
 _EXTENDED_RESERVED_BITS = 0x00FFFF0000000000
@@ -135,11 +164,70 @@ def parent_of(path: str) -> str:
     return path[: path.rfind("/")] or "/"
 
 
+def _java_split(pattern: re.Pattern[str], text: str) -> list[str]:
+    """``String.split(regex)``: no match gives ``[text]``; trailing empty strings are dropped."""
+    parts = pattern.split(text)
+    if len(parts) == 1:
+        return parts
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+def _java_long(text: str) -> int:
+    """``Long.parseLong``: ASCII digits with an optional sign, within 64 bits."""
+    if _JAVA_LONG.fullmatch(text) is None:
+        raise ValueError(f"not a long: {text!r}")
+    value = int(text)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise ValueError(f"long out of range: {text!r}")
+    return value
+
+
+def parse_stats_track(data: bytes | None) -> dict[str, int]:
+    """``new StatsTrack(data)``: the ``key=value`` pairs of a quota node's text.
+
+    Pairs are split on runs of ``,`` and ``;`` and each pair on ``=`` (so the ``bytes=M=``
+    marker of the newer format reads as ``bytes=M``); an empty value reads as -1. A missing
+    key reads as -1 too (``StatsTrack.getValue``): use ``.get(key, -1)``.
+
+    Raises:
+        ValueError: a pair without a value or a value that is not a long (Apache's
+            ``NumberFormatException`` / ``ArrayIndexOutOfBoundsException``).
+    """
+    out: dict[str, int] = {}
+    if not data:
+        return out
+    for pair in _java_split(_STATS_SEPARATORS, data.decode("utf-8", "replace")):
+        kv = _java_split(_EQUALS, pair)
+        if len(kv) < 2:
+            raise ValueError(f"no value in {pair!r}")
+        out[kv[0]] = -1 if kv[1] == "" else _java_long(kv[1])
+    return out
+
+
+def format_stats_track(stats: dict[str, int]) -> bytes:
+    """``StatsTrack.toString``: ``count=N,bytes=M``, then ``=;key=value`` for other keys, sorted."""
+    text = f"count={stats.get('count', -1)},bytes={stats.get('bytes', -1)}"
+    extra = sorted(k for k in stats if k != "count" and k != "bytes")
+    if extra:
+        text += "=" + "".join(f";{k}={stats[k]}" for k in extra)
+    return text.encode("utf-8")
+
+
+def _trie_key(path: str) -> str | None:
+    """``PathTrie``'s view of a path: its components less blank ones, as ``/a/b``; None for
+    a path with no component (Apache's trie rejects it)."""
+    parts = [p for p in path.split("/") if p.strip(_JAVA_TRIM)]
+    return "/" + "/".join(parts) if parts else None
+
+
 class ZNode:
     """One znode: data, ACL, the persisted stat and the names of its children.
 
-    The stat fields are the nine of ``StatPersisted``; ``cversion`` is the persisted one (it
-    counts child creations). ``_digest`` caches this node's CRC32 contribution to the tree
+    ``data`` is None for null data (distinct from ``b""``, see the module docstring). The stat
+    fields are the nine of ``StatPersisted``; ``cversion`` is the persisted one (it counts
+    child creations). ``_digest`` caches this node's CRC32 contribution to the tree
     digest (``None`` until computed; 0 for nodes under ``/zookeeper/``).
     """
 
@@ -161,7 +249,7 @@ class ZNode:
 
     def __init__(
         self,
-        data: bytes,
+        data: bytes | None,
         acl: list[AclEntry],
         czxid: int = 0,
         mzxid: int = 0,
@@ -261,6 +349,7 @@ class DataTree:
         "_digest",
         "_data_size",
         "_apply",
+        "_quota_paths",
     )
 
     def __init__(self, *, extended_types_enabled: bool = False) -> None:
@@ -272,6 +361,8 @@ class DataTree:
         self.extended_types_enabled = extended_types_enabled
         self._digest = 0
         self._data_size = 0
+        #: Normalised quota'd paths (Apache's ``pTrie``); empty on the fast path.
+        self._quota_paths: set[str] = set()
         self._apply: dict[int, Any] = {
             -10: self._apply_nothing,  # createSession: the session table's business
             -11: self._apply_close_session,
@@ -335,9 +426,25 @@ class DataTree:
         if "/" not in tree.nodes:
             raise ValueError("invalid snapshot: no root node")
         # Apache recounts the size over its map, where the root appears twice.
-        tree._data_size += len(tree.nodes["/"].data)
+        root_data = tree.nodes["/"].data
+        tree._data_size += len(root_data) if root_data is not None else 0
         tree.last_processed_zxid = last_processed_zxid
+        tree._setup_quota()
         return tree
+
+    def _setup_quota(self) -> None:
+        """``DataTree.setupQuota`` after a load: every leaf ``zookeeper_limits`` node under
+        ``/zookeeper/quota`` marks its path quota'd and recounts that path's stats node."""
+        prefix = QUOTA_PATH + "/"
+        nodes = self.nodes
+        for path in sorted(p for p in nodes if p.startswith(prefix)):
+            if not path.endswith(_QUOTA_LIMITS_SUFFIX) or nodes[path].children:
+                continue
+            real = path[len(QUOTA_PATH) : path.index(_QUOTA_LIMITS_SUFFIX)]
+            self._update_quota_for_path(real)
+            key = _trie_key(real)
+            if key is not None:
+                self._quota_paths.add(key)
 
     def _put(self, path: str, node: ZNode) -> None:
         """Insert a node into the map, counting its digest and size (not its parent link)."""
@@ -345,7 +452,8 @@ class DataTree:
         h = node_digest(path, node)
         node._digest = h
         self._digest = (self._digest + h) & _U64
-        self._data_size += len(path) + len(node.data)
+        data = node.data
+        self._data_size += len(path) + (len(data) if data is not None else 0)
 
     # ------------------------------------------------------------------ reads
 
@@ -360,6 +468,7 @@ class DataTree:
         ephemeralOwner of 0 for container and TTL nodes.
         """
         nc = len(node.children)
+        data = node.data
         owner = node.ephemeral_owner
         if owner < 0 and (
             owner == CONTAINER_EPHEMERAL_OWNER
@@ -375,7 +484,7 @@ class DataTree:
             _wrap32(node.cversion * 2 - nc),
             node.aversion,
             owner,
-            len(node.data),
+            len(data) if data is not None else 0,
             nc,
             node.pzxid,
         )
@@ -509,14 +618,19 @@ class DataTree:
             raise _NoNode(path)
         old = node._digest
         data = record[1]
-        if data is None:
-            data = b""
-        self._data_size += len(data) - len(node.data)
+        old_data = node.data
+        diff = (len(data) if data is not None else 0) - (
+            len(old_data) if old_data is not None else 0)
+        self._data_size += diff
         node.data = data
         node.mtime = header[3]
         node.mzxid = header[2]
         node.version = record[2]
         self._rehash(path, node, old)
+        if self._quota_paths:
+            prefix = self.max_quota_prefix(path)
+            if prefix is not None:
+                self._update_quota_stat(prefix, diff, 0)
         triggers.append((path, _NODE_DATA_CHANGED))
 
     def _apply_set_acl(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
@@ -620,11 +734,15 @@ class DataTree:
             parent.pzxid = zxid
         parent.children.add(name)
         self._rehash(parent_path, parent, old)
-        if data is None:
-            data = b""
         self._put(path, ZNode(data, acl, zxid, zxid, time, time, 0, 0, 0, owner, zxid))
         if owner != 0:
             self._index_owner(path, owner)
+        if parent_path.startswith(QUOTA_PATH):
+            self._quota_node_created(parent_path, name)
+        if self._quota_paths:
+            prefix = self.max_quota_prefix(path)
+            if prefix is not None:
+                self._update_quota_stat(prefix, len(data) if data is not None else 0, 1)
         triggers.append((path, _NODE_CREATED))
         triggers.append((parent_path, _NODE_CHILDREN_CHANGED))
 
@@ -645,7 +763,9 @@ class DataTree:
         if node is None:
             raise _NoNode(path)
         self._digest = (self._digest - (node._digest or 0)) & _U64
-        self._data_size -= len(path) + len(node.data)
+        data = node.data
+        size = len(data) if data is not None else 0
+        self._data_size -= len(path) + size
         owner = node.ephemeral_owner
         if owner != 0:
             if owner == CONTAINER_EPHEMERAL_OWNER:
@@ -656,6 +776,15 @@ class DataTree:
                 paths = self.ephemerals.get(owner)
                 if paths is not None:
                     paths.discard(path)
+        if self._quota_paths:
+            if path[cut + 1 :] == QUOTA_LIMITS_NODE and parent_path.startswith(ZOOKEEPER_PATH):
+                # Quotas.trimQuotaPath on the parent: the quota'd path loses its quota.
+                key = _trie_key(parent_path[len(QUOTA_PATH) :])
+                if key is not None:
+                    self._quota_paths.discard(key)
+            prefix = self.max_quota_prefix(path)
+            if prefix is not None:
+                self._update_quota_stat(prefix, -size, -1)
         triggers.append((path, _NODE_DELETED))
         triggers.append((parent_path, _NODE_CHILDREN_CHANGED))
 
@@ -671,6 +800,77 @@ class DataTree:
             node.cversion = cversion
             node.pzxid = zxid
             self._rehash(path, node, old)
+
+    # ------------------------------------------------------------------ quotas
+
+    def max_quota_prefix(self, path: str) -> str | None:
+        """``getMaxPrefixWithQuota``: the deepest quota'd path at or above ``path``, or None.
+
+        Paths are compared in ``PathTrie``'s normalised form (blank components dropped); the
+        root never counts as quota'd.
+        """
+        quota_paths = self._quota_paths
+        if not quota_paths:
+            return None
+        found = None
+        prefix = ""
+        for part in path.split("/"):
+            if not part.strip(_JAVA_TRIM):
+                continue
+            prefix = prefix + "/" + part
+            if prefix in quota_paths:
+                found = prefix
+        return found
+
+    def _quota_node_created(self, parent_path: str, name: str) -> None:
+        """A child of ``/zookeeper/quota...`` was created: a limits node makes its path
+        quota'd, a stats node gets its path's subtree counted into it (``createNode``)."""
+        if name == QUOTA_LIMITS_NODE:
+            key = _trie_key(parent_path[len(QUOTA_PATH) :])
+            if key is not None:
+                self._quota_paths.add(key)
+        if name == QUOTA_STATS_NODE:
+            self._update_quota_for_path(parent_path[len(QUOTA_PATH) :])
+
+    def _update_quota_for_path(self, path: str) -> None:
+        """``updateQuotaForPath``: count ``path`` and its descendants into its stats node."""
+        stats_node = self.nodes.get(QUOTA_PATH + path + _QUOTA_STATS_SUFFIX)
+        if stats_node is None:
+            return
+        count = 0
+        size = 0
+        nodes = self.nodes
+        node = nodes.get(path or "/")
+        stack: list[tuple[str, ZNode]] = [] if node is None else [(path, node)]
+        while stack:
+            base, n = stack.pop()
+            count += 1
+            data = n.data
+            if data is not None:
+                size += len(data)
+            for name in n.children:
+                child_path = base + "/" + name
+                child = nodes.get(child_path)
+                if child is not None:
+                    stack.append((child_path, child))
+        stats_node.data = format_stats_track({"count": count, "bytes": size})
+
+    def _update_quota_stat(self, prefix: str, bytes_diff: int, count_diff: int) -> None:
+        """``updateQuotaStat``: add the differences to the quota'd path's stats node.
+
+        Apache's apply throws (and its server stops) on a stats text that does not parse;
+        zkfast leaves such a node as it is, as it does one that is missing.
+        """
+        stats_node = self.nodes.get(QUOTA_PATH + prefix + _QUOTA_STATS_SUFFIX)
+        if stats_node is None:
+            return
+        try:
+            stats = parse_stats_track(stats_node.data)
+        except ValueError:
+            return
+        stats["count"] = stats.get("count", -1) + count_diff
+        stats["bytes"] = stats.get("bytes", -1) + bytes_diff
+        stats_node.data = format_stats_track(stats)
 
     @staticmethod
     def _is_ttl_owner(owner: int) -> bool:

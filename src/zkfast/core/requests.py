@@ -39,6 +39,7 @@ from ..wire.constants import (
     Err,
 )
 from .datatree import node_digest as _node_digest
+from .datatree import parse_stats_track as _parse_stats_track
 
 __all__ = [
     "KeeperError",
@@ -324,18 +325,18 @@ class Prepper:
     def _check_quota(self, path: str, bytes_diff: int, count_diff: int) -> None:
         """ZooKeeperServer.checkQuota (3.8): hard limits of the deepest quota'd ancestor.
 
-        Reads the committed tree's ``zookeeper_limits``/``zookeeper_stats`` nodes, as Apache
-        does; soft limits (``count``/``bytes``) are only logged there, so they pass here.
+        The quota'd ancestor comes from the committed tree's quota paths
+        (``getMaxPrefixWithQuota``); its ``zookeeper_limits``/``zookeeper_stats`` nodes are read
+        from the committed tree, as Apache does. Soft limits (``count``/``bytes``) are only
+        logged there, so they pass here.
         """
-        nodes = self.view.tree.nodes
-        prefix = path
-        limits = None
-        while prefix and prefix != "/":
-            limits = nodes.get(f"/zookeeper/quota{prefix}/zookeeper_limits")
-            if limits is not None:
-                break
-            prefix = prefix[: prefix.rfind("/")]
-        if limits is None or not prefix or prefix == "/":
+        tree = self.view.tree
+        prefix = tree.max_quota_prefix(path)
+        if prefix is None:
+            return
+        nodes = tree.nodes
+        limits = nodes.get(f"/zookeeper/quota{prefix}/zookeeper_limits")
+        if limits is None:
             return
         limit = _stats_track(limits.data)
         count_hard = limit.get("countHardLimit", -1)
@@ -604,16 +605,9 @@ class Prepper:
         return txns, results, failed
 
 
-def _stats_track(data: bytes | None) -> dict[str, int]:
-    """StatsTrack(String): ``key=value`` pairs split on ","; a bad number raises ValueError
-    (Apache's NumberFormatException, answered as MarshallingError)."""
-    out: dict[str, int] = {}
-    if not data:
-        return out
-    for pair in data.decode("utf-8", "replace").split(","):
-        key, _, value = pair.partition("=")
-        out[key] = int(value)
-    return out
+#: StatsTrack(String): raises ValueError (Apache's NumberFormatException, which Prep answers
+#: as MarshallingError) on text that does not parse.
+_stats_track = _parse_stats_track
 
 
 _CREATE_OPS = frozenset({1, 15, 19, 21})
