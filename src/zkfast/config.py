@@ -169,6 +169,15 @@ class ServerConfig:
     sasl_users: tuple[tuple[str, str], ...] = ()
     #: Auth schemes enabled (authProvider.N plus the built-in ones).
     auth_providers: frozenset[str] = frozenset({"digest", "ip", "world", "x509", "sasl"})
+    #: zookeeper.superUser (and any zookeeper.superUser.<suffix>): a SASL authorized id equal
+    #: to one of these also gets ("super", "") (ZooKeeperServer.isSaslSuperUser).
+    sasl_super_users: tuple[str, ...] = ()
+    #: zookeeper.SASLAuthenticationProvider.superPassword: the password of the SASL user
+    #: "super", replacing the JAAS one (SaslServerCallbackHandler).
+    sasl_super_password: str | None = None
+    #: zookeeper.X509AuthenticationProvider.superUser: a client certificate whose id equals
+    #: it also gets ("super", <id>) (X509AuthenticationProvider.handleAuthentication).
+    x509_super_user: str | None = None
     # ---- storage (issue 3 fills these in; accepted and reported now)
     force_sync: bool = True
     snap_count: int = 100000
@@ -519,6 +528,10 @@ def _apply(b: _Builder, key: str, value: str) -> bool:
         "dynamicConfigFile": lambda: setattr(b, "dynamic_config_file", value),
         "tcpKeepAlive": lambda: kw.__setitem__("tcp_keepalive", _java_bool(key, value)),
         "enforceQuota": lambda: kw.__setitem__("enforce_quota", _java_bool(key, value)),
+        "SASLAuthenticationProvider.superPassword": lambda: kw.__setitem__(
+            "sasl_super_password", value),
+        "X509AuthenticationProvider.superUser": lambda: kw.__setitem__(
+            "x509_super_user", value),
         "nio.sessionlessCnxnTimeout": lambda: kw.__setitem__(
             "sessionless_cnxn_timeout_ms", _int(key, value, lo=1)),
         "znode.container.checkIntervalMs": lambda: kw.__setitem__(
@@ -530,6 +543,11 @@ def _apply(b: _Builder, key: str, value: str) -> bool:
     }
     if key in simple:
         simple[key]()
+        return True
+    if key == "superUser" or key.startswith("superUser."):
+        if value:  # isSaslSuperUser never matches an empty id
+            users: tuple[str, ...] = kw.get("sasl_super_users", ())  # type: ignore[assignment]
+            kw["sasl_super_users"] = users + (value,)
         return True
     if key == "standaloneEnabled":
         b.standalone_enabled = _strict_bool(key, value)

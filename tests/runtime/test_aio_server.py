@@ -1000,3 +1000,29 @@ def test_kazoo_over_tls_with_x509_auth(make_server, pki):
     finally:
         zk.stop()
         zk.close()
+
+
+def _answer_from(port: int, word: bytes) -> tuple[bytes, int]:
+    """Ask ``word``; return the answer and the asking socket's own local port."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as s:
+        own_port = s.getsockname()[1]
+        s.sendall(word)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out, own_port
+
+
+@needs_core
+def test_four_letter_words_list_the_asking_connection(make_server):
+    """Apache counts and lists its own 4lw connection in stat/cons/srvr (remote=)."""
+    st = make_server(core_factory=None,
+                     four_letter_whitelist=frozenset({"cons", "stat", "srvr"}))
+    cons, own = _answer_from(st.port, b"cons")
+    assert cons.decode() == f" /127.0.0.1:{own}[0](queued=0,recved=1,sent=0)\n\n"
+    stat, own = _answer_from(st.port, b"stat")
+    text = stat.decode()
+    assert f"Clients:\n /127.0.0.1:{own}[0](queued=0,recved=1,sent=0)\n" in text
+    assert "Connections: 1\n" in text
+    srvr, _ = _answer_from(st.port, b"srvr")
+    assert b"Connections: 1\n" in srvr and b"/127.0.0.1:" not in srvr

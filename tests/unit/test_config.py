@@ -426,3 +426,15 @@ def test_positional_form_properties():
 def test_properties_use_java_line_ends_and_trim():
     props = parse_properties("a=1\fb\nc= x\u2028y\u00a0\r\nd=\\\r  e")
     assert props == {"a": "1\fb", "c": "x\u2028y\u00a0", "d": "e"}
+
+
+def test_super_user_properties(tmp_path: Path) -> None:
+    """zookeeper.superUser[.*], the SASL super password and the X509 super user."""
+    c = cfg(tmp_path, f"dataDir={tmp_path}\nclientPort=2181\nsuperUser.2=carol\n",
+            **{"zookeeper.superUser": "bob",
+               "zookeeper.SASLAuthenticationProvider.superPassword": "pw",
+               "zookeeper.X509AuthenticationProvider.superUser": "CN=root"})
+    assert sorted(c.sasl_super_users) == ["bob", "carol"]
+    assert c.sasl_super_password == "pw" and c.x509_super_user == "CN=root"
+    plain = cfg(tmp_path, f"dataDir={tmp_path}\nclientPort=2181\n")
+    assert plain.sasl_super_users == () and plain.x509_super_user is None

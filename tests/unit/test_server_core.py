@@ -20,6 +20,7 @@ from zkfast.core.events import (
     ClientConnected,
     ClientDisconnected,
     ClientFramesReceived,
+    StorageFailed,
     Ticked,
     TxnsDurable,
 )
@@ -817,19 +818,64 @@ def test_empty_and_relative_paths_as_apache_3_8_0_sees_them(zk: Harness) -> None
 def test_enforced_hard_quotas_read_the_limits_and_stats_nodes() -> None:
     zk = Harness(enforce_quota=True)
     zk.session(1)
+    stats = "/zookeeper/quota/q/zookeeper_stats"
     zk.call(1, 1, 1, ("/q", b"", OPEN, 0))
     zk.call(1, 2, 1, ("/zookeeper/quota/q", b"", OPEN, 0))
     zk.call(1, 3, 1, ("/zookeeper/quota/q/zookeeper_limits",
                       b"count=-1,bytes=-1,countHardLimit=3,byteHardLimit=10", OPEN, 0))
-    # the stats node as the tree would keep it: /q and /q/a counted
-    zk.call(1, 4, 1, ("/zookeeper/quota/q/zookeeper_stats", b"count=2,bytes=5", OPEN, 0))
-    assert zk.call(1, 5, 1, ("/q/b", b"123456", OPEN, 0))[2] == -125  # 11 bytes > 10
-    assert zk.call(1, 6, 1, ("/q/b", b"1", OPEN, 0))[2] == 0
-    zk.call(1, 7, 5, ("/zookeeper/quota/q/zookeeper_stats", b"count=3,bytes=6", -1))
+    # whatever the client writes, the server counts /q's subtree into a new stats node
+    zk.call(1, 4, 1, (stats, b"count=0,bytes=0", OPEN, 0))
+    assert zk.core.tree.nodes[stats].data == b"count=1,bytes=0"
+    assert zk.call(1, 5, 1, ("/q/a", b"12345", OPEN, 0))[2] == 0
+    assert zk.call(1, 6, 1, ("/q/b", b"123456", OPEN, 0))[2] == -125  # 11 bytes > 10
+    assert zk.call(1, 7, 1, ("/q/b", b"1", OPEN, 0))[2] == 0
+    assert zk.core.tree.nodes[stats].data == b"count=3,bytes=6"
     assert zk.call(1, 8, 1, ("/q/c", b"", OPEN, 0))[2] == -125  # a 4th node
     assert zk.call(1, 9, 5, ("/q/b", b"12345", -1))[2] == 0  # 6 + 4 = 10: at the limit
-    zk.call(1, 14, 5, ("/zookeeper/quota/q/zookeeper_stats", b"count=3,bytes=10", -1))
     assert zk.call(1, 10, 5, ("/q/b", b"123456", -1))[2] == -125
+    assert zk.core.tree.nodes[stats].data == b"count=3,bytes=10"
     assert zk.call(1, 11, 1, ("/other", b"x" * 100, OPEN, 0))[2] == 0  # no quota there
     zk.call(1, 12, 5, ("/zookeeper/quota/q/zookeeper_limits", b"count=oops", -1))
     assert zk.call(1, 13, 1, ("/q/d", b"", OPEN, 0))[2] == MARSHAL  # NumberFormatException
+
+
+# ====================================================================== storage failure
+
+
+def test_storage_failure_stops_every_txn_and_acknowledges_nothing(caplog: Any) -> None:
+    """Apache's sync thread dies and the server goes to State.ERROR: nothing is logged,
+    applied or answered after it, and no session expires into a closeSession txn."""
+    zk = Harness(auto_durable=False)
+    zk.connect(1, timeout=4000)
+    zk.step(TxnsDurable(1))
+    [sid] = list(zk.core.sessions.sessions)
+    zk.send(1, (1, 1, ("/a", b"x", OPEN, 0)))
+    assert [z for z, _ in zk.txns] == [1, 2]
+    zk.connect(2)  # its createSession txn (3) is in flight too
+    assert [z for z, _ in zk.txns] == [1, 2, 3]
+    assert [s for s, _ in zk.core.applied_sessions()] == [sid]
+    with caplog.at_level("ERROR", logger="zkfast.server"):
+        zk.step(StorageFailed("fsync: EIO"))
+    assert "storage failed: fsync: EIO" in caplog.text and "never be acknowledged" in caplog.text
+    assert set(zk.closed) == {1, 2}
+    assert zk.core.deadline_ms() is None
+    # a late durability report changes nothing and answers nobody
+    assert zk.core.step(TxnsDurable(3), zk.now) == []
+    assert "/a" not in zk.core.tree.nodes and zk.core.tree.last_processed_zxid == 1
+    # new connections are refused before any createSession txn
+    zk.connect(3)
+    assert 3 in zk.closed and 3 not in zk.handshake
+    # time passes beyond every session timeout: no closeSession txn is prepared
+    zk.advance(60000)
+    zk.advance(60000)
+    assert [z for z, _ in zk.txns] == [1, 2, 3]
+    assert [s for s, _ in zk.core.applied_sessions()] == [sid]
+
+
+def test_applied_sessions_skip_sessions_still_being_created() -> None:
+    zk = Harness(auto_durable=False)
+    zk.connect(1, timeout=6000)
+    assert zk.core.applied_sessions() == []
+    zk.step(TxnsDurable(1))
+    (sid, timeout), = zk.core.applied_sessions()
+    assert timeout == 6000 and sid == decode_txn(zk.txns[0][1])[0][0]

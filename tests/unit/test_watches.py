@@ -265,3 +265,25 @@ def test_persistent_counts_in_both_tables() -> None:
     wm.add_persistent("/a", 1, recursive=False)
     assert wm.watch_count() == 2
     assert tuple(wm.summary()) == (1, 1, 1)
+
+
+def test_contains_watcher_answers_check_watches_as_3_8_0() -> None:
+    """WatchManager.containsWatcher: anyone's watch on the path, or the caller's recursive one."""
+    wm = WatchManager()
+    child, data, any_ = WatcherType.Children, WatcherType.Data, WatcherType.Any
+    wm.add_data_watch("/a", 1)
+    assert wm.contains_watcher("/a", 1, data) and wm.contains_watcher("/a", 2, data)
+    assert not wm.contains_watcher("/a", 1, child)
+    assert wm.contains_watcher("/a", 7, any_)
+    assert not wm.contains_watcher("/a/b", 1, data)
+    assert not wm.contains_watcher("", 1, data)
+    # no recursive watch anywhere: the iterator takes one step, so only a path without any
+    # "/" makes it throw
+    assert not wm.contains_watcher("d/a", 1, data)
+    with pytest.raises(ValueError):
+        wm.contains_watcher("rel", 1, data)
+    wm.add_persistent("/r", 3, recursive=True)
+    assert wm.contains_watcher("/r", 3, child) and wm.contains_watcher("/r", 9, data)
+    assert not wm.contains_watcher("/r/x", 3, data)  # ancestors alone do not count
+    with pytest.raises(ValueError):
+        wm.contains_watcher("d/a", 1, data)  # the iterator walks to "d" now, and throws

@@ -45,6 +45,7 @@ invariants (a zxid out of order) are assertions; a bad client only closes its co
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -84,6 +85,8 @@ if TYPE_CHECKING:  # a core imports no random module: the rng is injected
 
 __all__ = ["ServerCore", "ServerStats", "java_auth_order"]
 
+log = logging.getLogger("zkfast.server")
+
 _ZERO_PASSWD = b"\0" * 16
 _U64 = (1 << 64) - 1
 _READ_OPS = frozenset({3, 4, 6, 8, 11, 12, 17, 18, 22, 101, 103, 104, 105, 106, 107})
@@ -92,6 +95,8 @@ _CREATE_LAYOUT = {1: jute.CREATE_RESPONSE}
 _DELETING = frozenset({2, 20, -11, 14})
 _NODE_CHILDREN_CHANGED = 4
 _REQUEST_HEADER = struct.Struct(">ii")
+_PLAIN_CREATES = frozenset({1, 15, 19})
+_TTL_FLAGS = frozenset({5, 6})
 _MARSHALLING = -5
 _UNIMPLEMENTED = -6
 _NONODE = -101
@@ -136,36 +141,6 @@ def _auth_order_if_needed(acl: Any, ids: list[tuple[str, str]]) -> list[tuple[st
             if entry is not None and entry[1] is not None and entry[1][0] == "auth":
                 return java_auth_order(ids)
     return ids
-
-
-def _contains_watcher(table: Any, path: str, conn_id: int) -> bool:
-    """3.8.0 ``WatchManager.containsWatcher`` over one of the WatchManager's two tables.
-
-    It walks ``PathParentIterator`` (the path alone while the table holds no recursive
-    watch, else every ancestor too): true if anyone watches the path itself or the caller's
-    own watch there is recursive. "" yields nothing (false); a path with no "/" makes the
-    iterator throw StringIndexOutOfBounds, which the server answers as MarshallingError.
-    """
-    ws = table.watchers.get(path)
-    recursive = ws is not None and ws.get(conn_id) == 2  # WatcherMode PERSISTENT_RECURSIVE
-    max_level = 1 << 30 if table.recursive else 0
-    level = -1
-    p = path
-    while p and level < max_level:
-        local = p
-        level += 1
-        if p == "/":
-            p = ""
-        else:
-            cut = p.rfind("/")
-            if cut < 0:
-                raise ProtocolError("path", 8, "an absolute path", repr(local))
-            p = p[:cut] or "/"
-        if level == 0 and table.watchers.get(local):
-            return True
-        if recursive:
-            return True
-    return False
 
 
 def _czxid(node: Any) -> int:
@@ -267,8 +242,10 @@ class ServerCore:
         sch = self._schemes
         _check = acl_mod.check_acl
         _fix = acl_mod.fixup_acl
+        x509_super = config.x509_super_user
         self.check_acl: Callable[[Any, int, Any], bool] = (
-            lambda a, perm, ids: _check(a, perm, ids, skip_acl=skip, schemes=sch))
+            lambda a, perm, ids: _check(a, perm, ids, skip_acl=skip, schemes=sch,
+                                        x509_super_user=x509_super))
         self.prepper = Prepper(
             self.view, validate_path=validate_path, check_acl=self.check_acl,
             fixup_acl=lambda a, ids: _fix(a, _auth_order_if_needed(a, ids), schemes=sch),
@@ -319,7 +296,10 @@ class ServerCore:
         return self._flush_actions()
 
     def deadline_ms(self) -> int | None:
-        """The next time a ``Ticked`` is needed (session expiry, container check)."""
+        """The next time a ``Ticked`` is needed (session expiry, container check); None
+        once storage has failed (nothing is expired or reaped any more)."""
+        if self.storage_failed is not None:
+            return None
         d = self.sessions.deadline_ms()
         c = self._next_container_check_ms
         if c is not None and (self.tree.containers or self.tree.ttls):
@@ -348,7 +328,11 @@ class ServerCore:
 
     def _on_connected(self, ev: ClientConnected) -> None:
         conn = ClientConn(ev.conn_id, ev.remote_host, ev.remote_port, self._now_ms, ev.secure)
+        x509_super = self.config.x509_super_user
         for dn in ev.cert_ids:
+            if dn == x509_super:
+                # X509AuthenticationProvider.handleAuthentication adds ("super", id) first.
+                conn.auth_ids.append(("super", dn))
             conn.auth_ids.append(("x509", dn))
         self.conns[ev.conn_id] = conn
 
@@ -393,7 +377,22 @@ class ServerCore:
         self._closes.append(CloseClient(ev.conn_id, "four letter word"))
 
     def _on_storage_failed(self, ev: StorageFailed) -> None:
+        """The txn log cannot be trusted: stop serving for good.
+
+        Apache's SyncRequestProcessor dies on the IO error; ZooKeeperCriticalThread moves
+        the server to State.ERROR and the standalone main shuts it down. zkfast keeps the
+        process (four-letter words answer "not serving") but prepares no txn ever again:
+        every connection closes, new ones are refused at their ConnectRequest, txns in
+        flight are never applied nor acknowledged (a late ``TxnsDurable`` is ignored), and
+        ticks no longer expire sessions or reap containers, so no closeSession txn piles up.
+        """
+        if self.storage_failed is not None:
+            return
         self.storage_failed = ev.reason
+        log.error("storage failed: %s; serving stops: no more txns, %d in flight (up to "
+                  "zxid 0x%x) will never be acknowledged, %d connections closed", ev.reason,
+                  len(self._inflight), self.last_proposed_zxid, len(self.conns))
+        self._sync_waiters.clear()
         for conn in list(self.conns.values()):
             self.close_conn(conn, f"storage failed: {ev.reason}")
 
@@ -598,7 +597,8 @@ class ServerCore:
             self.close_conn(conn, "SASL unavailable")
             return
         if conn.sasl is None:
-            conn.sasl = DigestMD5Server(users, self.rng)
+            conn.sasl = DigestMD5Server(users, self.rng,
+                                        super_password=self.config.sasl_super_password)
         try:
             reply = conn.sasl.step(token or b"")
         except SaslError as e:
@@ -607,9 +607,14 @@ class ServerCore:
             self.close_conn(conn, f"SASL authentication failed: {e}")
             return
         if conn.sasl.complete and conn.sasl.authorized_id is not None:
-            ident = ("sasl", conn.sasl.authorized_id)
+            authorized = conn.sasl.authorized_id
+            ident = ("sasl", authorized)
             if ident not in conn.auth_ids:
                 conn.auth_ids.append(ident)
+            # ZooKeeperServer.isSaslSuperUser: zookeeper.superUser[.*] names the id.
+            if authorized and authorized in self.config.sasl_super_users \
+                    and ("super", "") not in conn.auth_ids:
+                conn.auth_ids.append(("super", ""))
         cc.append_reply(buf, xid, 0, 0, jute.SASL_TOKEN, (reply,))
         self._sent(conn, 1)
 
@@ -655,6 +660,11 @@ class ServerCore:
                     ops = cc.decode_request(14, frame)
                 except ProtocolError:
                     raise KeeperError(_MARSHALLING) from None
+                for sub_op, sub in ops:
+                    if sub_op in _PLAIN_CREATES and sub[3] in _TTL_FLAGS:
+                        # 3.8 rebuilds such an op as a createTTL Op without a TTL request
+                        # behind it, and prep fails on it as a whole: MarshallingError.
+                        raise KeeperError(_MARSHALLING)
                 record, results, _failed = prepper.multi(ops, sid, conn.auth_ids, zxid, now)
                 if self.digest_enabled:
                     digest = self.view.current_tree_digest()
@@ -738,6 +748,8 @@ class ServerCore:
     # ================================================================== apply
 
     def _on_durable(self, ev: TxnsDurable) -> None:
+        if self.storage_failed is not None:
+            return  # nothing is applied or acknowledged after a storage failure
         inflight = self._inflight
         tree = self.tree
         view = self.view
@@ -1090,11 +1102,10 @@ class ServerCore:
         t = self._watcher_type(t)
         if path is None:
             raise ProtocolError("path", 8, "a string", "null")
-        found = False
-        if t in (1, 3):
-            found = _contains_watcher(self.watches._child, path, conn.conn_id)
-        if t in (2, 3):
-            found = _contains_watcher(self.watches._data, path, conn.conn_id) or found
+        try:
+            found = self.watches.contains_watcher(path, conn.conn_id, t)
+        except ValueError:
+            raise ProtocolError("path", 8, "an absolute path", repr(path)) from None
         if not found:
             raise KeeperError(_NOWATCHER)
         return None, None
@@ -1191,6 +1202,8 @@ class ServerCore:
     # ================================================================== timers
 
     def _on_ticked(self, ev: Ticked) -> None:
+        if self.storage_failed is not None:
+            return  # no closeSession / deleteContainer txns after a storage failure
         now = self._now_ms
         for sid in self.sessions.poll_expired(now):
             self._expire_session(sid)
@@ -1230,3 +1243,15 @@ class ServerCore:
     @property
     def outstanding_requests(self) -> int:
         return sum(len(c.pending) for c in self.conns.values())
+
+    def applied_sessions(self) -> list[tuple[int, int]]:
+        """``(session_id, timeout_ms)`` of every session in the applied state, sorted.
+
+        That is the tracker less the sessions whose createSession txn is still in flight: a
+        snapshot of the tree at ``last_processed_zxid`` must not hold a session its zxid does
+        not include. Sessions whose closeSession is in flight are still listed (their close
+        is not applied yet).
+        """
+        pending = {t.header[0] for t in self._inflight if t.header[4] == -10}
+        return sorted((sid, s.timeout_ms) for sid, s in self.sessions.sessions.items()
+                      if sid not in pending)

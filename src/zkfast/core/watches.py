@@ -40,9 +40,11 @@ notification per returned connection. ``trigger_data``/``trigger_child`` expose 
 
 Removal and checks follow 3.8.0 too: ``remove_watches`` with type Data/Children/Any removes the
 connection's entry from the data/child/both tables whatever its mode (so removing Data leaves
-a persistent watch's child-table half in place), and ``has_watches`` (``checkWatches``) is
-true when *any* connection watches the path in the chosen table (3.8.0's
-``WatchManager.containsWatcher`` does not look at the watcher; fixed in 3.9).
+a persistent watch's child-table half in place), and ``contains_watcher`` answers
+``checkWatches`` exactly as the 3.8.0 server does: true when *any* connection watches the path
+in the chosen table (3.8.0's ``WatchManager.containsWatcher`` does not look at the watcher;
+fixed in 3.9), or when the caller's own watch there is recursive, with the ancestor walk and
+the relative-path failure of its ``PathParentIterator``. ``has_watches`` is the plain table test.
 
 The four-letter-word views (``wchs``/``wchc``/``wchp``) report the data table only, as
 ``DataTree.getWatches*`` do, and keep 3.8.0's habit of listing a connection whose one-shot
@@ -174,6 +176,31 @@ class _Table:
                             fired[conn_id] = None
 
 
+def _contains(table: _Table, path: str, conn_id: int) -> bool:
+    """``WatchManager.containsWatcher`` over one table (see ``contains_watcher``)."""
+    watchers = table.watchers
+    ws = watchers.get(path)
+    recursive = ws is not None and ws.get(conn_id) == PERSISTENT_RECURSIVE
+    max_level = 1 << 30 if table.recursive else 0
+    level = -1
+    p = path
+    while p and level < max_level:
+        here = p
+        level += 1
+        if p == "/":
+            p = ""
+        else:
+            cut = p.rfind("/")
+            if cut < 0:
+                raise ValueError(f"not an absolute path: {here!r}")
+            p = p[:cut] or "/"
+        if level == 0 and watchers.get(here):
+            return True
+        if recursive:
+            return True
+    return False
+
+
 class WatchManager:
     """All watches of one server, keyed by (path, conn_id); see the module docstring."""
 
@@ -280,6 +307,26 @@ class WatchManager:
         if watcher_type == _ANY:
             return path in self._child.watchers or path in self._data.watchers
         return False
+
+    def contains_watcher(self, path: str, conn_id: int, watcher_type: int) -> bool:
+        """checkWatches as the 3.8.0 server answers it (``WatchManager.containsWatcher``).
+
+        Children (1) asks the child table, Data (2) the data table, Any (3) both. In a table,
+        ``PathParentIterator`` yields the path alone while the table holds no recursive
+        watch, else the path and every ancestor; the answer is true if anyone watches the
+        path itself, or if the caller's own watch on the path is recursive (then any
+        yielded path counts). ``""`` yields nothing (false).
+
+        Raises:
+            ValueError: ``path`` has no ``/`` (Apache's iterator throws
+                ``StringIndexOutOfBoundsException``; the server answers MarshallingError).
+        """
+        found = False
+        if watcher_type == _CHILDREN or watcher_type == _ANY:
+            found = _contains(self._child, path, conn_id)
+        if watcher_type == _DATA or watcher_type == _ANY:
+            found = _contains(self._data, path, conn_id) or found
+        return found
 
     def watch_mode(self, path: str, conn_id: int, watcher_type: int) -> int | None:
         """The mode of the connection's watch on ``path`` in the Data or Children table."""

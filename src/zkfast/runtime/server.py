@@ -278,9 +278,8 @@ def _durable_core(config: ServerConfig, now_ms: int, rng: random.Random, rec: An
 def _snapshot_sessions(core: Any) -> list[tuple[int, int]]:
     """The sessions of the applied state: the tracker less those whose createSession txn is
     still in flight (a snapshot must not hold a session its zxid does not include)."""
-    pending = {t.header[0] for t in getattr(core, "_inflight", ()) if t.header[4] == -10}
-    return sorted((sid, s.timeout_ms) for sid, s in core.sessions.sessions.items()
-                  if sid not in pending)
+    sessions: list[tuple[int, int]] = core.applied_sessions()
+    return sessions
 
 
 def _bound(srv: asyncio.AbstractServer) -> list[tuple[str, int]]:
