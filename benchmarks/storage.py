@@ -170,8 +170,9 @@ def _set_data_body(path: str, data: bytes) -> bytes:
 
 
 def pipelined(client: RawClient, bodies: Sequence[tuple[int, bytes]], window: int = 200,
-              stop: Callable[[], bool] | None = None) -> int:
-    """Send requests keeping up to ``window`` in flight; returns how many were answered OK.
+              stop: Callable[[], bool] | None = None, counter: list[int] | None = None) -> int:
+    """Send requests keeping up to ``window`` in flight; returns how many were answered OK
+    (``counter[0]`` is also raised by each, as the replies come).
 
     Replies come in request order (one session); errors are counted as not OK.
     """
@@ -188,7 +189,10 @@ def pipelined(client: RawClient, bodies: Sequence[tuple[int, bytes]], window: in
         if reply.xid < 0:
             continue
         done += 1
-        ok += reply.err == 0
+        if reply.err == 0:
+            ok += 1
+            if counter is not None:
+                counter[0] += 1
     return ok
 
 
@@ -347,8 +351,7 @@ def snapshot_while_serving(server: ServerProcess, ds: Dataset, window: int,
     logs0 = {n for n in os.listdir(v2) if n.startswith("log.")}
     snaps0 = _snapshot_names(v2)
     stop = threading.Event()
-    counts = {"ok": 0}
-    marks: list[tuple[float, int]] = []
+    counter = [0]
 
     def writer() -> None:
         client = RawClient("127.0.0.1", server.client_port, io_timeout_s=300.0)
@@ -359,8 +362,7 @@ def snapshot_while_serving(server: ServerProcess, ds: Dataset, window: int,
                 bodies = [(OP["setData"], _set_data_body(
                     leaf_path(rng.randrange(ds.leaves), ds.fanout), b"w" * 16))
                     for _ in range(window * 4)]
-                counts["ok"] += pipelined(client, bodies, window, stop.is_set)
-                marks.append((time.monotonic(), counts["ok"]))
+                pipelined(client, bodies, window, stop.is_set, counter)
             client.close_session()
         finally:
             client.close()
@@ -377,7 +379,7 @@ def snapshot_while_serving(server: ServerProcess, ds: Dataset, window: int,
             names = os.listdir(v2)
             now = time.monotonic()
             if t_roll is None and any(n.startswith("log.") and n not in logs0 for n in names):
-                t_roll, ops_roll = now, counts["ok"]
+                t_roll, ops_roll = now, counter[0]
             if t_roll is not None:
                 fresh = sorted(_snapshot_names(v2) - snaps0)
                 if fresh and _complete(v2, fresh[-1]):
@@ -385,7 +387,7 @@ def snapshot_while_serving(server: ServerProcess, ds: Dataset, window: int,
                     break
             time.sleep(0.005)  # polling interval
     finally:
-        ops_done = counts["ok"]
+        ops_done = counter[0]
         stop.set()
         th.join(timeout=300)
     if t_roll is None or t_done is None:
@@ -462,6 +464,11 @@ def run_restart_one(kind: str, ds: Dataset, rep: int, args: argparse.Namespace,
             got = sample_nodes(server, sample)
             snap = snapshot_while_serving(server, ds, args.window)
             rss2 = server.rss_bytes() / 2**20
+            # the servers log their own figure a moment after the rename (zkfast when the
+            # child has exited): wait for that line, a bounded while
+            deadline = time.monotonic() + 120.0
+            while not logged_snapshot_ms(server)[1] and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling interval
             start_ms, bg_ms = logged_snapshot_ms(server)
             text = server.log_text()
             lines = [m.group(0) for m in _ZK_RESTORED.finditer(text)] + \
