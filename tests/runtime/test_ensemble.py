@@ -160,6 +160,24 @@ def test_five_peers_elect_and_reelect_after_a_sigkill(tmp_path):
         assert _settled(ens, sids) == max(sids)
 
 
+
+def test_observer_observes_the_elected_leader(tmp_path):
+    """Three voters and an observer (server.4=...:observer): the observer never votes, finds
+    the leader the voters elected and observes it; it stays out of the quorum count."""
+    with Ensemble(tmp_path, ["zkfast"] * 4, cfg=CFG, observers=[4]) as ens:
+        ens.start()
+
+        def check() -> int | None:
+            modes = ens.settled_modes([1, 2, 3])
+            if modes is None or ens.mode(4) != "observer":
+                return None
+            leader = next(s for s, m in modes.items() if m == "leader")
+            return leader if _learners(ens, leader) == 3 else None
+        leader = wait_until(check, SETTLE_S, "three voters settled, the observer observing")
+        assert leader in (1, 2, 3) and leader != 4
+        assert _peer_state(ens, 4) in ("observing - discovery", "observing - synchronization")
+
+
 @pytest.mark.slow
 def test_partitioned_follower_goes_looking_and_returns(tmp_path):
     with Ensemble(tmp_path, ["zkfast"] * 3, cfg=CFG, proxied=True) as ens:

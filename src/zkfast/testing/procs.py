@@ -618,6 +618,7 @@ class Ensemble:
         cfg: zoo.cfg entries shared by every peer (tickTime, initLimit, ...).
         props: -D properties for zkfast peers; jvm_props: for Apache peers.
         data_dirs: an existing dataDir to copy for a sid (a prepared txn history).
+        observers: sids whose server lines say ``:observer``.
     """
 
     def __init__(
@@ -631,8 +632,10 @@ class Ensemble:
         proxied: bool = False,
         data_dirs: Mapping[int, Path] | None = None,
         env: Mapping[str, str] | None = None,
+        observers: Sequence[int] = (),
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        self.observers = frozenset(observers)
         self.kinds = {sid: kind for sid, kind in enumerate(kinds, start=1)}
         assert all(k in ("zkfast", "apache") for k in self.kinds.values()), kinds
         self.ports = {sid: (free_port(), free_port(), free_port()) for sid in self.kinds}
@@ -667,7 +670,8 @@ class Ensemble:
             if sid != me and (me, sid) in self.proxies:
                 q, e = self.proxies[(me, sid)]
                 qp, ep = q.port, e.port
-            out[f"server.{sid}"] = f"{LOOPBACK}:{qp}:{ep}:participant"
+            kind = "observer" if sid in self.observers else "participant"
+            out[f"server.{sid}"] = f"{LOOPBACK}:{qp}:{ep}:{kind}"
         return out
 
     # -- lifecycle --------------------------------------------------------------------------
