@@ -49,6 +49,8 @@ def test_config_text_round_trips() -> None:
 
 
 @pytest.mark.interop
+@pytest.mark.slow  # Java resolves every host name of the cases: minutes, mostly DNS timeouts
+@pytest.mark.timeout(1200)
 @pytest.mark.skipif(shutil.which("javac") is None or not Path(
     "/usr/share/java/zookeeper.jar").exists(), reason="needs javac and the Debian jars")
 def test_golden_data_matches_live_apache(tmp_path: Path) -> None:
