@@ -1,10 +1,14 @@
 """Golden transcripts: ``pytest tests/scenarios --rewrite`` regenerates testdata/*.txt.
 
+pytest reads the option only when this directory is on the command line (a sub-directory's
+conftest is loaded after the arguments are parsed); ``ZKFAST_REWRITE=1`` works from anywhere.
+
 Read the diff before committing a rewrite: the transcript is the specification of the story.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +28,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
     """``golden(name, text)``: compare with testdata/<name>.txt, or rewrite it."""
-    rewrite = bool(request.config.getoption("--rewrite", default=False))
+    rewrite = bool(request.config.getoption("--rewrite", default=False)) or \
+        os.environ.get("ZKFAST_REWRITE") == "1"
 
     def check(name: str, text: str) -> None:
         path = TESTDATA / f"{name}.txt"
