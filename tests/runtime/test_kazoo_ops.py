@@ -512,6 +512,34 @@ def test_quota_stats_are_kept_by_the_server(raw_client, znode):
         assert raw.create(f"{znode}/more{i}")[0] == OK
 
 
+def test_nested_quotas_count_in_the_deepest_one_and_null_data_counts_no_bytes(
+    raw_client, znode
+):
+    raw = raw_client()
+    outer = f"/zookeeper/quota{znode}"
+    inner = f"{outer}/x"
+    assert raw.create(outer)[0] == OK
+    assert raw.create(f"{outer}/zookeeper_limits", b"count=100,bytes=1000")[0] == OK
+    assert raw.create(f"{outer}/zookeeper_stats", b"junk")[0] == OK
+    assert raw.get_data(f"{outer}/zookeeper_stats")[1] == b"count=1,bytes=0"
+    assert raw.create(f"{znode}/x", None)[0] == OK  # null data: 0 bytes
+    err, data, stat = raw.get_data(f"{znode}/x")
+    assert (err, data, stat.dataLength) == (OK, None, 0)
+    assert raw.create(inner)[0] == OK
+    assert raw.create(f"{inner}/zookeeper_limits", b"count=9,bytes=9")[0] == OK
+    assert raw.create(f"{inner}/zookeeper_stats")[0] == OK
+    assert raw.get_data(f"{inner}/zookeeper_stats")[1] == b"count=1,bytes=0"
+    assert raw.create(f"{znode}/x/y", b"abc")[0] == OK
+    assert raw.get_data(f"{inner}/zookeeper_stats")[1] == b"count=2,bytes=3"
+    assert raw.get_data(f"{outer}/zookeeper_stats")[1] == b"count=2,bytes=0"
+    # extra keys survive an update, sorted after the "=" marker
+    assert raw.set_data(f"{outer}/zookeeper_stats", b"count=2,bytes=0=;zeta=1;alpha=2")[0] == OK
+    assert raw.delete(f"{inner}/zookeeper_limits") == OK  # /x is no longer quota'd itself
+    assert raw.create(f"{znode}/x/z", b"12")[0] == OK
+    assert raw.get_data(f"{inner}/zookeeper_stats")[1] == b"count=2,bytes=3"
+    assert raw.get_data(f"{outer}/zookeeper_stats")[1] == b"count=3,bytes=2=;alpha=2;zeta=1"
+
+
 @pytest.mark.parametrize("path", ["", "/a//b", "/no/such/node"])
 def test_sync_checks_nothing_and_echoes_the_path(raw_client, path):
     raw = raw_client()
