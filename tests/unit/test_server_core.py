@@ -879,3 +879,18 @@ def test_applied_sessions_skip_sessions_still_being_created() -> None:
     zk.step(TxnsDurable(1))
     (sid, timeout), = zk.core.applied_sessions()
     assert timeout == 6000 and sid == decode_txn(zk.txns[0][1])[0][0]
+
+
+def test_null_data_travels_as_null_through_txns_and_replies(zk: Harness) -> None:
+    """Apache keeps null data null: the txn carries -1 and getData answers a null buffer."""
+    zk.session(1)
+    assert zk.call(1, 1, 1, ("/n", None, OPEN, 0))[2] == 0
+    header, record, _ = decode_txn(zk.txns[-1][1])
+    assert header[4] == 1 and record[1] is None
+    data, stat = zk.call(1, 2, 4, ("/n", False))[3]
+    assert data is None and stat[8] == 0
+    assert zk.call(1, 3, 5, ("/n", b"", -1))[2] == 0
+    assert zk.call(1, 4, 4, ("/n", False))[3][0] == b""
+    assert zk.call(1, 5, 5, ("/n", None, -1))[2] == 0
+    assert decode_txn(zk.txns[-1][1])[1][1] is None
+    assert zk.call(1, 6, 4, ("/n", False))[3][0] is None
