@@ -392,3 +392,34 @@ def test_single_voter_ensemble_leads_alone() -> None:
     assert core.step(EpochDurable("accepted", 2), 201) == [WriteEpoch("current", 2)]
     assert core.step(EpochDurable("current", 2), 202) == [
         RoleChanged("LEADING", "SYNCHRONIZATION", 1)]
+
+
+def test_looking_peer_adopts_a_newer_version_of_the_same_config() -> None:
+    # An Apache leader bumps the version of a version-0 config to its first zxid (ZOOKEEPER-
+    # 1783) and its learners adopt it. A LOOKING peer that hears the newer version of the same
+    # membership takes it over (WorkerReceiver -> processReconfig, equal members: no restart).
+    core = QuorumPeerCore(make_config(V, 1), last_zxid=0, accepted_epoch=0, current_epoch=0,
+                          now_ms=0)
+    core.start(0)
+    newer = V.to_config_text().replace("version=0", "version=100000000")
+    other = newer.replace("server.3=127.0.0.1:2003:3003", "server.3=127.0.0.9:2003:3003")
+    msg = Notification(ServerState.LOOKING, 2, 0, 1, 0, config=other.replace(
+        "version=100000000", "version=200000000"))
+    core.step(PeerMessageReceived(2, encode_notification(msg)), 1)
+    assert core.verifier.version == 0  # other members: not adopted
+    msg = Notification(ServerState.LOOKING, 2, 0, 1, 0, config=newer)
+    out = core.step(PeerMessageReceived(2, encode_notification(msg)), 2)
+    assert core.verifier.version == 0x100000000
+    for s in of(out, SendToPeer):
+        assert decode_notification(s.payload).config == newer
+    core.step(vote(3, 2), 3)
+    acts = core.step(Ticked(), 1000)
+    (conn,) = of(acts, ConnectToLeader)
+    out = core.step(LeaderConnected(conn.conn_id), 1001)
+    ((_, fi),) = packets(out)
+    assert fi.data == encode_learner_info(LearnerInfo(1, 0x10000, 0x100000000))
+    # Not LOOKING any more: a newer version is left alone.
+    msg = Notification(ServerState.LOOKING, 2, 0, 1, 0, config=newer.replace(
+        "version=100000000", "version=300000000"))
+    core.step(PeerMessageReceived(2, encode_notification(msg)), 1002)
+    assert core.verifier.version == 0x100000000

@@ -121,6 +121,9 @@ class FastLeaderElection:
         self._self_queue: list[bytes] = []
         self._sends: list[tuple[int, bytes]] = []
         self._other_config_texts: set[str] = {self._config_text}
+        #: Set when a newer version of our config was adopted from a notification (the peer
+        #: should persist it; zkfast does not write zoo.cfg.dynamic files yet).
+        self.config_adopted = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -271,12 +274,15 @@ class FastLeaderElection:
             log.warning("Skipping a malformed notification from sid=%d (%d bytes): %s",
                         sid, len(payload), e)
             return []
-        self._note_config(sid, n)
+        self._note_config(sid, n, peer_state)
         self._receive(sid, n, now_ms, peer_state, current_vote)
         self._run_self_queue(now_ms)
         return self._drain()
 
-    def _note_config(self, sid: int, n: Notification) -> None:
+    def _note_config(self, sid: int, n: Notification, peer_state: ServerState) -> None:
+        """WorkerReceiver's config handling: parse the sender's config; while LOOKING, adopt a
+        newer version of the same membership (``processReconfig``; Apache keeps electing when
+        the new verifier ``equals`` the old one, i.e. has the same servers)."""
         if n.config is None or n.config in self._other_config_texts:
             return
         try:
@@ -287,11 +293,28 @@ class FastLeaderElection:
             return
         if len(self._other_config_texts) < 64:
             self._other_config_texts.add(n.config)
-        if qv.version > self.verifier.version:
-            # TODO(#4-reconfig): processReconfig and restart the election, as Apache does.
-            log.warning("sid %d sent config version 0x%x, newer than ours (0x%x); dynamic "
-                        "reconfiguration is not implemented, ignoring it", sid, qv.version,
-                        self.verifier.version)
+        if qv.version <= self.verifier.version or peer_state != ServerState.LOOKING:
+            return
+        if qv.same_members(self.verifier) or self._same_servers(qv):
+            log.info("%d Received version: %x my version: %x; adopting it", self.my_sid,
+                     qv.version, self.verifier.version)
+            self.verifier = qv
+            self._config_text = qv.to_config_text()
+            self._other_config_texts.add(self._config_text)
+            self.config_adopted = True
+            return
+        # TODO(#4-reconfig): processReconfig with a new membership restarts the election.
+        log.warning("sid %d sent config version 0x%x with other members than ours (0x%x); "
+                    "dynamic reconfiguration is not implemented, ignoring it", sid, qv.version,
+                    self.verifier.version)
+
+    def _same_servers(self, qv: QuorumVerifier) -> bool:
+        mine, theirs = self.verifier, qv
+        return (mine.servers.keys() == theirs.servers.keys()
+                and all(mine.servers[s].to_config_value() == theirs.servers[s].to_config_value()
+                        for s in mine.servers)
+                and mine.hierarchical == theirs.hierarchical
+                and all(mine.weight(s) == theirs.weight(s) for s in mine.servers))
 
     def _reply(self, sid: int, vote_id: int, zxid: int, election_epoch: int,
                state: ServerState, peer_epoch: int) -> None:

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field, replace
 
 from .._impl import ProtocolError
 from ..config import ServerConfig
+from ..quorum import QuorumVerifier
 from ..wire.peer_codec import (
     LEARNER_PROTOCOL_VERSION,
     LearnerInfo,
@@ -234,7 +235,6 @@ class QuorumPeerCore:
         self.config = config
         self.quorum = q
         self.my_sid = q.my_sid
-        self.verifier = q.verifier
         self.participant = not q.is_observer
         self.tick_ms = config.tick_ms
         self.init_limit_ms = q.init_limit_ticks * config.tick_ms
@@ -252,7 +252,7 @@ class QuorumPeerCore:
         # QuorumPeer.startLeaderElection: Vote(myid, lastLoggedZxid, currentEpoch).
         self.current_vote = Vote(self.my_sid, last_zxid, -1, current_epoch)
         self.election = FastLeaderElection(
-            self.my_sid, self.verifier, participant=self.participant,
+            self.my_sid, q.verifier, participant=self.participant,
             min_notification_interval_ms=q.min_notification_interval_ms,
             max_notification_interval_ms=q.max_notification_interval_ms,
             finalize_wait_ms=q.finalize_wait_ms)
@@ -270,6 +270,11 @@ class QuorumPeerCore:
         self._out: list[Action] = []
 
     # ------------------------------------------------------------------ public face
+
+    @property
+    def verifier(self) -> QuorumVerifier:
+        """The current quorum config (the election may adopt a newer version of it)."""
+        return self.election.verifier
 
     def start(self, now_ms: int) -> list[Action]:
         """Begin the first election; returns the first actions."""
