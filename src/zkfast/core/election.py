@@ -37,8 +37,10 @@ Idle timer: while LOOKING and not in finalize, if no notification is read for
 
 Outputs are values: a list of ``(sid, payload)`` sends, and a ``Decision`` (the leader and
 the state to assume) that the peer core consumes. Mirrors ``FastLeaderElection.java`` and
-``Vote.java`` of Apache ZooKeeper 3.8.0. Reconfiguration (a notification carrying a newer
-config) is detected and logged but not acted on (issue #4 scope: static configs).
+``Vote.java`` of Apache ZooKeeper 3.8.0. A notification carrying a newer version of the same
+membership is adopted while LOOKING (Apache peers bump a version-0 config to the first zxid of
+their first leader, ZOOKEEPER-1783); a newer config with other members is logged and ignored
+(dynamic reconfiguration is not implemented).
 """
 
 from __future__ import annotations
