@@ -861,3 +861,17 @@ def test_stats_track_rejects_what_java_rejects(text: bytes) -> None:
 
     with pytest.raises(ValueError):
         parse_stats_track(text)
+
+
+@pytest.mark.parametrize("ttl", [0, -1, -(1 << 62)])
+def test_a_create_ttl_txn_with_a_ttl_out_of_range_creates_nothing(ttl: int) -> None:
+    """Apache 3.8.0 logs such a txn (createTTL with a plain mode) and dies applying it;
+    zkfast's apply absorbs it, alone or inside a multi."""
+    t = DataTree(extended_types_enabled=True)
+    digest = t.digest()
+    assert t.apply_txn(hdr(1, 21), ("/t", b"", OPEN_ACL_UNSAFE, 1, ttl)) == []
+    assert "/t" not in t.nodes and t.digest() == digest and t.last_processed_zxid == 1
+    subs = [(21, ("/t", b"", OPEN_ACL_UNSAFE, 1, ttl)), (1, ("/u", b"", OPEN_ACL_UNSAFE, False, 1))]
+    t.apply_txn(hdr(2, 14), subs)
+    assert "/t" not in t.nodes and "/u" in t.nodes
+    check_digest(t)

@@ -894,3 +894,15 @@ def test_null_data_travels_as_null_through_txns_and_replies(zk: Harness) -> None
     assert zk.call(1, 5, 5, ("/n", None, -1))[2] == 0
     assert decode_txn(zk.txns[-1][1])[1][1] is None
     assert zk.call(1, 6, 4, ("/n", False))[3][0] is None
+
+
+@pytest.mark.parametrize(("flags", "ttl"), [(0, -1), (1, -5), (3, -(1 << 62))])
+def test_create_ttl_with_a_plain_mode_and_a_negative_ttl_is_bad_arguments(
+    flags: int, ttl: int
+) -> None:
+    """3.8.0 preps it and then dies applying it; zkfast answers BadArguments (an error txn)."""
+    zk = Harness(extended_types_enabled=True)
+    zk.session(1)
+    assert zk.call(1, 1, 21, (f"/t{flags}", b"", OPEN, flags, ttl))[2] == BADARGS
+    assert decode_txn(zk.txns[-1][1])[0][4] == -1
+    assert zk.call(1, 2, 1, ("/still-serving", b"", OPEN, 0))[2] == 0

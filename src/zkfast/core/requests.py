@@ -374,7 +374,10 @@ class Prepper:
         if is_ttl:
             if ttl > TTL_MAX_MS or ttl <= 0:
                 raise KeeperError(_BADARGUMENTS)
-        elif ttl >= 0:
+        elif ttl >= 0 or opcode == 21:
+            # 3.8.0 lets a createTTL with a plain mode and a negative TTL through, and then
+            # dies applying it (EphemeralType.TTL.toEphemeralOwner throws in its SyncThread).
+            # zkfast answers BadArguments instead: one bad request must not stop the server.
             raise KeeperError(_BADARGUMENTS)
         self._check_session(session_id)
         if path is None:
