@@ -18,6 +18,7 @@ __all__ = [
     "TxnsDurable",
     "StorageFailed",
     "Ticked",
+    "ReadOnlyModeChanged",
     "PeerMessageReceived",
     "PeerLinkUp",
     "PeerLinkDown",
@@ -86,6 +87,18 @@ class StorageFailed:
 @dataclass(frozen=True, slots=True)
 class Ticked:
     """Time passed: the deadline the core asked for (``deadline_ms``) has been reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOnlyModeChanged:
+    """A quorum peer's ServerCore starts (True) or stops (False) its read-only service.
+
+    The peer's ``RoleChanged.read_only`` switched (Apache's ReadOnlyZooKeeperServer startup
+    after the LOOKING grace period, and its shutdown when LOOKING ends). Entering and leaving
+    close every client connection.
+    """
+
+    read_only: bool
 
 
 # --------------------------------------------------------------------------- quorum peer (issue 4)
@@ -203,4 +216,5 @@ Event = (
     | TxnsDurable
     | StorageFailed
     | Ticked
+    | ReadOnlyModeChanged
 )

@@ -65,10 +65,12 @@ from .events import (
     ClientDisconnected,
     ClientFramesReceived,
     FourLetterWordReceived,
+    ReadOnlyModeChanged,
     StorageFailed,
     Ticked,
     TxnsDurable,
 )
+from .read_only import ReadOnlyService
 from .requests import (
     KeeperError,
     PendingView,
@@ -276,7 +278,10 @@ class ServerCore:
             Ticked: self._on_ticked,
             StorageFailed: self._on_storage_failed,
             FourLetterWordReceived: self._on_four_letter_word,
+            ReadOnlyModeChanged: self._on_read_only_changed,
         }
+        #: The read-only service while a quorum peer serves in read-only mode (None otherwise).
+        self.read_only_service: ReadOnlyService | None = None
         self._reads: dict[int, Callable[[ClientConn, Any], tuple[Any, Any]]] = {
             3: self._read_exists, 4: self._read_get_data, 6: self._read_get_acl,
             8: self._read_get_children, 12: self._read_get_children2,
@@ -300,6 +305,8 @@ class ServerCore:
         once storage has failed (nothing is expired or reaped any more)."""
         if self.storage_failed is not None:
             return None
+        if self.read_only_service is not None:
+            return self.read_only_service.deadline_ms()
         d = self.sessions.deadline_ms()
         c = self._next_container_check_ms
         if c is not None and (self.tree.containers or self.tree.ttls):
@@ -395,6 +402,34 @@ class ServerCore:
         self._sync_waiters.clear()
         for conn in list(self.conns.values()):
             self.close_conn(conn, f"storage failed: {ev.reason}")
+
+    # ================================================================== read-only mode
+
+    def set_read_only(self, read_only: bool, now_ms: int) -> list[Any]:
+        """Start or stop the read-only service (core/read_only.py); same as stepping
+        ``ReadOnlyModeChanged(read_only)``."""
+        return self.step(ReadOnlyModeChanged(read_only), now_ms)
+
+    def _on_read_only_changed(self, ev: ReadOnlyModeChanged) -> None:
+        """ReadOnlyZooKeeperServer startup/shutdown: both close every client connection."""
+        svc = self.read_only_service
+        if ev.read_only == (svc is not None):
+            return
+        if ev.read_only:
+            svc = ReadOnlyService(self, self._now_ms)
+            svc.close_all("read-only service starting")
+            self.read_only_service = svc
+            self._handlers[ClientFramesReceived] = svc.on_frames
+            self._handlers[Ticked] = svc.on_ticked
+            log.info("read-only service started (serving the tree at zxid 0x%x)",
+                     self.tree.last_processed_zxid)
+        else:
+            assert svc is not None
+            svc.close_all("read-only service stopped")
+            self.read_only_service = None
+            self._handlers[ClientFramesReceived] = self._on_frames
+            self._handlers[Ticked] = self._on_ticked
+            log.info("read-only service stopped")
 
     # ================================================================== frames
 

@@ -24,10 +24,13 @@ follower|observer`` and ``mntr`` adds ``zk_peer_state`` and the election metrics
 ``QuorumPeerCore.status()``. (Apache answers "not serving" until its learner has synced;
 zkfast shows the decided role, which the ensemble tests rely on.)
 
-Read-only mode: the core emits ``RoleChanged(read_only=True)`` after the grace period;
-``isro`` then says ``ro`` and ``srvr`` ``Mode: read-only``. ServerCore has no read-only
-service yet (no read-only sessions that skip the createSession txn, no NOTREADONLY answer to
-writes), so read-only clients are still refused; see issue 4's report.
+Read-only mode: the core emits ``RoleChanged(read_only=True)`` after the grace period (max(2 s,
+tickTime) in LOOKING with ``readonlymode.enabled``). The gate then steps the ServerCore into its
+read-only service (``ReadOnlyModeChanged(True)``, core/read_only.py): clients that asked for
+read-only get local sessions (no txn) over the recovered tree, reads are served, writes get
+NOTREADONLY, other clients are closed without a reply; ``isro`` says ``ro`` and ``srvr``
+``Mode: read-only``. The next RoleChanged without ``read_only`` (the election ended) stops that
+service and closes its connections, as Apache shuts its ReadOnlyZooKeeperServer down.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from .. import ZK_COMPAT_VERSION, __version__
 from .._impl import IMPLEMENTATION
 from ..config import ServerConfig
 from ..core.actions import CloseClient, RoleChanged
-from ..core.events import ClientFramesReceived, Ticked
+from ..core.events import ClientFramesReceived, ReadOnlyModeChanged, Ticked
 from ..core.peer import QuorumPeerCore
 from ..storage.epochs import (
     ACCEPTED_EPOCH_FILE,
@@ -66,17 +69,26 @@ NOT_RUNNING = "ZooKeeperServer not running"
 
 
 class ClientGate:
-    """The client service of a quorum peer: a ServerCore that serves only when told to."""
+    """The client service of a quorum peer: a ServerCore that serves only when told to.
+
+    ``serving``: the full service (a role in BROADCAST). ``read_only``: the ServerCore runs its
+    read-only service; a ``ReadOnlyModeChanged`` event passing through sets it.
+    """
 
     def __init__(self, core: Any) -> None:
         self.core = core
         self.serving = False
+        self.read_only = False
 
     def step(self, event: Any, now_ms: int) -> list[Any]:
-        if self.serving:
+        if self.serving or self.read_only:
+            if type(event) is ReadOnlyModeChanged:
+                self.read_only = event.read_only
             actions: list[Any] = self.core.step(event, now_ms)
             return actions
         t = type(event)
+        if t is ReadOnlyModeChanged:
+            self.read_only = event.read_only
         if t is Ticked:
             return []
         if t is ClientFramesReceived:
@@ -86,7 +98,7 @@ class ClientGate:
         return actions
 
     def deadline_ms(self) -> int | None:
-        if not self.serving:
+        if not self.serving and not self.read_only:
             return None
         d: int | None = self.core.deadline_ms()
         return d
@@ -227,6 +239,13 @@ class QuorumPeerServer(ZkfastServer):
             gate.serving = False
             if self.hub is not None:
                 self.hub.close_all("ZooKeeperServer not running")
+        want_ro = a.read_only and a.state == "LOOKING"
+        env = self.env
+        if gate is not None and gate.read_only != want_ro and env is not None \
+                and env.driver is not None:
+            # ReadOnlyZooKeeperServer startup / shutdown, through the Driver so the closes are
+            # carried out and the session-expiry timer is re-armed.
+            env.driver.step(ReadOnlyModeChanged(want_ro))
         # Apache's QuorumPeer.run log lines, which operators and tests grep for.
         if a.zab_state in ("ELECTION", "DISCOVERY"):
             log.info("%s", a.state if not a.read_only else "LOOKING (read-only)")
