@@ -144,6 +144,9 @@ def _asking_line(asking: str | None) -> list[str]:
 def _server_block(core: Any, with_clients: bool, asking: str | None) -> str:
     st = core.stats
     lines = [f"Zookeeper version: {_VERSION}\n"]
+    if _mode(core) == "read-only":
+        # StatCommand: a ReadOnlyZooKeeperServer says so under the version line.
+        lines.append("READ-ONLY mode; serving only read-only clients\n")
     if with_clients:
         lines.append("Clients:\n")
         for conn in core.conns.values():
