@@ -119,6 +119,9 @@ class AioEnv:
         #: Called when an event that belongs to no connection failed inside the core: the core's
         #: state can no longer be trusted, so the server stops (set by runtime/server.py).
         self.on_fatal: Callable[[BaseException], None] = self._default_fatal
+        #: Called after the core has heard of a txn log failure (set by runtime/server.py, which
+        #: shuts the process down as Apache's standalone server does).
+        self.on_storage_failed: Callable[[str], None] = lambda reason: None
 
     # ---- Env protocol -----------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -183,6 +186,7 @@ class AioEnv:
     def _storage_failed(self, reason: str) -> None:
         log.error("txn log failed: %s", reason)
         self.step_global(StorageFailed(reason))
+        self.on_storage_failed(reason)
 
     def _default_fatal(self, exc: BaseException) -> None:
         self.loop.stop()

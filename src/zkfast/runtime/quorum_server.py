@@ -182,7 +182,7 @@ class QuorumPeerServer(ZkfastServer):
             write_file_atomically(os.path.join(cfg.data_dir, "version-2", epoch_file_name(kind)),
                                   format_epoch(epoch))
         env = AioEnv(loop, txn_log)
-        server_core = _durable_core(cfg, env.now_ms(), random.Random(), rec)
+        server_core = _durable_core(cfg, env.now_ms(), random.SystemRandom(), rec)
         gate = ClientGate(server_core)
         env.driver = Driver(gate, env)
         env.on_fatal = self._fatal

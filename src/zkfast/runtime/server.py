@@ -129,14 +129,15 @@ class ZkfastServer:
         if self._durable:
             restored = self._restore(loop)
             env = AioEnv(loop, restored[0])
-            core = _durable_core(cfg, env.now_ms(), random.Random(), restored[1])
+            core = _durable_core(cfg, env.now_ms(), random.SystemRandom(), restored[1])
         else:
             env = AioEnv(loop, self._txn_log)
-            core = self._core_factory(cfg, env.now_ms(), random.Random())
+            core = self._core_factory(cfg, env.now_ms(), random.SystemRandom())
         env.driver = Driver(core, env)
         if restored is not None:
             self._attach_snapshots(restored[0], core)
         env.on_fatal = self._fatal
+        env.on_storage_failed = self._storage_failed
         self.env, self.core = env, core
         env.set_timer(core.deadline_ms())
         hub = ClientHub(env, cfg, four_letter=_four_letter_fn(core, cfg, env),
@@ -265,6 +266,13 @@ class ZkfastServer:
         log.info("stopped")
 
     def _fatal(self, exc: BaseException) -> None:
+        self.request_stop(1)
+
+    def _storage_failed(self, reason: str) -> None:
+        # Apache's standalone server shuts down when its txn log fails; zkfast does the same
+        # (exit code 1), so a supervisor restarts it and recovery decides what the disk holds.
+        # Nothing written after the failure was acknowledged: the core stopped at the event.
+        log.error("stopping: the txn log failed (%s); no write after it was acknowledged", reason)
         self.request_stop(1)
 
 
