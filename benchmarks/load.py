@@ -259,7 +259,8 @@ def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[byte
 
     Only samples holding the GIL are kept (`--gil`), so shares are of the time the server spends
     running Python, and waits in epoll or in the log writer's queue do not count. Cython and
-    uvloop code is charged to its Python caller.
+    uvloop code is charged to its Python caller. `--subprocesses` follows forked children (the
+    snapshot writers), whose stacks start with a "process <pid>" frame.
     """
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen(
@@ -276,6 +277,7 @@ def start_profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[byte
             "raw",
             "--nolineno",
             "--gil",
+            "--subprocesses",
             "--output",
             str(out),
         ],
@@ -306,6 +308,7 @@ IDLE_LEAVES = frozenset(
 def profile_summary(path: Path, top: int = 15) -> str:
     """Top functions of a py-spy raw profile by self share and by inclusive share."""
     self_n: dict[str, int] = {}
+    proc_n: dict[str, int] = {}
     incl_n: dict[str, int] = {}
     total = 0
     for line in path.read_text("utf-8", "replace").splitlines():
@@ -313,17 +316,23 @@ def profile_summary(path: Path, top: int = 15) -> str:
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        total += n
         frames = [f.strip() for f in stack.split(";") if f.strip()]
         if not frames or frames[-1].split(" ", 1)[0] in IDLE_LEAVES:
             continue
-        if frames:
-            self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
+        total += n
+        if frames[0].startswith("process "):
+            proc_n[frames[0]] = proc_n.get(frames[0], 0) + n
+        self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
         for f in set(frames):
             incl_n[f] = incl_n.get(f, 0) + n
     if not total:
         return f"(no samples in {path})"
-    out = [f"{total} busy samples; self share (where the CPU is):"]
+    out = [f"{total} busy samples"]
+    if len(proc_n) > 1:
+        out.append("by process (the server, then forked children such as snapshot writers):")
+        for f, n in sorted(proc_n.items(), key=lambda kv: -kv[1])[:top]:
+            out.append(f"  {100 * n / total:5.1f}%  {f[:100]}")
+    out.append("self share (where the CPU is):")
     for f, n in sorted(self_n.items(), key=lambda kv: -kv[1])[:top]:
         out.append(f"  {100 * n / total:5.1f}%  {f}")
     out.append("inclusive share (time under each function):")
