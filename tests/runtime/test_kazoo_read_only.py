@@ -159,3 +159,87 @@ def test_apache_default_config_answers_connect_with_notreadonly(tmp_path: Path) 
         frames = cc.split_reply_frames(data_in)
         # xid 0 (the createSession), zxid 0x5 (the prepared txns), NOTREADONLY; no ConnectResponse.
         assert [cc.decode_reply(f, None)[:3] for f in frames] == [(0, 5, -119)]
+
+
+def _recv_until_eof_or(s: socket.socket, n: int) -> tuple[bytes, bool]:
+    """Read until ``n`` bytes arrived or the server closed; ``(bytes, closed)``."""
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def _ro_connect(port: int, session_id: int = 0, passwd: bytes = b"\0" * 16
+                ) -> tuple[socket.socket, tuple[int, int, int, bytes, bool | None] | None]:
+    """A read-only ConnectRequest (timeout 1000 ms); the socket and the response (None: closed
+    without one)."""
+    s = socket.create_connection((LOOPBACK, port), timeout=30.0)
+    s.sendall(cc.encode_connect_request(1000, session_id, passwd, 0, True))
+    data, _ = _recv_until_eof_or(s, 41)  # a ConnectResponse with the readOnly byte
+    if not data:
+        return s, None
+    return s, cc.decode_connect_response(cc.split_reply_frames(data)[0])
+
+
+@pytest.mark.parametrize("kind", ["zkfast", "apache"])
+def test_read_only_sessions_are_local(tmp_path: Path, kind: str) -> None:
+    """Raw-socket session rules of the read-only service, the same on zkfast and Apache (with
+    localSessionsEnabled): a session the data tree holds is not renewed; a read-only session
+    reconnects while live, closeSession ends it with a reply, an idle one expires and its
+    connection closes; writes are refused and the zxid never moves."""
+    if kind == "apache" and not apache_available():
+        pytest.skip("Apache ZooKeeper jars not installed")
+    prep = zkfast_server(tmp_path / "prep")
+    try:
+        with socket.create_connection((LOOPBACK, prep.client_port), timeout=30.0) as s:
+            s.sendall(cc.encode_connect_request(30000))
+            data, _ = _recv_until_eof_or(s, 41)
+            _, _, global_sid, global_pw, _ = cc.decode_connect_response(
+                cc.split_reply_frames(data)[0])
+            prep.kill()  # the session stays open in the log: a global session on restore
+    finally:
+        prep.stop()
+    cfg = {**CFG, "localSessionsEnabled": "true"} if kind == "apache" else CFG
+    with Ensemble(tmp_path / "ens", [kind, "zkfast", "zkfast"], cfg=cfg, proxied=True,
+                  props={"readonlymode.enabled": "true"},
+                  jvm_props={"readonlymode.enabled": "true"},
+                  data_dirs={1: prep.data_dir}) as ens:
+        ens.partition(1)
+        ens.start([2, 3])
+        ens.start([1])
+        wait_until(lambda: _isro(ens, 1) == "ro", SETTLE_S, "peer 1 in read-only mode")
+        port = ens.ports[1][0]
+
+        s, resp = _ro_connect(port, global_sid, global_pw)
+        assert resp is None  # "Refusing global session reconnection in RO mode"
+        s.close()
+
+        s1, resp = _ro_connect(port)
+        assert resp is not None and resp[1] == 1000 and resp[4] is True
+        sid, pw = resp[2], resp[3]
+        assert sid >> 56 == 1
+        s2, again = _ro_connect(port, sid, pw)
+        assert again is not None and again[1:3] == (1000, sid) and again[4] is True
+        assert _recv_until_eof_or(s1, 1) == (b"", True)  # the old connection is closed
+        s1.close()
+        s2.sendall(cc.encode_request(1, 5, ("/", b"x", -1)) + cc.encode_request(2, 4, ("/", False))
+                   + cc.encode_request(3, -11, ()))
+        data, closed = _recv_until_eof_or(s2, 1 << 20)
+        replies = [cc.decode_reply(f, None)[:3] for f in cc.split_reply_frames(data)]
+        assert replies == [(1, 1, -119), (2, 1, 0), (3, 1, 0)] and closed
+        s2.close()
+        s3, gone = _ro_connect(port, sid, pw)
+        assert gone is not None and gone[1:3] == (0, 0) and gone[4] is True
+        s3.close()
+
+        s4, resp = _ro_connect(port)
+        assert resp is not None
+        assert _recv_until_eof_or(s4, 1) == (b"", True)  # idle past its timeout: expired
+        s4.close()
+        s5, gone = _ro_connect(port, resp[2], resp[3])
+        assert gone is not None and gone[1:3] == (0, 0)
+        s5.close()
+        assert "Zxid: 0x1\n" in ens.servers[1].four_letter_word("srvr")

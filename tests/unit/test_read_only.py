@@ -260,3 +260,11 @@ def test_mode_changes_are_idempotent(zk: Harness) -> None:
     actions = zk.core.set_read_only(False, zk.now)
     assert [type(a) for a in actions] == [CloseClient]
     assert zk.core.set_read_only(False, zk.now) == []
+
+
+def test_stats_restart_with_the_read_only_service(zk: Harness) -> None:
+    """Apache's ReadOnlyZooKeeperServer is a server of its own: fresh ServerStats."""
+    assert zk.core.stats.packets_received == 0 and zk.core.stats.packets_sent == 0
+    zk.connect(2)
+    zk.call(2, 1, 3, ("/app", False))
+    assert (zk.core.stats.packets_received, zk.core.stats.packets_sent) == (2, 2)

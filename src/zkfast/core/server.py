@@ -415,6 +415,8 @@ class ServerCore:
         svc = self.read_only_service
         if ev.read_only == (svc is not None):
             return
+        # Apache starts (and later drops) a ZooKeeperServer of its own, with fresh ServerStats.
+        self.stats = ServerStats(self._now_ms)
         if ev.read_only:
             svc = ReadOnlyService(self, self._now_ms)
             svc.close_all("read-only service starting")
