@@ -320,8 +320,9 @@ def profile_summary(path: Path, top: int = 15) -> str:
         if not frames or frames[-1].split(" ", 1)[0] in IDLE_LEAVES:
             continue
         total += n
-        if frames[0].startswith("process "):
-            proc_n[frames[0]] = proc_n.get(frames[0], 0) + n
+        procs = [f for f in frames if f.startswith("process ")]
+        if procs:  # a child's stack starts with its parent's frame, then its own
+            proc_n[procs[-1]] = proc_n.get(procs[-1], 0) + n
         self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
         for f in set(frames):
             incl_n[f] = incl_n.get(f, 0) + n
