@@ -318,8 +318,8 @@ def test_in_process_peers_on_both_event_loops(tmp_path, loop_kind):
 
 def test_lone_peer_turns_read_only_after_the_grace_period(tmp_path):
     """readonlymode.enabled: a peer LOOKING alone for max(2 s, tickTime) says `ro` to isro and
-    `Mode: read-only` to srvr (serving read-only sessions needs ServerCore support; issue 4's
-    report lists it)."""
+    `Mode: read-only` to srvr, and `rw` again once it joins a quorum (the read-only service
+    itself: tests/runtime/test_kazoo_read_only.py)."""
     ens = Ensemble(tmp_path, ["zkfast"] * 3, cfg=CFG, props={"readonlymode.enabled": "true"})
     with ens:
         ens.start([1])
