@@ -7,6 +7,7 @@ reads from the tree, NOTREADONLY for ReadOnlyRequestProcessor's list, no txn eve
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -268,3 +269,19 @@ def test_stats_restart_with_the_read_only_service(zk: Harness) -> None:
     zk.connect(2)
     zk.call(2, 1, 3, ("/app", False))
     assert (zk.core.stats.packets_received, zk.core.stats.packets_sent) == (2, 2)
+
+
+def test_dump_lists_local_then_global_sessions(zk: Harness) -> None:
+    """LearnerSessionTracker.dumpSessions: "Local Session Sets", then "Global Sessions(n)"."""
+    from zkfast.runtime.admin import run_four_letter_word
+
+    resp = zk.connect(2, timeout=4000)
+    assert resp is not None
+    config = replace(zk.core.config, four_letter_whitelist=frozenset({"dump"}))
+    text = run_four_letter_word(b"dump", zk.core, config, zk.now).decode()
+    lines = text.splitlines()
+    assert lines[:2] == ["SessionTracker dump:", "Local Session Sets (1)/(1):"]
+    assert lines[3] == f"\t0x{resp[2]:x}"
+    rw = zk.rw_session  # type: ignore[attr-defined]
+    assert lines[4:6] == ["Global Sessions(1):", f"0x{rw & (1 << 64) - 1:x}\t30000ms"]
+    assert f"\tip: /10.0.0.2:40002 sessionId: 0x{resp[2]:x}" in text

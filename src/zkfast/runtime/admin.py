@@ -242,15 +242,30 @@ def _wchp(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> s
     return "".join(out) + "\n"
 
 
+def _global_sessions_lines(core: Any) -> list[str]:
+    """LearnerSessionTracker.dumpSessions' global part (sessions the data tree holds)."""
+    known = core.sessions.sessions
+    lines = [f"Global Sessions({len(known)}):\n"]
+    for sid in sorted(known, key=lambda v: v & 0xFFFFFFFFFFFFFFFF ^ (1 << 63)):
+        lines.append(f"0x{_hex(sid)}\t{known[sid].timeout_ms}ms\n")
+    return lines
+
+
 def _dump(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> str:
-    sessions = core.sessions
+    # Read-only mode: Apache's LearnerSessionTracker dumps its local sessions, then the global
+    # ones (the data tree's) with their timeouts.
+    ro = getattr(core, "read_only_service", None)
+    sessions = core.sessions if ro is None else ro.sessions
     buckets = sessions.expiry_view()
     out = ["SessionTracker dump:\n",
-           f"Session Sets ({len(buckets)})/({len(sessions.sessions)}):\n"]
+           f"{'' if ro is None else 'Local '}Session Sets ({len(buckets)})/"
+           f"({len(sessions.sessions)}):\n"]
     for t, sids in buckets:
         out.append(f"{len(sids)} expire at {java_date(t)}:\n")
         for sid in sids:
             out.append(f"\t0x{_hex(sid)}\n")
+    if ro is not None:
+        out.extend(_global_sessions_lines(core))
     eph = core.tree.ephemerals
     owners = [sid for sid in sorted(eph) if eph[sid]]
     out.append("ephemeral nodes dump:\n")
