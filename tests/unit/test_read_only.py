@@ -285,3 +285,16 @@ def test_dump_lists_local_then_global_sessions(zk: Harness) -> None:
     rw = zk.rw_session  # type: ignore[attr-defined]
     assert lines[4:6] == ["Global Sessions(1):", f"0x{rw & (1 << 64) - 1:x}\t30000ms"]
     assert f"\tip: /10.0.0.2:40002 sessionId: 0x{resp[2]:x}" in text
+
+
+def test_mntr_counts_local_and_global_sessions(zk: Harness) -> None:
+    from zkfast.runtime.admin import run_four_letter_word
+
+    zk.connect(2)
+    zk.connect(3)
+    config = replace(zk.core.config, four_letter_whitelist=frozenset({"mntr"}))
+    text = run_four_letter_word(b"mntr", zk.core, config, zk.now).decode()
+    assert "zk_local_sessions\t2\n" in text and "zk_global_sessions\t1\n" in text
+    zk.step(ReadOnlyModeChanged(False))
+    text = run_four_letter_word(b"mntr", zk.core, config, zk.now).decode()
+    assert "zk_local_sessions\t0\n" in text

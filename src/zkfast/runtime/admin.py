@@ -242,6 +242,12 @@ def _wchp(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> s
     return "".join(out) + "\n"
 
 
+def _local_session_count(core: Any) -> int:
+    """``zk_local_sessions``: the read-only service's sessions (zkfast has no others yet)."""
+    ro = getattr(core, "read_only_service", None)
+    return 0 if ro is None else len(ro.sessions.sessions)
+
+
 def _global_sessions_lines(core: Any) -> list[str]:
     """LearnerSessionTracker.dumpSessions' global part (sessions the data tree holds)."""
     known = core.sessions.sessions
@@ -330,7 +336,7 @@ def _mntr(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> s
         ("max_file_descriptor_count", max_fds),
         ("approximate_data_size", tree.approximate_data_size),
         ("open_file_descriptor_count", open_fds),
-        ("local_sessions", 0),
+        ("local_sessions", _local_session_count(core)),
         ("uptime", now_ms - st.started_ms),
         ("max_latency", st.max_latency_ms),
         ("outstanding_tls_handshake", 0),
