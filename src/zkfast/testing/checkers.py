@@ -1,0 +1,173 @@
+"""Safety invariants checked after every simulated step, and liveness after healing.
+
+A violation raises ``Violation`` (an AssertionError) naming the invariant; ``vopr`` prints it
+with the seed and the tail of the trace.
+
+Election (``PeerChecker``):
+
+- at most one established leader per epoch: a peer that is LEADING past DISCOVERY (a quorum
+  acked its epoch) claims ``current_epoch``; two sids never claim the same epoch;
+- a node's acceptedEpoch and currentEpoch never go backwards, across crashes too (they come
+  back from its disk), and acceptedEpoch >= currentEpoch;
+- once settled (``settled()``), every live peer that is not LOOKING names the same leader, that
+  leader leads, and a quorum of voters (the leader included) follows it;
+- liveness: after the network heals and every peer runs, ``settled()`` within a bound.
+
+Standalone (``StandaloneChecker``):
+
+- every acknowledged write survives every crash and restart: after recovery each path holds
+  its last acknowledged value or a later value the client sent (never an older one) and the
+  recovered last zxid is at least the highest acknowledged one;
+- zxids of appended txns strictly increase within a run of the server and start above the
+  recovered last zxid; successful write replies carry strictly increasing zxids;
+- no reply for a write leaves before its txn is durable (zxid <= the last TxnsDurable);
+- liveness: after healing, every client gets a write acknowledged within a bound.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from ..storage.recovery import Recovered
+from .cluster import PeerCluster, PeerNode, SimClient, StandaloneCluster, StandaloneNode
+
+__all__ = ["Violation", "PeerChecker", "StandaloneChecker"]
+
+
+class Violation(AssertionError):
+    """A simulated run broke an invariant."""
+
+
+class PeerChecker:
+    def __init__(self, cluster: PeerCluster) -> None:
+        self.cluster = cluster
+        #: epoch -> sid of the established leader that claimed it first
+        self.epoch_leader: dict[int, int] = {}
+        self.max_epochs: dict[int, tuple[int, int]] = {}
+        self.checks = 0
+        cluster.world.after_step.append(self.check)
+
+    def check(self) -> None:
+        self.checks += 1
+        for node in self.cluster.live():
+            core = node.core
+            assert core is not None
+            sid = node.sid
+            acc, cur = core.accepted_epoch, core.current_epoch
+            if acc < cur:
+                raise Violation(f"p{sid}: acceptedEpoch {acc} < currentEpoch {cur}")
+            pacc, pcur = self.max_epochs.get(sid, (-1, -1))
+            if acc < pacc or cur < pcur:
+                raise Violation(f"p{sid}: epochs went back: accepted {pacc}->{acc}, "
+                                f"current {pcur}->{cur}")
+            self.max_epochs[sid] = (acc, cur)
+            if core.state.name == "LEADING" and core.zab_state.name not in ("DISCOVERY",
+                                                                             "ELECTION"):
+                first = self.epoch_leader.setdefault(cur, sid)
+                if first != sid:
+                    raise Violation(f"two leaders established epoch {cur}: p{first} and p{sid}")
+
+    def settled(self) -> int | None:
+        """The leader every live non-LOOKING peer agrees on, if a quorum follows it."""
+        live = self.cluster.live()
+        if not live:
+            return None
+        leaders = {n.core.leader_sid for n in live
+                   if n.core is not None and n.core.state.name != "LOOKING"}
+        if len(leaders) != 1 or any(n.core is not None and n.core.state.name == "LOOKING"
+                                    for n in live):
+            return None
+        (leader,) = leaders
+        if leader is None:
+            return None
+        ln: PeerNode = self.cluster.nodes[leader]
+        if not ln.alive or ln.core is None or ln.core.state.name != "LEADING":
+            return None
+        if ln.core.zab_state.name != "SYNCHRONIZATION":
+            return None
+        synced = [n.sid for n in live if n.core is not None
+                  and n.core.zab_state.name == "SYNCHRONIZATION"]
+        if not self.cluster.verifier.contains_quorum(set(synced)):
+            return None
+        return leader
+
+    def check_agreement(self) -> None:
+        """Every live peer that decided names the settled leader (call once settled)."""
+        leader = self.settled()
+        for n in self.cluster.live():
+            assert n.core is not None
+            if n.core.state.name != "LOOKING" and n.core.leader_sid != leader:
+                raise Violation(f"p{n.sid} follows p{n.core.leader_sid}, the quorum p{leader}")
+
+
+class StandaloneChecker:
+    def __init__(self, cluster: StandaloneCluster) -> None:
+        self.cluster = cluster
+        self.max_acked_zxid = 0
+        self.last_reply_zxid = 0
+        self.last_appended: int | None = None
+        self.recoveries = 0
+        cluster.ack_hooks.append(self.on_ack)
+        cluster.send_hooks.append(self.on_send)
+        cluster.append_hooks.append(self.on_append)
+        cluster.recovered_hooks.append(self.on_recovered)
+
+    def on_ack(self, cl: SimClient, path: str, idx: int, zxid: int) -> None:
+        self.max_acked_zxid = max(self.max_acked_zxid, zxid)
+
+    def on_append(self, node: StandaloneNode, txns: list[tuple[int, bytes]]) -> None:
+        prev = self.last_appended if self.last_appended is not None else node.last_appended
+        for zxid, _ in txns:
+            if zxid <= prev:
+                raise Violation(f"appended zxid {zxid:#x} after {prev:#x}")
+            prev = zxid
+        self.last_appended = prev
+
+    def on_send(self, node: StandaloneNode, cl: SimClient, data: bytes) -> None:
+        off = 0
+        while off + 4 <= len(data):
+            (n,) = struct.unpack_from(">i", data, off)
+            frame = data[off + 4: off + 4 + n]
+            off += 4 + n
+            if not cl.connected or len(frame) < 16:
+                continue
+            xid, zxid, err = struct.unpack_from(">iqi", frame, 0)
+            if xid not in cl.pending:
+                continue
+            if zxid > node.durable_zxid:
+                raise Violation(f"reply to c{cl.cid} xid {xid} at zxid {zxid:#x} before it was "
+                                f"durable (durable {node.durable_zxid:#x})")
+            if err == 0:
+                if zxid <= self.last_reply_zxid:
+                    raise Violation(f"write reply zxid {zxid:#x} not above the last "
+                                    f"{self.last_reply_zxid:#x}")
+                self.last_reply_zxid = zxid
+
+    def on_recovered(self, node: StandaloneNode, rec: Recovered) -> None:
+        self.recoveries += 1
+        self.check_recovered(rec)
+        # A new run of the server: appended zxids restart above what survived.
+        self.last_appended = rec.last_zxid
+        self.last_reply_zxid = min(self.last_reply_zxid, rec.last_zxid)
+        if self.last_reply_zxid < self.max_acked_zxid:
+            self.last_reply_zxid = self.max_acked_zxid
+
+    def check_recovered(self, rec: Recovered) -> None:
+        if rec.last_zxid < self.max_acked_zxid:
+            raise Violation(f"recovered to zxid {rec.last_zxid:#x}, below the acknowledged "
+                            f"{self.max_acked_zxid:#x}")
+        nodes: dict[str, Any] = rec.tree.nodes
+        for cl in self.cluster.clients:
+            for path, pm in sorted(cl.paths.items()):
+                if pm.acked_index is None:
+                    continue
+                zn = nodes.get(path)
+                if zn is None:
+                    raise Violation(f"acknowledged {path} (zxid {pm.acked_zxid:#x}) lost")
+                allowed = pm.values[pm.acked_index:]
+                if zn.data not in allowed:
+                    raise Violation(f"{path} holds {zn.data!r}; acknowledged "
+                                    f"{pm.values[pm.acked_index]!r} at {pm.acked_zxid:#x}")
+                if zn.mzxid < pm.acked_zxid:
+                    raise Violation(f"{path} mzxid {zn.mzxid:#x} < acked {pm.acked_zxid:#x}")

@@ -1,0 +1,630 @@
+"""Simulated deployments: N quorum peers, or one standalone server with M clients.
+
+Each node is the real core (``QuorumPeerCore`` or ``ServerCore``) behind the real ``Driver``
+(``sim_env.PeerDriver`` for the peer actions) on a sim Env. A standalone server also runs the
+real ``DiskTxnLog`` over a ``SimDisk`` and restarts through the real ``storage.recovery``.
+Crashing a node drops its in-memory state and its connections; restarting it rebuilds the
+core from what its disk kept.
+
+Observers (``checkers``) hook into ``on_role``, ``on_send``, ``on_append``, ``on_recovered``.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import QuorumConfig, ServerConfig
+from ..core.actions import RoleChanged
+from ..core.events import (
+    ClientConnected,
+    ClientDisconnected,
+    ClientFramesReceived,
+    EpochDurable,
+    LeaderConnected,
+    LeaderConnectFailed,
+    LeaderDisconnected,
+    LeaderPacketsReceived,
+    LearnerConnected,
+    LearnerDisconnected,
+    LearnerPacketsReceived,
+    PeerMessageReceived,
+    StorageFailed,
+    TxnsDurable,
+)
+from ..core.peer import QuorumPeerCore
+from ..core.server import ServerCore
+from ..quorum import QuorumVerifier, verifier_from_properties
+from ..runtime.disk_log import DiskTxnLog, LogSettings
+from ..runtime.driver import Driver
+from ..storage import epochs as epoch_files
+from ..storage.recovery import Recovered, recover
+from ..wire.peer_codec import split_quorum_packets
+from .rawclient import OP, OPEN_ACL, Reader, Writer
+from .sim_env import (
+    DiskFaults,
+    NetFaults,
+    Network,
+    PeerDriver,
+    SimDisk,
+    SimLoop,
+    SimPeerEnv,
+    SimServerEnv,
+    World,
+)
+
+__all__ = ["PeerCluster", "PeerNode", "StandaloneCluster", "StandaloneNode", "SimClient",
+           "make_verifier"]
+
+DATA = "/data/version-2"
+
+
+def make_verifier(n: int) -> QuorumVerifier:
+    """server.1..n, quorum ports 2000+sid, election ports 3000+sid."""
+    return verifier_from_properties({f"server.{s}": f"10.0.0.{s}:{2000 + s}:{3000 + s}"
+                                     for s in range(1, n + 1)})
+
+
+# ============================================================================ peers
+
+
+@dataclass
+class _QConn:
+    learner: int
+    learner_conn: int
+    leader: int
+    leader_conn: int
+
+
+class PeerNode:
+    """One quorum peer: a QuorumPeerCore, a PeerDriver, a SimPeerEnv, a SimDisk of epochs."""
+
+    def __init__(self, cluster: PeerCluster, sid: int, last_zxid: int) -> None:
+        self.cluster = cluster
+        self.sid = sid
+        self.disk = SimDisk(random.Random(cluster.world.rng.random()), cluster.disk_faults)
+        #: Peers log no txns yet (sync and broadcast come later): the last zxid is fixed.
+        self.last_zxid = last_zxid
+        self.core: QuorumPeerCore | None = None
+        self.driver: PeerDriver | None = None
+        self.env: SimPeerEnv | None = None
+        self.role: RoleChanged | None = None
+        self.incarnation = 0
+        self._epoch_free_at = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.driver is not None
+
+    def alive_check(self, env: Any) -> Callable[[], bool]:
+        return lambda: self.env is env
+
+    def start(self) -> None:
+        c, w = self.cluster, self.cluster.world
+        d = self.disk
+
+        def read(kind: str) -> bytes | None:
+            name = epoch_files.epoch_file_name(kind)
+            return d.get(DATA, name) if name in d.list(DATA) else None
+        st = epoch_files.resolve_epochs(read("accepted"), read("current"), self.last_zxid)
+        for kind, epoch in st.writes:
+            d.write_atomic(DATA, epoch_files.epoch_file_name(kind),
+                           epoch_files.format_epoch(epoch))
+        self.incarnation += 1
+        cfg = c.config_for(self.sid)
+        core = QuorumPeerCore(cfg, last_zxid=self.last_zxid, accepted_epoch=st.accepted_epoch,
+                              current_epoch=st.current_epoch, now_ms=w.now_ms())
+        env = SimPeerEnv(w, self)
+        drv = PeerDriver(core, env)
+        env.driver = drv
+        self.core, self.env, self.driver = core, env, drv
+        w.log(f"p{self.sid} START acceptedEpoch={st.accepted_epoch} "
+              f"currentEpoch={st.current_epoch} zxid={self.last_zxid:#x}")
+        c.on_start(self)
+        drv.start(core.start(w.now_ms()))
+        # Links come up: the other peers re-send their last message (QuorumCnxManager).
+        for other in c.nodes.values():
+            if other is not self and other.alive:
+                payload = c.last_sent.get((other.sid, self.sid))
+                if payload is not None:
+                    c.deliver_election(other.sid, self.sid, payload)
+
+    def crash(self) -> None:
+        w = self.cluster.world
+        w.log(f"p{self.sid} CRASH")
+        self.driver = self.core = self.env = None
+        self.role = None
+        self.disk.crash()
+        self.cluster.drop_conns_of(self.sid)
+
+    def step(self, event: Any) -> None:
+        if self.driver is not None:
+            self.driver.step(event)
+
+    # ---- SimPeerEnv callbacks
+    def send_to_peer(self, sid: int, payload: bytes) -> None:
+        self.cluster.last_sent[(self.sid, sid)] = payload
+        self.cluster.deliver_election(self.sid, sid, payload)
+
+    def write_epoch(self, kind: str, epoch: int) -> None:
+        """Epoch writes run one at a time, in the order asked (as aio_peers does)."""
+        env = self.env
+        w = self.cluster.world
+        self._epoch_free_at = max(w.now, self._epoch_free_at) + self.disk.fsync_ms()
+
+        def done() -> None:
+            if self.env is env:
+                self.disk.write_atomic(DATA, epoch_files.epoch_file_name(kind),
+                                       epoch_files.format_epoch(epoch))
+                w.log(f"p{self.sid} {kind}Epoch={epoch} durable")
+                self.step(EpochDurable(kind, epoch))
+        w.at(self._epoch_free_at, done)
+
+    def connect_to_leader(self, conn_id: int, host: str, port: int) -> None:
+        self.cluster.connect(self.sid, conn_id, port)
+
+    def send_quorum_packet(self, conn_id: int, data: bytes) -> None:
+        self.cluster.send_packet(self.sid, conn_id, data)
+
+    def close_quorum_conn(self, conn_id: int, reason: str) -> None:
+        qc = self.cluster.conns.get((self.sid, conn_id))
+        if qc is not None:
+            self.cluster.drop_conn(qc, closer=self.sid)
+
+    def role_changed(self, a: RoleChanged) -> None:
+        self.role = a
+        self.cluster.world.log(f"p{self.sid} ROLE {a.state}/{a.zab_state} leader={a.leader_sid}")
+        if a.state != "LEADING":
+            for (sid, _), qc in sorted(self.cluster.conns.items()):
+                if sid == self.sid and qc.leader == self.sid:
+                    self.cluster.drop_conn(qc, closer=self.sid)
+
+
+class PeerCluster:
+    """N peers on one seeded network (election links, quorum connections)."""
+
+    def __init__(self, world: World, n: int, *, net_faults: NetFaults | None = None,
+                 disk_faults: DiskFaults | None = None, tick_ms: int = 2000,
+                 init_limit: int = 5, last_zxids: dict[int, int] | None = None) -> None:
+        self.world = world
+        self.net = Network(world, net_faults)
+        self.disk_faults = disk_faults or DiskFaults()
+        self.verifier = make_verifier(n)
+        self.tick_ms = tick_ms
+        self.init_limit = init_limit
+        self.last_sent: dict[tuple[int, int], bytes] = {}
+        self.conns: dict[tuple[int, int], _QConn] = {}
+        self._next_leader_conn = 1
+        self.on_start_hooks: list[Callable[[PeerNode], None]] = []
+        zx = last_zxids or {}
+        self.nodes: dict[int, PeerNode] = {
+            sid: PeerNode(self, sid, zx.get(sid, 0)) for sid in range(1, n + 1)}
+
+    def config_for(self, sid: int) -> ServerConfig:
+        q = QuorumConfig(my_sid=sid, verifier=self.verifier, peer_type="participant",
+                         init_limit_ticks=self.init_limit, sync_limit_ticks=2)
+        return ServerConfig(data_dir="/data", tick_ms=self.tick_ms, server_id=sid, quorum=q)
+
+    def on_start(self, node: PeerNode) -> None:
+        for h in self.on_start_hooks:
+            h(node)
+
+    def start_all(self) -> None:
+        for sid in sorted(self.nodes):
+            self.nodes[sid].start()
+
+    def live(self) -> list[PeerNode]:
+        return [n for _, n in sorted(self.nodes.items()) if n.alive]
+
+    # ---- election links
+    def deliver_election(self, a: int, b: int, payload: bytes) -> None:
+        def deliver() -> None:
+            if self.nodes[a].alive:
+                self.nodes[b].step(PeerMessageReceived(a, payload))
+        self.net.datagram(a, b, deliver)
+
+    def partition(self, groups: list[list[int]]) -> None:
+        self.net.partition([list(g) for g in groups])
+        for key, qc in sorted(self.conns.items()):
+            if key == (qc.learner, qc.learner_conn) and not self.net.linked(qc.learner,
+                                                                            qc.leader):
+                self.drop_conn(qc, closer=None)
+
+    def heal(self) -> None:
+        self.net.heal()
+        for (a, b), payload in sorted(self.last_sent.items()):
+            if self.nodes[a].alive and self.nodes[b].alive:
+                self.deliver_election(a, b, payload)
+
+    # ---- quorum connections
+    def _owner_of_port(self, port: int) -> int | None:
+        for sid, s in self.verifier.servers.items():
+            if s.quorum_port == port:
+                return sid
+        return None
+
+    def connect(self, sid: int, conn_id: int, port: int) -> None:
+        target = self._owner_of_port(port)
+        me = self.nodes[sid]
+        env = me.env
+
+        def attempt() -> None:
+            if me.env is not env:
+                return
+            t = self.nodes.get(target) if target is not None else None
+            if (t is None or not t.alive or not self.net.linked(sid, t.sid) or t.role is None
+                    or t.role.state != "LEADING"):
+                me.step(LeaderConnectFailed(conn_id, "connection refused"))
+                return
+            lconn = self._next_leader_conn
+            self._next_leader_conn += 1
+            qc = _QConn(sid, conn_id, t.sid, lconn)
+            self.conns[(sid, conn_id)] = qc
+            self.conns[(t.sid, lconn)] = qc
+            t.step(LearnerConnected(lconn, f"10.0.0.{sid}:{40000 + conn_id % 1000}"))
+            me.step(LeaderConnected(conn_id))
+        self.world.after(self.net._delay(), attempt)
+
+    def send_packet(self, sid: int, conn_id: int, data: bytes) -> None:
+        qc = self.conns.get((sid, conn_id))
+        if qc is None:
+            return
+        packets, used = split_quorum_packets(data, 0, 1 << 20)
+        assert used == len(data), "a SendQuorumPacket held a partial packet"
+        to_leader = sid == qc.learner
+        dest = qc.leader if to_leader else qc.learner
+
+        def deliver() -> None:
+            if self.conns.get((sid, conn_id)) is not qc:
+                return
+            if to_leader:
+                self.nodes[dest].step(LearnerPacketsReceived(qc.leader_conn, packets))
+            else:
+                self.nodes[dest].step(LeaderPacketsReceived(qc.learner_conn, packets))
+        self.net.stream(sid, dest, deliver, lambda: self.drop_conn(qc, closer=None))
+
+    def drop_conn(self, qc: _QConn, closer: int | None) -> None:
+        if self.conns.pop((qc.learner, qc.learner_conn), None) is None:
+            return
+        self.conns.pop((qc.leader, qc.leader_conn), None)
+        self.world.log(f"qconn p{qc.learner}-p{qc.leader} closed")
+        ln, ld = self.nodes[qc.learner], self.nodes[qc.leader]
+        if closer != qc.learner:
+            env = ln.env
+            self.world.at(self.net.stream_time(qc.leader, qc.learner),
+                          lambda: ln.step(LeaderDisconnected(qc.learner_conn))
+                          if ln.env is env else None)
+        if closer != qc.leader:
+            env2 = ld.env
+            self.world.at(self.net.stream_time(qc.learner, qc.leader),
+                          lambda: ld.step(LearnerDisconnected(qc.leader_conn))
+                          if ld.env is env2 else None)
+
+    def drop_conns_of(self, sid: int) -> None:
+        for key, qc in sorted(self.conns.items()):
+            if key[0] == sid:
+                self.drop_conn(qc, closer=sid)
+
+
+# ============================================================================ standalone
+
+
+CONNECT_TIMEOUT_MS = 10000
+ERR_OK, ERR_NONODE, ERR_NODEEXISTS = 0, -101, -110
+
+
+@dataclass
+class PathModel:
+    """What one client wrote to one of its paths: values in issue order, the last acked."""
+
+    values: list[bytes] = field(default_factory=list)
+    acked_index: int | None = None
+    acked_zxid: int = 0
+    exists: bool = False  # the client's belief, to pick create or setData
+
+
+class SimClient:
+    """A ZooKeeper client on the seeded network: one session, one request in flight."""
+
+    def __init__(self, cluster: StandaloneCluster, cid: int, paths: int) -> None:
+        self.cluster = cluster
+        self.cid = cid
+        self.name = ("c", cid)
+        self.session_id = 0
+        self.passwd = b"\0" * 16
+        self.last_zxid = 0
+        self.conn_id: int | None = None
+        self.connected = False
+        self._buf = bytearray()
+        self._xid = 0
+        #: xid -> (path, value index)
+        self.pending: dict[int, tuple[str, int]] = {}
+        self.paths = {f"/c{cid}_{k}": PathModel() for k in range(paths)}
+        self.acks = 0
+        self.ops_sent = 0
+        self.stopped = False
+
+    def connect(self) -> None:
+        if self.stopped or self.conn_id is not None:
+            return
+        c = self.cluster
+        conn_id = c.new_conn_id()
+        self.conn_id = conn_id
+        self.connected = False
+        self._buf.clear()
+        self.pending.clear()
+        c.conn_clients[conn_id] = self
+        w = Writer().int(0).long(self.last_zxid).int(CONNECT_TIMEOUT_MS).long(self.session_id)
+        w.buffer(self.passwd).bool(False)
+        c.node.client_open(self, conn_id)
+        c.node.client_frames(self, conn_id, [bytes(w.out)])
+
+    def closed(self, conn_id: int) -> None:
+        """The connection ended (reset, partition, server close or crash)."""
+        if conn_id != self.conn_id:
+            return
+        self.conn_id = None
+        self.connected = False
+        self.pending.clear()
+        self.cluster.world.after(self.cluster.world.rng.randint(10, 500), self.connect)
+
+    def received(self, conn_id: int, data: bytes) -> None:
+        if conn_id != self.conn_id:
+            return
+        self._buf += data
+        while len(self._buf) >= 4:
+            (n,) = struct.unpack_from(">i", self._buf, 0)
+            if len(self._buf) < 4 + n:
+                break
+            frame = bytes(self._buf[4:4 + n])
+            del self._buf[:4 + n]
+            self._frame(frame)
+
+    def _frame(self, frame: bytes) -> None:
+        r = Reader(frame)
+        if not self.connected:
+            r.int()
+            timeout = r.int()
+            sid = r.long()
+            pw = r.buffer() or b""
+            if timeout <= 0:  # expired: the server closes; start a new session
+                self.session_id, self.passwd = 0, b"\0" * 16
+                return
+            self.session_id, self.passwd = sid, pw
+            self.connected = True
+            self._next_op()
+            return
+        xid, zxid, err = r.int(), r.long(), r.int()
+        if xid < 0:
+            return  # ping or notification
+        self.last_zxid = max(self.last_zxid, zxid)
+        got = self.pending.pop(xid, None)
+        if got is None:
+            return
+        path, idx = got
+        pm = self.paths[path]
+        if err == ERR_OK:
+            pm.exists = True
+            if pm.acked_index is None or idx > pm.acked_index:
+                pm.acked_index, pm.acked_zxid = idx, zxid
+            self.acks += 1
+            self.cluster.on_ack(self, path, idx, zxid)
+        elif err == ERR_NODEEXISTS:
+            pm.exists = True
+        elif err == ERR_NONODE:
+            pm.exists = False
+        w = self.cluster.world
+        w.after(w.rng.randint(0, self.cluster.think_ms), self._next_op)
+
+    def _next_op(self) -> None:
+        if self.stopped or not self.connected or self.pending or self.conn_id is None:
+            return
+        rng = self.cluster.world.rng
+        path = sorted(self.paths)[rng.randrange(len(self.paths))]
+        pm = self.paths[path]
+        value = f"{self.cid}:{len(pm.values)}:{rng.randrange(1 << 30)}".encode()
+        pm.values.append(value)
+        self._xid += 1
+        if pm.exists:
+            body = Writer().int(self._xid).int(OP["setData"]).string(path).buffer(value).int(-1)
+        else:
+            body = Writer().int(self._xid).int(OP["create"]).string(path).buffer(value)
+            body.acls(OPEN_ACL).int(0)
+        self.pending[self._xid] = (path, len(pm.values) - 1)
+        self.ops_sent += 1
+        self.cluster.node.client_frames(self, self.conn_id, [bytes(body.out)])
+
+
+class StandaloneNode:
+    """One standalone server: ServerCore + Driver + SimServerEnv + DiskTxnLog on a SimDisk."""
+
+    def __init__(self, cluster: StandaloneCluster) -> None:
+        self.cluster = cluster
+        w = cluster.world
+        self.disk = SimDisk(random.Random(w.rng.random()), cluster.disk_faults)
+        self.core: ServerCore | None = None
+        self.driver: Driver | None = None
+        self.env: SimServerEnv | None = None
+        self.txn_log: DiskTxnLog | None = None
+        self.durable_zxid = 0
+        self.last_appended = 0
+        self.recovered: Recovered | None = None
+        #: Open connections of this incarnation: conn_id -> (client, paused, held frames)
+        self.conns: dict[int, SimClient] = {}
+        self.paused: dict[int, list[list[bytes]]] = {}
+        self.failed = False
+
+    @property
+    def alive(self) -> bool:
+        return self.driver is not None
+
+    def alive_check(self, env: Any) -> Callable[[], bool]:
+        return lambda: self.env is env
+
+    def start(self) -> None:
+        c, w = self.cluster, self.cluster.world
+        rec = recover(self.disk, DATA, DATA, log=lambda m: w.log(f"srv recovery: {m}"))
+        self.recovered = rec
+        c.on_recovered(self, rec)
+        cfg = ServerConfig(data_dir="/data", tick_ms=2000)
+        core = ServerCore(cfg, now_ms=w.now_ms(), rng=random.Random(w.rng.random()),
+                          tree=rec.tree, sessions=rec.sessions)
+        holder: list[SimServerEnv] = []
+        loop: Any = SimLoop(w, self.disk, lambda: bool(holder) and self.env is holder[0])
+        lg = DiskTxnLog(loop,
+                        DATA, LogSettings(pre_alloc_size_kb=4, snap_count=c.snap_count),
+                        files=self.disk, rng=random.Random(w.rng.random()))
+        env = SimServerEnv(w, self, lg)
+        holder.append(env)
+        drv = Driver(core, env)
+        env.driver = drv
+        lg.on_durable = lambda z: self._durable(env, z)
+        lg.on_failed = lambda reason: self._failed(env, reason)
+        self.core, self.env, self.driver, self.txn_log = core, env, drv, lg
+        self.durable_zxid = self.last_appended = rec.last_zxid
+        self.failed = False
+        w.log(f"srv START last_zxid={rec.last_zxid:#x} replayed={rec.txns_replayed} "
+              f"truncated={rec.truncated}")
+        self.conns.clear()
+        self.paused.clear()
+
+    def crash(self) -> None:
+        w = self.cluster.world
+        w.log("srv CRASH")
+        self.driver = self.core = self.env = None
+        self.txn_log = None
+        self.disk.crash()
+        conns, self.conns = self.conns, {}
+        self.paused.clear()
+        for conn_id, cl in sorted(conns.items()):
+            t = self.cluster.net.stream_time("srv", cl.name)
+            w.at(t, functools.partial(cl.closed, conn_id))
+
+    def _durable(self, env: SimServerEnv, zxid: int) -> None:
+        if self.env is env and self.driver is not None:
+            self.durable_zxid = max(self.durable_zxid, zxid)
+            self.driver.step(TxnsDurable(zxid))
+
+    def _failed(self, env: SimServerEnv, reason: str) -> None:
+        if self.env is env and self.driver is not None:
+            self.cluster.world.log(f"srv STORAGE FAILED {reason}")
+            self.failed = True
+            self.driver.step(StorageFailed(reason))
+
+    # ---- client side of the network
+    def client_open(self, cl: SimClient, conn_id: int) -> None:
+        env = self.env
+
+        def deliver() -> None:
+            if self.env is not env or self.driver is None or self.failed:
+                self.cluster.world.after(0, lambda: cl.closed(conn_id))
+                return
+            self.conns[conn_id] = cl
+            self.driver.step(ClientConnected(conn_id, f"10.1.0.{cl.cid}", 50000 + cl.cid))
+        self.cluster.net.stream(cl.name, "srv", deliver, lambda: cl.closed(conn_id))
+
+    def client_frames(self, cl: SimClient, conn_id: int, frames: list[bytes]) -> None:
+        def deliver() -> None:
+            if conn_id not in self.conns or self.driver is None:
+                return
+            held = self.paused.get(conn_id)
+            if held is not None:
+                held.append(frames)
+                return
+            self.driver.step(ClientFramesReceived(conn_id, frames))
+        self.cluster.net.stream(cl.name, "srv", deliver, lambda: self.reset(conn_id, cl))
+
+    def reset(self, conn_id: int, cl: SimClient) -> None:
+        """The connection broke: both ends learn it."""
+        if self.conns.pop(conn_id, None) is not None:
+            self.paused.pop(conn_id, None)
+            if self.driver is not None:
+                self.driver.step(ClientDisconnected(conn_id))
+        cl.closed(conn_id)
+
+    # ---- SimServerEnv callbacks
+    def server_send(self, conn_id: int, data: bytes) -> None:
+        cl = self.conns.get(conn_id)
+        if cl is None:
+            return
+        self.cluster.on_send(self, cl, data)
+        self.cluster.net.stream("srv", cl.name, lambda: cl.received(conn_id, data),
+                                lambda: self.reset(conn_id, cl))
+
+    def server_close(self, conn_id: int, reason: str) -> None:
+        cl = self.conns.pop(conn_id, None)
+        if cl is None:
+            return
+        self.paused.pop(conn_id, None)
+        w = self.cluster.world
+        w.at(self.cluster.net.stream_time("srv", cl.name), lambda: cl.closed(conn_id))
+        env = self.env
+        w.after(0, lambda: self.driver.step(ClientDisconnected(conn_id))
+                if self.env is env and self.driver is not None else None)
+
+    def server_pause(self, conn_id: int, pause: bool) -> None:
+        if pause:
+            self.paused.setdefault(conn_id, [])
+            return
+        held = self.paused.pop(conn_id, None) or []
+        env = self.env
+
+        def feed(frames: list[bytes]) -> None:
+            if self.env is env and self.driver is not None and conn_id in self.conns:
+                self.driver.step(ClientFramesReceived(conn_id, frames))
+        for frames in held:
+            self.cluster.world.after(0, functools.partial(feed, frames))
+
+    def appended(self, txns: list[tuple[int, bytes]]) -> None:
+        self.cluster.on_append(self, txns)
+        self.last_appended = txns[-1][0]
+
+
+class StandaloneCluster:
+    """One standalone server and M clients, each writing its own paths."""
+
+    def __init__(self, world: World, clients: int, *, net_faults: NetFaults | None = None,
+                 disk_faults: DiskFaults | None = None, paths: int = 3,
+                 think_ms: int = 20, snap_count: int = 100000) -> None:
+        self.world = world
+        self.net = Network(world, net_faults)
+        self.disk_faults = disk_faults or DiskFaults()
+        self.think_ms = think_ms
+        self.snap_count = snap_count
+        self._next_conn = 0
+        self.conn_clients: dict[int, SimClient] = {}
+        self.node = StandaloneNode(self)
+        self.clients = [SimClient(self, i, paths) for i in range(1, clients + 1)]
+        self.ack_hooks: list[Callable[[SimClient, str, int, int], None]] = []
+        self.send_hooks: list[Callable[[StandaloneNode, SimClient, bytes], None]] = []
+        self.append_hooks: list[Callable[[StandaloneNode, list[tuple[int, bytes]]], None]] = []
+        self.recovered_hooks: list[Callable[[StandaloneNode, Recovered], None]] = []
+
+    def new_conn_id(self) -> int:
+        self._next_conn += 1
+        return self._next_conn
+
+    def start(self) -> None:
+        self.node.start()
+        for cl in self.clients:
+            self.world.after(self.world.rng.randint(0, 50), cl.connect)
+
+    def on_ack(self, cl: SimClient, path: str, idx: int, zxid: int) -> None:
+        for h in self.ack_hooks:
+            h(cl, path, idx, zxid)
+
+    def on_send(self, node: StandaloneNode, cl: SimClient, data: bytes) -> None:
+        for h in self.send_hooks:
+            h(node, cl, data)
+
+    def on_append(self, node: StandaloneNode, txns: list[tuple[int, bytes]]) -> None:
+        for h in self.append_hooks:
+            h(node, txns)
+
+    def on_recovered(self, node: StandaloneNode, rec: Recovered) -> None:
+        for h in self.recovered_hooks:
+            h(node, rec)
