@@ -18,8 +18,9 @@ from zkfast.testing.sim_env import DiskFaults, World
 
 ENV_SEED = os.environ.get("ZKFAST_SIM_SEED")
 #: 91 and 115 once tripped the core's "acceptedEpoch went backwards" assert because the
-#: simulator completed epoch writes out of order (the runtime runs them one at a time).
-FIXED = [int(ENV_SEED)] if ENV_SEED else [*range(24), 91, 115]
+#: simulator completed epoch writes out of order (the runtime runs them one at a time); 895
+#: tripped it for real: a slow acceptedEpoch write outlived the role that asked for it.
+FIXED = [int(ENV_SEED)] if ENV_SEED else [*range(24), 91, 115, 895]
 SLOW = [] if ENV_SEED else list(range(24, 1000))
 
 
@@ -77,3 +78,29 @@ def test_epochs_survive_a_crash_through_the_disk() -> None:
     world.run_until(60_000)
     assert checker.settled() is not None
     assert max(checker.epoch_leader) == epoch + 1
+
+
+def test_a_slow_epoch_write_across_a_role_change_never_goes_back() -> None:
+    """Seed 895's story, scripted: p2 and p3 follow p1 and ask for acceptedEpoch=3 on a slow
+    disk; p1 is cut off before the write returns, p2 leads p3. Epochs must be decided against
+    the epoch already asked for, not the last durable one, or p2 proposes 2 and its disk goes
+    3 -> 2 (the core asserts "acceptedEpoch went backwards")."""
+    world = World(895)
+    c = PeerCluster(world, 3, last_zxids={1: 0x200000002, 2: 0x100000004, 3: 0x100000003})
+    for sid in (2, 3):
+        c.nodes[sid].disk.faults = DiskFaults(fsync_min_ms=500, fsync_max_ms=500)
+    checker = PeerChecker(c)
+    c.start_all()
+    world.run_until(400)
+    assert c.nodes[1].role is not None and c.nodes[1].role.state == "LEADING"
+    assert c.nodes[2].disk.list("/data/version-2")  # its acceptedEpoch write is in flight
+    c.partition([[2, 3], [1]])
+    world.run_until(5_000)
+    assert checker.epoch_leader == {4: 2}  # p1 never got its epoch 3 acked
+    for sid in (2, 3):
+        core = c.nodes[sid].core
+        assert core is not None and core.accepted_epoch == 4
+    c.heal()
+    world.run_until(60_000)
+    assert checker.settled() == 2
+    checker.check_agreement()

@@ -465,7 +465,7 @@ class QuorumPeerCore:
     def _start_leading(self, now_ms: int) -> None:
         lr = self._leader = _LeaderRole()
         lr.epoch_deadline_ms = now_ms + self.init_limit_ms
-        self._propose_epoch(lr, self.my_sid, self.accepted_epoch)
+        self._propose_epoch(lr, self.my_sid, self._accepted_epoch_asked())
 
     def _propose_epoch(self, lr: _LeaderRole, sid: int, last_accepted_epoch: int) -> None:
         """``Leader.getEpochToPropose`` for one caller (the leader or a learner)."""
@@ -692,7 +692,8 @@ class QuorumPeerCore:
                 return
             kind = PacketType.FOLLOWERINFO if self.participant else PacketType.OBSERVERINFO
             info = LearnerInfo(self.my_sid, LEARNER_PROTOCOL_VERSION, self.verifier.version)
-            pkt = QuorumPacket(kind, self.accepted_epoch << 32, encode_learner_info(info))
+            pkt = QuorumPacket(kind, self._accepted_epoch_asked() << 32,
+                               encode_learner_info(info))
             self._out.append(SendQuorumPacket(lrn.conn_id, encode_quorum_packet(pkt)))
             lrn.phase = "registering"
             lrn.deadline_ms = now_ms + self.init_limit_ms
@@ -720,14 +721,15 @@ class QuorumPeerCore:
             new_epoch = pkt.zxid >> 32
             lrn.new_epoch = new_epoch
             lrn.deadline_ms = None
-            if new_epoch > self.accepted_epoch:
+            asked = self._accepted_epoch_asked()
+            if new_epoch > self.accepted_epoch and new_epoch >= asked:
                 lrn.phase = "epoch_write"
                 self._write_epoch("accepted", new_epoch)
-            elif new_epoch == self.accepted_epoch:
+            elif new_epoch == self.accepted_epoch == asked:
                 self._send_ackepoch(lrn, -1)
             else:
                 self._learner_lost(now_ms, f"Leaders epoch, {new_epoch} is less than accepted "
-                                           f"epoch, {self.accepted_epoch}")
+                                           f"epoch, {asked}")
             return
         if lrn.phase in ("held", "epoch_write") and pkt.type in _SYNC_PACKETS:
             # TODO(#5): DIFF/TRUNC/SNAP, NEWLEADER, UPTODATE and the broadcast phase.
@@ -766,6 +768,16 @@ class QuorumPeerCore:
             self._learner_lost(now_ms, "read timed out waiting for LEADERINFO (initLimit)")
 
     # ------------------------------------------------------------------ durability
+
+    def _accepted_epoch_asked(self) -> int:
+        """acceptedEpoch counting the writes asked for and not yet durable.
+
+        Apache writes acceptedEpoch synchronously, so a role never starts while one is in
+        flight; here a slow write can outlive the role that asked for it. Epochs are decided
+        against this value, so a later write never goes below an earlier one.
+        """
+        return max([self.accepted_epoch,
+                    *(e for k, e in self._pending_writes if k == "accepted")])
 
     def _on_epoch_durable(self, kind: str, epoch: int, now_ms: int) -> None:
         assert (kind, epoch) in self._pending_writes, (

@@ -155,6 +155,7 @@ class PeerNode:
         env = self.env
         w = self.cluster.world
         self._epoch_free_at = max(w.now, self._epoch_free_at) + self.disk.fsync_ms()
+        w.log(f"p{self.sid} WRITE {kind}Epoch={epoch} (durable at {self._epoch_free_at})")
 
         def done() -> None:
             if self.env is env:
