@@ -59,7 +59,7 @@ from .aio_client import ClientHub
 from .aio_env import AioEnv
 from .aio_peers import PeerRuntime, write_file_atomically
 from .driver import Driver
-from .server import DEFAULT_BACKLOG, ZkfastServer, _bound, _durable_core, _fmt
+from .server import DEFAULT_BACKLOG, GcPolicy, ZkfastServer, _bound, _durable_core, _fmt
 
 __all__ = ["QuorumPeerServer", "ClientGate", "PeerCoreView", "read_epochs"]
 
@@ -149,9 +149,9 @@ def read_epochs(data_dir: str) -> tuple[bytes | None, bytes | None, bytes | None
 class QuorumPeerServer(ZkfastServer):
     """One quorum peer inside the running event loop (see the module docstring)."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, gc_policy: GcPolicy | None = None) -> None:
         assert config.quorum is not None, "QuorumPeerServer needs server.N lines"
-        super().__init__(config, durable=True)
+        super().__init__(config, durable=True, gc_policy=gc_policy)
         self.peer: QuorumPeerCore | None = None
         self.peer_runtime: PeerRuntime | None = None
         self.gate: ClientGate | None = None
@@ -175,6 +175,8 @@ class QuorumPeerServer(ZkfastServer):
             log.warning("secureClientPort is not served by quorum peers yet; ignoring it")
         for d in {cfg.data_dir, cfg.log_dir}:
             os.makedirs(d, exist_ok=True)
+        if self.gc_policy is not None:
+            self.gc_policy.install()
         txn_log, rec = self._restore(loop)
         accepted, current, current_tmp = read_epochs(cfg.data_dir)
         epochs = resolve_epochs(accepted, current, rec.last_zxid, current_tmp=current_tmp)
@@ -187,6 +189,7 @@ class QuorumPeerServer(ZkfastServer):
         env.driver = Driver(gate, env)
         env.on_fatal = self._fatal
         self.env, self.core, self.gate = env, server_core, gate
+        self._start_gc_policy(loop, server_core)
         peer = QuorumPeerCore(cfg, last_zxid=rec.last_zxid,
                               accepted_epoch=epochs.accepted_epoch,
                               current_epoch=epochs.current_epoch, now_ms=env.now_ms())
