@@ -9,8 +9,8 @@ Election (``PeerChecker``):
   acked its epoch) claims ``current_epoch``; two sids never claim the same epoch;
 - a node's acceptedEpoch and currentEpoch never go backwards, across crashes too (they come
   back from its disk), and acceptedEpoch >= currentEpoch;
-- once settled (``settled()``), every live peer that is not LOOKING names the same leader, that
-  leader leads, and a quorum of voters (the leader included) follows it;
+- once settled (``settled()``: one leader past DISCOVERY followed by a quorum of voters, itself
+  included, in SYNCHRONIZATION), no live peer in SYNCHRONIZATION names another leader;
 - liveness: after the network heals and every peer runs, ``settled()`` within a bound.
 
 Standalone (``StandaloneChecker``):
@@ -69,35 +69,39 @@ class PeerChecker:
                     raise Violation(f"two leaders established epoch {cur}: p{first} and p{sid}")
 
     def settled(self) -> int | None:
-        """The leader every live non-LOOKING peer agrees on, if a quorum follows it."""
+        """The leader that a quorum of voters (itself included) follows in SYNCHRONIZATION.
+
+        Live peers outside that quorum may still be LOOKING: a peer whose acceptedEpoch is
+        above the established leader's epoch (it acked a leader that never got a quorum) is
+        turned away by that leader until the next election, as Apache's Learner does
+        ("Leaders epoch, X is less than accepted epoch, Y").
+        """
         live = self.cluster.live()
-        if not live:
+        leading = [n for n in live if n.core is not None and n.core.state.name == "LEADING"
+                   and n.core.zab_state.name == "SYNCHRONIZATION"]
+        if len(leading) != 1:
             return None
-        leaders = {n.core.leader_sid for n in live
-                   if n.core is not None and n.core.state.name != "LOOKING"}
-        if len(leaders) != 1 or any(n.core is not None and n.core.state.name == "LOOKING"
-                                    for n in live):
-            return None
-        (leader,) = leaders
-        if leader is None:
-            return None
-        ln: PeerNode = self.cluster.nodes[leader]
-        if not ln.alive or ln.core is None or ln.core.state.name != "LEADING":
-            return None
-        if ln.core.zab_state.name != "SYNCHRONIZATION":
-            return None
-        synced = [n.sid for n in live if n.core is not None
-                  and n.core.zab_state.name == "SYNCHRONIZATION"]
-        if not self.cluster.verifier.contains_quorum(set(synced)):
+        leader = leading[0].sid
+        synced = {n.sid for n in live if n.core is not None
+                  and n.core.zab_state.name == "SYNCHRONIZATION" and n.core.leader_sid == leader}
+        if not self.cluster.verifier.contains_quorum(synced):
             return None
         return leader
 
-    def check_agreement(self) -> None:
-        """Every live peer that decided names the settled leader (call once settled)."""
+    def stragglers(self) -> list[int]:
+        """Live peers not following the settled leader in SYNCHRONIZATION."""
         leader = self.settled()
+        return [n.sid for n in self.cluster.live() if n.core is None
+                or n.core.zab_state.name != "SYNCHRONIZATION" or n.core.leader_sid != leader]
+
+    def check_agreement(self) -> None:
+        """Every live peer past DISCOVERY names the settled leader (call once settled)."""
+        leader = self.settled()
+        if leader is None:
+            raise Violation("check_agreement: no settled leader")
         for n in self.cluster.live():
             assert n.core is not None
-            if n.core.state.name != "LOOKING" and n.core.leader_sid != leader:
+            if n.core.zab_state.name == "SYNCHRONIZATION" and n.core.leader_sid != leader:
                 raise Violation(f"p{n.sid} follows p{n.core.leader_sid}, the quorum p{leader}")
 
 

@@ -24,8 +24,9 @@ __all__ = ["RunResult", "run", "run_election", "run_standalone", "main"]
 
 #: After healing, a leader must be established (and followed by a quorum) within this.
 ELECTION_LIVENESS_MS = 180_000
-#: ... and stay so for this long.
-ELECTION_STABLE_MS = 3_000
+#: ... and stay so for initLimit*tickTime plus this long: a leader that proposed the same
+#: epoch but never got a quorum gives up after initLimit, and its held learners with it.
+ELECTION_STABLE_EXTRA_MS = 2_000
 #: After healing, every client must get a write acknowledged within this.
 STANDALONE_LIVENESS_MS = 60_000
 
@@ -105,13 +106,15 @@ def run_election(seed: int, *, peers: int | None = None, steps: int | None = Non
             if not cluster.nodes[sid].alive:
                 cluster.nodes[sid].start()
         deadline = world.now + ELECTION_LIVENESS_MS
+        stable_ms = cluster.init_limit * cluster.tick_ms + ELECTION_STABLE_EXTRA_MS
         stable_since: int | None = None
         while world.now < deadline:
             world.run_until(world.now + 100)
             if checker.settled() is not None:
                 stable_since = world.now if stable_since is None else stable_since
-                if world.now - stable_since >= ELECTION_STABLE_MS:
+                if world.now - stable_since >= stable_ms:
                     checker.check_agreement()
+                    stats["stragglers"] = len(checker.stragglers())
                     return
             else:
                 stable_since = None
