@@ -30,7 +30,7 @@ import struct
 from typing import Any
 
 from ..storage.recovery import Recovered
-from .cluster import PeerCluster, PeerNode, SimClient, StandaloneCluster, StandaloneNode
+from .cluster import PeerCluster, SimClient, StandaloneCluster, StandaloneNode
 
 __all__ = ["Violation", "PeerChecker", "StandaloneChecker"]
 
