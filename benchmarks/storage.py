@@ -697,16 +697,52 @@ def cmd_sync(args: argparse.Namespace) -> tuple[str, list[Any]]:
 # ------------------------------------------------------------------------------ profile
 
 
+def _timed_restore(v2: str, gc_on: bool) -> tuple[float, float]:
+    """Seconds of ``recover()`` and of ``encode_tree`` on its tree, with the GC on or off."""
+    import gc
+
+    from zkfast.runtime.disk_log import OsFiles
+    from zkfast.storage.recovery import recover
+
+    was = gc.isenabled()
+    if not gc_on:
+        gc.disable()
+    try:
+        t0 = time.perf_counter()
+        rec = recover(OsFiles(), v2, v2)
+        t1 = time.perf_counter()
+        encode_tree(rec.tree, rec.sessions)
+        t2 = time.perf_counter()
+    finally:
+        if was:
+            gc.enable()
+    del rec
+    gc.collect()
+    return t1 - t0, t2 - t1
+
+
 def cmd_profile(args: argparse.Namespace) -> tuple[str, list[Any]]:
+    """In-process: recover() and encode_tree timed with the GC on and off (no profiler,
+    alternating, ``--repetitions`` each), then one cProfile of recover()."""
     from zkfast.runtime.disk_log import OsFiles
     from zkfast.storage.recovery import recover
 
     ds = build_dataset(args.cache, args.size, fanout=args.fanout, value_bytes=args.value_bytes,
                        tail=args.tail, python=args.python)
+    lines = []
+    raw = []
     with tempfile.TemporaryDirectory(prefix="zkstore-prof-", dir=args.workdir) as tmp:
         data = Path(tmp) / "data"
         shutil.copytree(ds.data_dir, data)
         v2 = str(data / "version-2")
+        for rep in range(args.repetitions):
+            for gc_on in (True, False):
+                # recovery writes nothing when the snapshot is valid and the tail intact
+                r, e = _timed_restore(v2, gc_on)
+                raw.append({"rep": rep, "gc": gc_on, "recover_s": r, "encode_tree_s": e})
+                lines.append(f"rep {rep} gc {'on ' if gc_on else 'off'}: recover() {r:.2f} s, "
+                             f"encode_tree {e:.2f} s  (load {load.loadavg()})")
+                log(lines[-1])
         prof = cProfile.Profile()
         t0 = time.monotonic()
         prof.enable()
@@ -717,10 +753,11 @@ def cmd_profile(args: argparse.Namespace) -> tuple[str, list[Any]]:
     pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(25)
     s2 = io.StringIO()
     pstats.Stats(prof, stream=s2).sort_stats("tottime").print_stats(15)
-    text = (f"recover() of {args.size:,} leaves: {wall:.2f} s under cProfile, "
+    text = ("\n".join(lines) + "\n\n"
+            f"recover() of {args.size:,} leaves: {wall:.2f} s under cProfile, "
             f"{len(rec.tree.nodes):,} nodes, {rec.txns_replayed} txns replayed\n\n"
             + s.getvalue() + "\n" + s2.getvalue())
-    return text, []
+    return text, raw
 
 
 # ------------------------------------------------------------------------------ main
