@@ -21,6 +21,8 @@ Standalone (``StandaloneChecker``):
 - zxids of appended txns strictly increase within a run of the server and start above the
   recovered last zxid; successful write replies carry strictly increasing zxids;
 - no reply for a write leaves before its txn is durable (zxid <= the last TxnsDurable);
+- a session reads its own acknowledged writes: getData returns the last acknowledged value or
+  a later one it sent, across crashes and reconnections;
 - liveness: after healing, every client gets a write acknowledged within a bound.
 """
 
@@ -116,6 +118,17 @@ class StandaloneChecker:
         cluster.send_hooks.append(self.on_send)
         cluster.append_hooks.append(self.on_append)
         cluster.recovered_hooks.append(self.on_recovered)
+        cluster.read_hooks.append(self.on_read)
+        self.reads = 0
+
+    def on_read(self, cl: SimClient, path: str, acked_index: int, err: int,
+                data: bytes | None) -> None:
+        """A session reads its own acknowledged writes (or later ones), never older."""
+        self.reads += 1
+        pm = cl.paths[path]
+        if err != 0 or data not in pm.values[acked_index:]:
+            raise Violation(f"c{cl.cid} read {path}: error {err}, data {data!r}; it had "
+                            f"acknowledged {pm.values[acked_index]!r}")
 
     def on_ack(self, cl: SimClient, path: str, idx: int, zxid: int) -> None:
         self.max_acked_zxid = max(self.max_acked_zxid, zxid)
@@ -137,8 +150,8 @@ class StandaloneChecker:
             if not cl.connected or len(frame) < 16:
                 continue
             xid, zxid, err = struct.unpack_from(">iqi", frame, 0)
-            if xid not in cl.pending:
-                continue
+            if xid not in cl.pending or cl.pending[xid][1] < 0:
+                continue  # not a request of this connection, or a read
             if zxid > node.durable_zxid:
                 raise Violation(f"reply to c{cl.cid} xid {xid} at zxid {zxid:#x} before it was "
                                 f"durable (durable {node.durable_zxid:#x})")

@@ -342,7 +342,7 @@ class SimClient:
         self.connected = False
         self._buf = bytearray()
         self._xid = 0
-        #: xid -> (path, value index)
+        #: xid -> (path, value index of a write, or -1 - the acked index a read must see)
         self.pending: dict[int, tuple[str, int]] = {}
         self.paths = {f"/c{cid}_{k}": PathModel() for k in range(paths)}
         self.acks = 0
@@ -408,7 +408,10 @@ class SimClient:
             return
         path, idx = got
         pm = self.paths[path]
-        if err == ERR_OK:
+        if idx < 0:  # a read: data, stat
+            data = r.buffer() if err == ERR_OK else None
+            self.cluster.on_read(self, path, -idx - 1, err, data)
+        elif err == ERR_OK:
             pm.exists = True
             if pm.acked_index is None or idx > pm.acked_index:
                 pm.acked_index, pm.acked_zxid = idx, zxid
@@ -427,6 +430,13 @@ class SimClient:
         rng = self.cluster.world.rng
         path = sorted(self.paths)[rng.randrange(len(self.paths))]
         pm = self.paths[path]
+        if pm.acked_index is not None and rng.random() < self.cluster.read_ratio:
+            self._xid += 1
+            body = Writer().int(self._xid).int(OP["getData"]).string(path).bool(False)
+            self.pending[self._xid] = (path, -pm.acked_index - 1)
+            self.ops_sent += 1
+            self.cluster.node.client_frames(self, self.conn_id, [bytes(body.out)])
+            return
         value = f"{self.cid}:{len(pm.values)}:{rng.randrange(1 << 30)}".encode()
         pm.values.append(value)
         self._xid += 1
@@ -590,8 +600,10 @@ class StandaloneCluster:
 
     def __init__(self, world: World, clients: int, *, net_faults: NetFaults | None = None,
                  disk_faults: DiskFaults | None = None, paths: int = 3,
-                 think_ms: int = 20, snap_count: int = 100000) -> None:
+                 think_ms: int = 20, snap_count: int = 100000,
+                 read_ratio: float = 0.0) -> None:
         self.world = world
+        self.read_ratio = read_ratio
         self.net = Network(world, net_faults)
         self.disk_faults = disk_faults or DiskFaults()
         self.think_ms = think_ms
@@ -604,6 +616,7 @@ class StandaloneCluster:
         self.send_hooks: list[Callable[[StandaloneNode, SimClient, bytes], None]] = []
         self.append_hooks: list[Callable[[StandaloneNode, list[tuple[int, bytes]]], None]] = []
         self.recovered_hooks: list[Callable[[StandaloneNode, Recovered], None]] = []
+        self.read_hooks: list[Callable[[SimClient, str, int, int, bytes | None], None]] = []
 
     def new_conn_id(self) -> int:
         self._next_conn += 1
@@ -617,6 +630,11 @@ class StandaloneCluster:
     def on_ack(self, cl: SimClient, path: str, idx: int, zxid: int) -> None:
         for h in self.ack_hooks:
             h(cl, path, idx, zxid)
+
+    def on_read(self, cl: SimClient, path: str, acked_index: int, err: int,
+                data: bytes | None) -> None:
+        for h in self.read_hooks:
+            h(cl, path, acked_index, err, data)
 
     def on_send(self, node: StandaloneNode, cl: SimClient, data: bytes) -> None:
         for h in self.send_hooks:

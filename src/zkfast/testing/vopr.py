@@ -138,7 +138,8 @@ def run_standalone(seed: int, *, steps: int | None = None,
                       torn=rng.choice([0.0, 0.5, 1.0]), error=rng.choice([0.0, 0.0, 0.01]))
     cluster = StandaloneCluster(world, n_clients, net_faults=net, disk_faults=disk,
                                 paths=rng.randint(1, 4), think_ms=rng.choice([0, 5, 50]),
-                                snap_count=rng.choice([10, 100, 100000]))
+                                snap_count=rng.choice([10, 100, 100000]),
+                                read_ratio=rng.choice([0.0, 0.3, 0.6]))
     checker = StandaloneChecker(cluster)
     fault_end = fault_ms if fault_ms is not None else rng.randint(3_000, 10_000)
     steps_max = steps if steps is not None else 200_000
@@ -210,7 +211,7 @@ def run_standalone(seed: int, *, steps: int | None = None,
     return _finish(world, "standalone", summary, body, stats,
                    lambda: {"acks": sum(cl.acks for cl in cluster.clients),
                             "ops": sum(cl.ops_sent for cl in cluster.clients),
-                            "recoveries": checker.recoveries,
+                            "recoveries": checker.recoveries, "reads": checker.reads,
                             "max_acked_zxid": checker.max_acked_zxid})
 
 
