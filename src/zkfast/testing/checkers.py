@@ -18,6 +18,8 @@ Standalone (``StandaloneChecker``):
 - every acknowledged write survives every crash and restart: after recovery each path holds
   its last acknowledged value or a later value the client sent (never an older one) and the
   recovered last zxid is at least the highest acknowledged one;
+- equal digests at equal zxids: the tree recovered at zxid z has the digest the live tree had
+  when it had applied every txn up to z (and no two runs apply different trees at one zxid);
 - zxids of appended txns strictly increase within a run of the server and start above the
   recovered last zxid; successful write replies carry strictly increasing zxids;
 - no reply for a write leaves before its txn is durable (zxid <= the last TxnsDurable);
@@ -119,7 +121,17 @@ class StandaloneChecker:
         cluster.append_hooks.append(self.on_append)
         cluster.recovered_hooks.append(self.on_recovered)
         cluster.read_hooks.append(self.on_read)
+        cluster.applied_hooks.append(self.on_applied)
         self.reads = 0
+        #: zxid -> the live tree's digest once every txn up to it was applied
+        self.digests: dict[int, int] = {}
+        self.digests_compared = 0
+
+    def on_applied(self, node: StandaloneNode, zxid: int, digest: int) -> None:
+        # An applied txn was durable, so no later run reuses its zxid: one digest per zxid.
+        old = self.digests.setdefault(zxid, digest)
+        if old != digest:
+            raise Violation(f"two trees at zxid {zxid:#x}: digests {old:#x} and {digest:#x}")
 
     def on_read(self, cl: SimClient, path: str, acked_index: int, err: int,
                 data: bytes | None) -> None:
@@ -174,6 +186,12 @@ class StandaloneChecker:
         if rec.last_zxid < self.max_acked_zxid:
             raise Violation(f"recovered to zxid {rec.last_zxid:#x}, below the acknowledged "
                             f"{self.max_acked_zxid:#x}")
+        live = self.digests.get(rec.last_zxid)
+        if live is not None:
+            self.digests_compared += 1
+            if rec.tree.digest() != live:
+                raise Violation(f"recovered tree at zxid {rec.last_zxid:#x} has digest "
+                                f"{rec.tree.digest():#x}, the live tree had {live:#x}")
         nodes: dict[str, Any] = rec.tree.nodes
         for cl in self.cluster.clients:
             for path, pm in sorted(cl.paths.items()):

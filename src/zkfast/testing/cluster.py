@@ -519,6 +519,9 @@ class StandaloneNode:
         if self.env is env and self.driver is not None:
             self.durable_zxid = max(self.durable_zxid, zxid)
             self.driver.step(TxnsDurable(zxid))
+            if self.core is not None:
+                self.cluster.on_applied(self, self.core.tree.last_processed_zxid,
+                                        self.core.tree.digest())
 
     def _failed(self, env: SimServerEnv, reason: str) -> None:
         if self.env is env and self.driver is not None:
@@ -616,6 +619,7 @@ class StandaloneCluster:
         self.send_hooks: list[Callable[[StandaloneNode, SimClient, bytes], None]] = []
         self.append_hooks: list[Callable[[StandaloneNode, list[tuple[int, bytes]]], None]] = []
         self.recovered_hooks: list[Callable[[StandaloneNode, Recovered], None]] = []
+        self.applied_hooks: list[Callable[[StandaloneNode, int, int], None]] = []
         self.read_hooks: list[Callable[[SimClient, str, int, int, bytes | None], None]] = []
 
     def new_conn_id(self) -> int:
@@ -630,6 +634,10 @@ class StandaloneCluster:
     def on_ack(self, cl: SimClient, path: str, idx: int, zxid: int) -> None:
         for h in self.ack_hooks:
             h(cl, path, idx, zxid)
+
+    def on_applied(self, node: StandaloneNode, zxid: int, digest: int) -> None:
+        for h in self.applied_hooks:
+            h(node, zxid, digest)
 
     def on_read(self, cl: SimClient, path: str, acked_index: int, err: int,
                 data: bytes | None) -> None:

@@ -212,6 +212,7 @@ def run_standalone(seed: int, *, steps: int | None = None,
                    lambda: {"acks": sum(cl.acks for cl in cluster.clients),
                             "ops": sum(cl.ops_sent for cl in cluster.clients),
                             "recoveries": checker.recoveries, "reads": checker.reads,
+                            "digests_compared": checker.digests_compared,
                             "max_acked_zxid": checker.max_acked_zxid})
 
 
