@@ -43,7 +43,13 @@ from ..runtime.disk_log import DiskTxnLog, LogSettings
 from ..runtime.driver import Driver
 from ..storage import epochs as epoch_files
 from ..storage.recovery import Recovered, recover
-from ..wire.peer_codec import split_quorum_packets
+from ..wire.peer_codec import (
+    PacketType,
+    ServerState,
+    decode_notification,
+    decode_quorum_packet,
+    split_quorum_packets,
+)
 from .rawclient import OP, OPEN_ACL, Reader, Writer
 from .sim_env import (
     DiskFaults,
@@ -225,6 +231,11 @@ class PeerCluster:
     def deliver_election(self, a: int, b: int, payload: bytes) -> None:
         def deliver() -> None:
             if self.nodes[a].alive:
+                if self.world.verbose and self.nodes[b].alive:
+                    n = decode_notification(payload)
+                    self.world.log(f"p{b} <- p{a} {ServerState(n.state).name} "
+                                   f"leader={n.leader} zxid={n.zxid:#x} "
+                                   f"round={n.election_epoch} peerEpoch={n.peer_epoch}")
                 self.nodes[b].step(PeerMessageReceived(a, payload))
         self.net.datagram(a, b, deliver)
 
@@ -282,6 +293,9 @@ class PeerCluster:
         def deliver() -> None:
             if self.conns.get((sid, conn_id)) is not qc:
                 return
+            if self.world.verbose:
+                kinds = [PacketType(decode_quorum_packet(p).type).name for p in packets]
+                self.world.log(f"p{dest} <= p{sid} {' '.join(kinds)}")
             if to_leader:
                 self.nodes[dest].step(LearnerPacketsReceived(qc.leader_conn, packets))
             else:

@@ -58,8 +58,10 @@ class _Item:
 class World:
     """Virtual time, one event heap, one rng and a bounded trace of what happened."""
 
-    def __init__(self, seed: int, *, trace_max: int = 400) -> None:
+    def __init__(self, seed: int, *, trace_max: int = 400, verbose: bool = False) -> None:
         self.seed = seed
+        #: Trace every message and packet too (slower; for replaying a failing seed).
+        self.verbose = verbose
         self.rng = random.Random(seed)
         self.now = 0
         self._seq = 0

@@ -56,9 +56,9 @@ def _net_faults(world: World, *, datagrams: bool) -> NetFaults:
 
 
 def run_election(seed: int, *, peers: int | None = None, steps: int | None = None,
-                 fault_ms: int | None = None) -> RunResult:
+                 fault_ms: int | None = None, verbose: bool = False) -> RunResult:
     """Election under faults: N peers, partitions, crashes, restarts; then heal and converge."""
-    world = World(seed)
+    world = World(seed, verbose=verbose)
     rng = world.rng
     n = peers or rng.choice([3, 5])
     net = _net_faults(world, datagrams=True)
@@ -127,10 +127,10 @@ def run_election(seed: int, *, peers: int | None = None, steps: int | None = Non
 
 
 def run_standalone(seed: int, *, steps: int | None = None,
-                   fault_ms: int | None = None) -> RunResult:
+                   fault_ms: int | None = None, verbose: bool = False) -> RunResult:
     """A standalone server with clients writing under crashes, torn/lost writes, slow fsync,
     EIO, connection resets and client partitions; every acknowledged write must survive."""
-    world = World(seed)
+    world = World(seed, verbose=verbose)
     rng = world.rng
     n_clients = rng.randint(1, 5)
     net = _net_faults(world, datagrams=False)
@@ -258,14 +258,14 @@ def _run_body(world: World, mode: str, summary: str, body: object, stats: dict[s
 
 
 def run(seed: int, *, mode: str | None = None, peers: int | None = None,
-        steps: int | None = None) -> RunResult:
+        steps: int | None = None, verbose: bool = False) -> RunResult:
     """One seeded run; the seed picks the mode when ``mode`` is None."""
     if mode is None:
         mode = "election" if seed % 2 == 0 else "standalone"
     if mode == "election":
-        return run_election(seed, peers=peers, steps=steps)
+        return run_election(seed, peers=peers, steps=steps, verbose=verbose)
     if mode == "standalone":
-        return run_standalone(seed, steps=steps)
+        return run_standalone(seed, steps=steps, verbose=verbose)
     raise ValueError(f"unknown mode {mode!r}")
 
 
@@ -276,9 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers", type=int, choices=(3, 5), default=None)
     p.add_argument("--mode", choices=("election", "standalone"), default=None)
     p.add_argument("--trace", action="store_true", help="print the trace tail on success too")
+    p.add_argument("--verbose", action="store_true",
+                   help="trace every election message and quorum packet as well")
     args = p.parse_args(argv)
     print(f"seed={args.seed}", flush=True)
-    res = run(args.seed, mode=args.mode, peers=args.peers, steps=args.steps)
+    res = run(args.seed, mode=args.mode, peers=args.peers, steps=args.steps,
+              verbose=args.verbose)
     print(res.summary)
     if res.ok:
         print("ok " + " ".join(f"{k}={v}" for k, v in sorted(res.stats.items()))
