@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from zkfast import _core_py
+from zkfast.core.datatree import OPEN_ACL_UNSAFE, DataTree, ZNode
+from zkfast.storage import snapshot, tree_io
 from zkfast.wire import jute
 
 _compiled: ModuleType | None
@@ -184,3 +186,57 @@ def test_order_10k_votes(benchmark: Any, core: ModuleType) -> None:
     best = run(benchmark, best_vote)
     top = max(votes, key=lambda v: (v[2], v[1], v[0]))
     assert best == top
+
+
+def bench_tree(leaves: int, fanout: int = 1000) -> DataTree:
+    """A tree as a create load leaves it: /bench/gNNNN/nNNNNNNN, 100-byte values, one ACL
+    list per node (equal lists, distinct objects, as decoded from each create)."""
+    def nodes() -> Any:
+        yield "/", ZNode(b"", OPEN_ACL_UNSAFE)
+        yield "/zookeeper", ZNode(b"", OPEN_ACL_UNSAFE)
+        yield "/zookeeper/quota", ZNode(b"", OPEN_ACL_UNSAFE)
+        yield "/bench", ZNode(b"", list(ACL_OPEN), 1, 1)
+        z = 1
+        for g in range((leaves + fanout - 1) // fanout):
+            z += 1
+            yield f"/bench/g{g:04d}", ZNode(b"", list(ACL_OPEN), z, z)
+            for i in range(g * fanout, min(leaves, (g + 1) * fanout)):
+                z += 1
+                yield (f"/bench/g{g:04d}/n{i:07d}",
+                       ZNode(b"v" * 100, list(ACL_OPEN), z, z, 1_700_000_000_000 + z,
+                             1_700_000_000_000 + z, 0, 0, 0, 0, z))
+
+    return DataTree.from_nodes(nodes(), last_processed_zxid=leaves + 2)
+
+
+@pytest.mark.benchmark(group="digest 10k znodes")
+def test_digest_10k_znodes(benchmark: Any, core: ModuleType) -> None:
+    """The tree digest's per-node CRC, as 10k setData/create applies compute it."""
+    tree = bench_tree(N)
+    items = [(p, n) for p, n in tree.nodes.items() if p.startswith("/bench/g")][:N]
+    node_digest = core.node_digest
+
+    def digest_all() -> int:
+        total = 0
+        for path, node in items:
+            total += node_digest(path, node)
+        return total
+
+    got = run(benchmark, digest_all)
+    assert got == sum(_core_py.node_digest(p, n) for p, n in items)
+
+
+@pytest.mark.benchmark(group="serialize a 100k-znode tree")
+def test_serialize_100k_tree(benchmark: Any, core: ModuleType) -> None:
+    """A snapshot's node records: walk, ACL ids and encoding of 100k znodes."""
+    tree = bench_tree(100_000)
+
+    def serialize() -> tuple[bytearray, list[Any]]:
+        out = bytearray()
+        acls = core.encode_snapshot_nodes(tree.nodes, OPEN_ACL_UNSAFE, out)
+        return out, acls
+
+    out, acls = benchmark.pedantic(serialize, rounds=5, iterations=1, warmup_rounds=1)
+    assert acls == [ACL_OPEN]
+    raw = snapshot.assemble_snapshot([], acls, out, None)
+    assert raw == snapshot.encode_snapshot([], tree_io.tree_to_nodes(tree), None)

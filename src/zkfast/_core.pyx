@@ -1,4 +1,5 @@
 # cython: language_level=3
+# distutils: libraries = z
 """Compiled hot paths of zkfast: frames, jute records, per-request fast paths, zxids.
 
 This module is the fast build of ``_core_py`` and must behave identically: same results, same
@@ -14,6 +15,10 @@ the C level needs care:
   the C stack (record and vector-element nesting), so the hot path never formats strings.
 * Encoders write into a private growable C buffer and append to ``out`` once, so a failure
   leaves ``out`` untouched.
+* ``node_digest`` calls zlib's ``crc32`` directly (the extension links libz, the library
+  Python's own ``zlib`` module wraps, so the values are the same by construction).
+  ``encode_snapshot_nodes`` walks the tree in C but reads znodes through their attributes,
+  so any object shaped like a ``ZNode`` works, as in the twin.
 * ``count_quorum`` works on the caller's dicts (sids are arbitrary longs and nothing is kept
   between calls); it skips the de-duplication set for set input and the per-group dict when
   there is one group (every majority verifier).
@@ -37,6 +42,10 @@ from libc.stdint cimport (
 from libc.string cimport memcpy
 
 from operator import index as _index
+
+
+cdef extern from "zlib.h":
+    unsigned long crc32(unsigned long crc, const unsigned char* buf, unsigned int length) nogil
 
 
 cdef extern from "Python.h":
@@ -70,6 +79,8 @@ __all__ = [
     "zxid_counter",
     "vote_greater",
     "count_quorum",
+    "encode_snapshot_nodes",
+    "node_digest",
     "IMPLEMENTATION",
 ]
 
@@ -672,3 +683,151 @@ def count_quorum(sids, dict member_group not None, dict member_weight not None,
         if weight > group_half[gid]:
             counted += 1
     return counted >= groups_min
+
+
+# --------------------------------------------------------------------------- data tree
+
+cdef int _snap_stat_into(object node, int64_t acl_id, unsigned char* p) except -1:
+    """aclId and the 60-byte StatPersisted of ``node`` at ``p`` (68 bytes)."""
+    wr64(p, acl_id)
+    wr64(p + 8, as_int("czxid", node.czxid, INT64_MIN, INT64_MAX, "a long"))
+    wr64(p + 16, as_int("mzxid", node.mzxid, INT64_MIN, INT64_MAX, "a long"))
+    wr64(p + 24, as_int("ctime", node.ctime, INT64_MIN, INT64_MAX, "a long"))
+    wr64(p + 32, as_int("mtime", node.mtime, INT64_MIN, INT64_MAX, "a long"))
+    wr32(p + 40, <int32_t>as_int("version", node.version, INT32_MIN, INT32_MAX, "an int"))
+    wr32(p + 44, <int32_t>as_int("cversion", node.cversion, INT32_MIN, INT32_MAX, "an int"))
+    wr32(p + 48, <int32_t>as_int("aversion", node.aversion, INT32_MIN, INT32_MAX, "an int"))
+    wr64(p + 52, as_int("ephemeralOwner", node.ephemeral_owner, INT64_MIN, INT64_MAX,
+                        "a long"))
+    wr64(p + 60, as_int("pzxid", node.pzxid, INT64_MIN, INT64_MAX, "a long"))
+    return 0
+
+
+def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
+    """Append a snapshot's node records, in its pre-order, to ``out``; return the ACL lists."""
+    cdef Writer w = Writer.__new__(Writer)
+    cdef list stack = ["/"]
+    cdef list acls = []
+    cdef dict by_entries = {}
+    cdef dict by_value = {}
+    cdef list names
+    cdef str path, base
+    cdef object node, data, acl, got, key, flat
+    cdef int64_t aid
+    cdef Py_ssize_t i
+    cdef Py_buffer view
+    while len(stack):
+        path = stack.pop()
+        node = nodes[path]
+        base = "" if path == "/" else path
+        w.text(base)
+        data = node.data
+        if data is None:
+            w.i32(-1)
+        elif type(data) is bytes:
+            w.raw(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        else:
+            _get_buffer(data, &view)
+            try:
+                w.raw(<const unsigned char*>view.buf, view.len)
+            finally:
+                PyBuffer_Release(&view)
+        acl = node.acl
+        if acl is open_acl:
+            aid = -1
+        else:
+            # tuple(acl) is a cheap key for the usual list of (perms, (scheme, id)) tuples;
+            # ids are given by the flattened value, as the twin does.
+            try:
+                key = tuple(acl)
+                got = by_entries.get(key)
+            except TypeError:
+                key = None
+                got = None
+            if got is None:
+                flat = tuple([(perms, scheme, ident) for perms, (scheme, ident) in acl])
+                got = by_value.get(flat)
+                if got is None:
+                    got = len(acls) + 1
+                    by_value[flat] = got
+                    acls.append(acl)
+                if key is not None:
+                    by_entries[key] = got
+            aid = <int64_t>got
+        _snap_stat_into(node, aid, w.room(68))
+        w.size += 68
+        names = sorted(node.children)
+        for i in range(len(names) - 1, -1, -1):
+            stack.append(base + "/" + <str>names[i])
+    w.append_to(out)
+    return acls
+
+
+cdef inline uint32_t _crc(uint32_t crc, const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    # zlib takes an unsigned int length: feed it 1 GiB at a time.
+    cdef Py_ssize_t chunk = 1 << 30
+    while n > chunk:
+        crc = <uint32_t>crc32(crc, p, <unsigned int>chunk)
+        p += chunk
+        n -= chunk
+    return <uint32_t>crc32(crc, p, <unsigned int>n)
+
+
+def node_digest(str path not None, node):
+    """CRC32 of one znode as the tree digest counts it (see the twin)."""
+    cdef const char* utf8 = NULL
+    cdef Py_ssize_t n = 0, data_n = 0
+    cdef bytes raw
+    cdef object data
+    cdef Py_buffer view
+    cdef bint release = False
+    cdef const unsigned char* data_p = NULL
+    cdef uint32_t crc
+    cdef unsigned char st[60]
+    # Small nodes (the usual case) are hashed in one zlib call over a stack copy.
+    cdef unsigned char small[512]
+    if path.startswith("/zookeeper/"):
+        return 0
+    if path == "/":
+        path = ""
+    try:
+        utf8 = PyUnicode_AsUTF8AndSize(path, &n)
+    except UnicodeEncodeError:
+        # Lone surrogates: Java's String.getBytes() writes '?' for each.
+        raw = path.encode("utf-8", "replace")
+        utf8 = PyBytes_AS_STRING(raw)
+        n = PyBytes_GET_SIZE(raw)
+    wr64(st, as_int("czxid", node.czxid, INT64_MIN, INT64_MAX, "a long"))
+    wr64(st + 8, as_int("mzxid", node.mzxid, INT64_MIN, INT64_MAX, "a long"))
+    wr64(st + 16, as_int("pzxid", node.pzxid, INT64_MIN, INT64_MAX, "a long"))
+    wr64(st + 24, as_int("ctime", node.ctime, INT64_MIN, INT64_MAX, "a long"))
+    wr64(st + 32, as_int("mtime", node.mtime, INT64_MIN, INT64_MAX, "a long"))
+    wr32(st + 40, <int32_t>as_int("version", node.version, INT32_MIN, INT32_MAX, "an int"))
+    wr32(st + 44, <int32_t>as_int("cversion", node.cversion, INT32_MIN, INT32_MAX, "an int"))
+    wr32(st + 48, <int32_t>as_int("aversion", node.aversion, INT32_MIN, INT32_MAX, "an int"))
+    wr64(st + 52, as_int("ephemeralOwner", node.ephemeral_owner, INT64_MIN, INT64_MAX,
+                         "a long"))
+    data = node.data
+    if data:
+        if type(data) is bytes:
+            data_p = <const unsigned char*>PyBytes_AS_STRING(data)
+            data_n = PyBytes_GET_SIZE(data)
+        else:
+            _get_buffer(data, &view)
+            release = True
+            data_p = <const unsigned char*>view.buf
+            data_n = view.len
+    try:
+        if n + data_n + 60 <= 512:
+            memcpy(small, utf8, n)
+            if data_n:
+                memcpy(small + n, data_p, data_n)
+            memcpy(small + n + data_n, st, 60)
+            return _crc(0, small, n + data_n + 60)
+        crc = _crc(0, <const unsigned char*>utf8, n)
+        if data_n:
+            crc = _crc(crc, data_p, data_n)
+        return _crc(crc, st, 60)
+    finally:
+        if release:
+            PyBuffer_Release(&view)

@@ -46,6 +46,7 @@ Conventions shared by both twins:
 from __future__ import annotations
 
 import struct
+import zlib
 from operator import index as _index
 from typing import Any
 
@@ -74,6 +75,8 @@ __all__ = [
     "zxid_counter",
     "vote_greater",
     "count_quorum",
+    "encode_snapshot_nodes",
+    "node_digest",
     "IMPLEMENTATION",
 ]
 
@@ -505,3 +508,133 @@ def count_quorum(
         if weight > group_half[gid]:
             counted += 1
     return counted >= groups_min
+
+
+# --------------------------------------------------------------------------- data tree
+
+#: aclId, then StatPersisted: czxid, mzxid, ctime, mtime, version, cversion, aversion,
+#: ephemeralOwner, pzxid.
+_SNAP_NODE_TAIL = struct.Struct(">qqqqqiiiqq")
+_SNAP_TAIL_FIELDS = (
+    ("aclId", 8), ("czxid", 8), ("mzxid", 8), ("ctime", 8), ("mtime", 8), ("version", 4),
+    ("cversion", 4), ("aversion", 4), ("ephemeralOwner", 8), ("pzxid", 8),
+)
+_NULL_LENGTH = _INT.pack(-1)
+#: czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, ephemeralOwner.
+_DIGEST_STAT = struct.Struct(">qqqqqiiiq")
+_DIGEST_STAT_FIELDS = (
+    ("czxid", 8), ("mzxid", 8), ("pzxid", 8), ("ctime", 8), ("mtime", 8), ("version", 4),
+    ("cversion", 4), ("aversion", 4), ("ephemeralOwner", 8),
+)
+_DIGEST_EXCLUDED_PREFIX = "/zookeeper/"
+
+
+def _overflow(fields: tuple[tuple[str, int], ...], values: tuple[Any, ...]) -> None:
+    """Raise the OverflowError/TypeError of the first value that does not fit (after a
+    ``struct.error``), as the field-by-field encoder would."""
+    for (name, width), value in zip(fields, values, strict=True):
+        if width == 8:
+            _check_int(name, value, INT64_MIN, INT64_MAX, "a long")
+        else:
+            _check_int(name, value, INT32_MIN, INT32_MAX, "an int")
+    raise AssertionError("struct.error without an out-of-range field")  # pragma: no cover
+
+
+def encode_snapshot_nodes(nodes: Any, open_acl: Any, out: bytearray) -> list[Any]:
+    """Append a snapshot's node records, in its pre-order, to ``out``; return the ACL lists.
+
+    ``nodes`` maps each full path (the root as ``"/"``) to a znode with the attributes
+    ``data``, ``acl``, ``children`` (child names) and the nine StatPersisted fields
+    (``czxid mzxid ctime mtime version cversion aversion ephemeral_owner pzxid``). The walk
+    starts at ``"/"`` (written as the path ``""``) and visits children sorted by name, a parent
+    before its children. Each record is ``ustring path, buffer data, long aclId,
+    StatPersisted``. A node whose ``acl`` is the object ``open_acl`` gets the id -1; every
+    other list gets the id of the first equal list met (1, 2, ...). The returned list holds
+    those first lists in id order: list ``i`` has the id ``i + 1``. The end marker is not
+    written. On any error ``out`` is left as it was.
+
+    Raises:
+        KeyError: a child's path is missing from ``nodes``.
+        OverflowError: a stat field does not fit its jute width.
+    """
+    body = bytearray()
+    acls: list[Any] = []
+    by_entries: dict[tuple[Any, ...], int] = {}
+    by_value: dict[tuple[Any, ...], int] = {}
+    pack = _SNAP_NODE_TAIL.pack
+    pack_int = _INT.pack
+    stack = ["/"]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        path = pop()
+        node = nodes[path]
+        base = "" if path == "/" else path
+        text = base.encode() if base.isascii() else java_utf8(base)
+        body += pack_int(len(text))
+        body += text
+        data = node.data
+        if data is None:
+            body += _NULL_LENGTH
+        else:
+            body += pack_int(len(data))
+            body += data
+        acl = node.acl
+        if acl is open_acl:
+            aid = -1
+        else:
+            # tuple(acl) is a cheap key for the usual list of (perms, (scheme, id)) tuples;
+            # ids are given by the flattened value (lists inside a list would not hash).
+            key: tuple[Any, ...] | None = tuple(acl)
+            try:
+                got = by_entries.get(key)  # type: ignore[arg-type]
+            except TypeError:
+                key = got = None
+            if got is None:
+                flat = tuple((perms, scheme, ident) for perms, (scheme, ident) in acl)
+                got = by_value.get(flat)
+                if got is None:
+                    got = by_value[flat] = len(acls) + 1
+                    acls.append(acl)
+                if key is not None:
+                    by_entries[key] = got
+            aid = got
+        fields = (aid, node.czxid, node.mzxid, node.ctime, node.mtime, node.version,
+                  node.cversion, node.aversion, node.ephemeral_owner, node.pzxid)
+        try:
+            body += pack(*fields)
+        except struct.error:
+            _overflow(_SNAP_TAIL_FIELDS, fields)
+        for name in sorted(node.children, reverse=True):
+            push(f"{base}/{name}")
+    out += body
+    return acls
+
+
+def node_digest(path: str, node: Any) -> int:
+    """CRC32 (zlib's) of one znode as the tree digest counts it; 0 under ``/zookeeper/``.
+
+    ``DigestCalculator.calculateDigest``: the path's bytes (Java ``String.getBytes()``: UTF-8,
+    an unpaired surrogate becomes ``?``), the data unless null or empty, then czxid, mzxid,
+    pzxid, ctime, mtime, version, cversion, aversion, ephemeralOwner big-endian. The root may
+    be given as ``"/"`` or ``""`` (both hash as ``""``). ``node`` has the attributes of
+    ``encode_snapshot_nodes``.
+
+    Raises:
+        OverflowError: a stat field does not fit its jute width.
+    """
+    if path.startswith(_DIGEST_EXCLUDED_PREFIX):
+        return 0
+    if path == "/":
+        path = ""
+    crc = zlib.crc32(path.encode("utf-8", "replace"))
+    data = node.data
+    if data:
+        crc = zlib.crc32(data, crc)
+    fields = (node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime, node.version,
+              node.cversion, node.aversion, node.ephemeral_owner)
+    try:
+        packed = _DIGEST_STAT.pack(*fields)
+    except struct.error:
+        _overflow(_DIGEST_STAT_FIELDS, fields)
+    return zlib.crc32(packed, crc)

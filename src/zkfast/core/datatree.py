@@ -63,11 +63,10 @@ the hot path.
 from __future__ import annotations
 
 import re
-import zlib
-from collections.abc import Iterable
-from struct import Struct
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._impl import core
 from ..wire.constants import CONTAINER_EPHEMERAL_OWNER, TTL_MAX_MS, EventType
 
 __all__ = [
@@ -106,7 +105,6 @@ SYSTEM_PATHS = frozenset({"/", ZOOKEEPER_PATH, QUOTA_PATH, CONFIG_PATH})
 #: Digest of a fresh tree (verified against Apache ZooKeeper 3.8.0, zk-formats §5).
 FRESH_TREE_DIGEST = 0x51C6D660
 
-_DIGEST_EXCLUDED_PREFIX = "/zookeeper/"
 #: Quotas.limitNode / Quotas.statNode.
 QUOTA_LIMITS_NODE = "zookeeper_limits"
 QUOTA_STATS_NODE = "zookeeper_stats"
@@ -125,10 +123,6 @@ _NODE_CREATED = EventType.NodeCreated
 _NODE_DELETED = EventType.NodeDeleted
 _NODE_DATA_CHANGED = EventType.NodeDataChanged
 _NODE_CHILDREN_CHANGED = EventType.NodeChildrenChanged
-
-# czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, ephemeralOwner: the digest's
-# field order (DigestCalculator), which differs from StatPersisted's.
-_DIGEST_STAT = Struct(">qqqqqiiiq")
 
 # PathUtils.validatePath works on UTF-16 code units: anything outside the BMP is a surrogate
 # pair, which falls in the forbidden \ud800-\uf8ff range, so every astral character is invalid.
@@ -292,26 +286,12 @@ class ZNode:
         )
 
 
-def node_digest(path: str, node: ZNode) -> int:
-    """CRC32 of one node as the tree digest counts it (0 under ``/zookeeper/``).
-
-    ``path`` is the full path; the root may be given as ``"/"`` or ``""``. Java hashes
-    ``String.getBytes()`` (UTF-8, an unpaired surrogate becomes ``?``), hence ``"replace"``.
-    """
-    if path.startswith(_DIGEST_EXCLUDED_PREFIX):
-        return 0
-    if path == "/":
-        path = ""
-    crc = zlib.crc32(path.encode("utf-8", "replace"))
-    if node.data:
-        crc = zlib.crc32(node.data, crc)
-    return zlib.crc32(
-        _DIGEST_STAT.pack(
-            node.czxid, node.mzxid, node.pzxid, node.ctime, node.mtime, node.version,
-            node.cversion, node.aversion, node.ephemeral_owner,
-        ),
-        crc,
-    )
+#: ``node_digest(path, node) -> int``: CRC32 of one node as the tree digest counts it (0 under
+#: ``/zookeeper/``). ``path`` is the full path; the root may be given as ``"/"`` or ``""``. Java
+#: hashes ``String.getBytes()`` (UTF-8, an unpaired surrogate becomes ``?``), then the data,
+#: then czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, ephemeralOwner
+#: (``DigestCalculator``). A kernel of the core: every create and setData rehashes two nodes.
+node_digest: Callable[[str, ZNode], int] = core.node_digest
 
 
 class _NoNode(Exception):

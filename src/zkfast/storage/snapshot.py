@@ -30,6 +30,7 @@ __all__ = [
     "SnapshotNode",
     "Snapshot",
     "encode_snapshot",
+    "assemble_snapshot",
     "decode_snapshot",
     "looks_complete",
 ]
@@ -86,7 +87,7 @@ def encode_snapshot(sessions: Iterable[tuple[int, int]], nodes: Iterable[Snapsho
     if not node_list or node_list[0].path != "":
         raise ValueError("a snapshot starts with the root node, written as the path ''")
     acl_ids: dict[tuple[Any, ...], int] = {}
-    acl_lists: list[tuple[int, list[tuple[int, tuple[str, str]]]]] = []
+    acl_lists: list[list[tuple[int, tuple[str, str]]]] = []
     node_acl_ids: list[int] = []
     for node in node_list:
         if node.acl is None:
@@ -97,23 +98,36 @@ def encode_snapshot(sessions: Iterable[tuple[int, int]], nodes: Iterable[Snapsho
         if aid is None:
             aid = len(acl_ids) + 1
             acl_ids[key] = aid
-            acl_lists.append((aid, node.acl))
+            acl_lists.append(node.acl)
         node_acl_ids.append(aid)
+    records = bytearray()
+    for node, aid in zip(node_list, node_acl_ids, strict=True):
+        core.encode_record(((("path", core.T_USTRING, None)),), (node.path,), records)
+        core.encode_record((("data", core.T_BUFFER, None),), (node.data,), records)
+        records += _LONG.pack(aid)
+        core.encode_record(jute.STAT_PERSISTED, node.stat, records)
+    return assemble_snapshot(sessions, acl_lists, records, digest)
 
+
+def assemble_snapshot(sessions: Iterable[tuple[int, int]],
+                      acl_lists: list[list[tuple[int, tuple[str, str]]]],
+                      node_records: bytes | bytearray,
+                      digest: tuple[int, int, int] | None) -> bytes:
+    """A snapshot from already encoded node records (``core.encode_snapshot_nodes``).
+
+    ``acl_lists[i]`` is the ACL list of id ``i + 1``; ``node_records`` holds every node's
+    record (path, data, aclId, StatPersisted) in pre-order, root first, without the end mark.
+    """
     out = bytearray(_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, -1))
     session_list = list(sessions)
     out += _INT.pack(len(session_list))
     for sid, timeout in session_list:
         out += _SESSION.pack(sid, timeout)
     out += _INT.pack(len(acl_lists))
-    for aid, acl in acl_lists:
+    for aid, acl in enumerate(acl_lists, 1):
         out += _LONG.pack(aid)
         core.encode_record(_ACL_VECTOR, (acl,), out)
-    for node, aid in zip(node_list, node_acl_ids, strict=True):
-        core.encode_record(((("path", core.T_USTRING, None)),), (node.path,), out)
-        core.encode_record((("data", core.T_BUFFER, None),), (node.data,), out)
-        out += _LONG.pack(aid)
-        core.encode_record(jute.STAT_PERSISTED, node.stat, out)
+    out += node_records
     out += _SEAL_MARK
     _seal(out)
     zxid, version, value = digest if digest is not None else (0, 2, 0)

@@ -4,6 +4,9 @@ Theory of operation
 -------------------
 A snapshot (``storage/snapshot.py``) holds nodes as ``SnapshotNode(path, data, acl, stat)`` in
 pre-order, the root written as ``""``. This module maps a ``DataTree`` to that list and back.
+Writing a snapshot does not build that list: ``encode_tree`` has the core walk the tree and
+encode each znode straight into the stream (``core.encode_snapshot_nodes``), the same bytes
+``encode_snapshot(tree_to_nodes(tree))`` gives (a property test holds them equal).
 
 ACLs follow Apache's ``ReferenceCountedACLCache``: a node refers to its ACL list by a long id;
 the id ``-1`` is the implicit open ACL (``convertLong(-1)`` is ``OPEN_ACL_UNSAFE``) and is given
@@ -33,8 +36,9 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from .._impl import core
 from ..core.datatree import OPEN_ACL_UNSAFE, DataTree, ZNode
-from .snapshot import Snapshot, SnapshotCorrupt, SnapshotNode, decode_snapshot, encode_snapshot
+from .snapshot import Snapshot, SnapshotCorrupt, SnapshotNode, assemble_snapshot, decode_snapshot
 
 __all__ = [
     "tree_to_nodes",
@@ -113,7 +117,9 @@ def encode_tree(tree: DataTree, sessions: list[tuple[int, int]], *,
     digest = (tree.last_processed_zxid, 2, tree.digest()) if digest_enabled else None
     if digest is not None and digest[0] == 0:
         digest = None
-    return encode_snapshot(sessions, tree_to_nodes(tree), digest)
+    records = bytearray()
+    acl_lists = core.encode_snapshot_nodes(tree.nodes, OPEN_ACL_UNSAFE, records)
+    return assemble_snapshot(sessions, acl_lists, records, digest)
 
 
 def snapshot_extension(method: str) -> str:
