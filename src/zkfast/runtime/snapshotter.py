@@ -19,7 +19,9 @@ The child asks to be killed if the server dies (``PR_SET_PDEATHSIG``), closes ev
 descriptor it inherited except its pipe (so a client socket the parent closes is really
 closed), runs only code already imported by the parent, does no logging (the logging locks may
 have been held by another thread at the fork) and leaves through ``os._exit``. Its garbage
-collector is off, so it copies few pages it does not need.
+collector is off, so it copies few pages it does not need; in the parent, the server's
+``GcPolicy`` freezes everything alive right after the fork, so the parent's collector does not
+walk (and copy) the pages the child is still reading either.
 
 At start, ``write_now`` takes a snapshot in-process (``ZooKeeperServer.loadData`` snapshots
 after every restore), before any client is served.
