@@ -80,8 +80,8 @@ class GcPolicy:
         check_interval_s: how often the loop timer compares zxids.
     """
 
-    def __init__(self, *, freeze_every_txns: int = 20_000, threshold0: int = 10000,
-                 check_interval_s: float = 1.0) -> None:
+    def __init__(self, *, freeze_every_txns: int = 10_000, threshold0: int = 10_000,
+                 check_interval_s: float = 0.5) -> None:
         self.freeze_every_txns = freeze_every_txns
         self.threshold0 = threshold0
         self.check_interval_s = check_interval_s
