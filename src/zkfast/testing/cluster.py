@@ -67,12 +67,16 @@ __all__ = ["PeerCluster", "PeerNode", "StandaloneCluster", "StandaloneNode", "Si
            "make_verifier"]
 
 DATA = "/data/version-2"
+#: An election link sends at most one message per this many ms (its send slot holds one).
+SEND_SLOT_MS = 1
 
 
-def make_verifier(n: int) -> QuorumVerifier:
-    """server.1..n, quorum ports 2000+sid, election ports 3000+sid."""
-    return verifier_from_properties({f"server.{s}": f"10.0.0.{s}:{2000 + s}:{3000 + s}"
-                                     for s in range(1, n + 1)})
+def make_verifier(n: int, observers: tuple[int, ...] = ()) -> QuorumVerifier:
+    """server.1..n, quorum ports 2000+sid, election ports 3000+sid; ``observers`` observe."""
+    return verifier_from_properties({
+        f"server.{s}": f"10.0.0.{s}:{2000 + s}:{3000 + s}"
+                       + (":observer" if s in observers else "")
+        for s in range(1, n + 1)})
 
 
 # ============================================================================ peers
@@ -196,14 +200,18 @@ class PeerCluster:
 
     def __init__(self, world: World, n: int, *, net_faults: NetFaults | None = None,
                  disk_faults: DiskFaults | None = None, tick_ms: int = 2000,
-                 init_limit: int = 5, last_zxids: dict[int, int] | None = None) -> None:
+                 init_limit: int = 5, last_zxids: dict[int, int] | None = None,
+                 observers: tuple[int, ...] = (), readonly: bool = False) -> None:
         self.world = world
         self.net = Network(world, net_faults)
         self.disk_faults = disk_faults or DiskFaults()
-        self.verifier = make_verifier(n)
+        self.verifier = make_verifier(n, observers)
+        self.readonly = readonly
         self.tick_ms = tick_ms
         self.init_limit = init_limit
         self.last_sent: dict[tuple[int, int], bytes] = {}
+        self._slot: dict[tuple[int, int], bytes] = {}
+        self._slot_free_at: dict[tuple[int, int], int] = {}
         self.conns: dict[tuple[int, int], _QConn] = {}
         self._next_leader_conn = 1
         self.on_start_hooks: list[Callable[[PeerNode], None]] = []
@@ -212,9 +220,11 @@ class PeerCluster:
             sid: PeerNode(self, sid, zx.get(sid, 0)) for sid in range(1, n + 1)}
 
     def config_for(self, sid: int) -> ServerConfig:
-        q = QuorumConfig(my_sid=sid, verifier=self.verifier, peer_type="participant",
+        kind = "participant" if self.verifier.servers[sid].is_participant else "observer"
+        q = QuorumConfig(my_sid=sid, verifier=self.verifier, peer_type=kind,
                          init_limit_ticks=self.init_limit, sync_limit_ticks=2)
-        return ServerConfig(data_dir="/data", tick_ms=self.tick_ms, server_id=sid, quorum=q)
+        return ServerConfig(data_dir="/data", tick_ms=self.tick_ms, server_id=sid, quorum=q,
+                            readonly_mode_enabled=self.readonly)
 
     def on_start(self, node: PeerNode) -> None:
         for h in self.on_start_hooks:
@@ -229,6 +239,23 @@ class PeerCluster:
 
     # ---- election links
     def deliver_election(self, a: int, b: int, payload: bytes) -> None:
+        """Queue a notification on link a->b: one send slot holding only the newest message
+        (QuorumCnxManager's queue of capacity 1), sent at most once per ``SEND_SLOT_MS``."""
+        key = (a, b)
+        waiting = key in self._slot
+        self._slot[key] = payload
+        if waiting:
+            return  # replaces the message not sent yet
+        when = max(self.world.now, self._slot_free_at.get(key, 0))
+        self._slot_free_at[key] = when + SEND_SLOT_MS
+
+        def transmit() -> None:
+            p = self._slot.pop(key, None)
+            if p is not None and self.nodes[a].alive:
+                self._transmit(a, b, p)
+        self.world.at(when, transmit)
+
+    def _transmit(self, a: int, b: int, payload: bytes) -> None:
         def deliver() -> None:
             if self.nodes[a].alive:
                 if self.world.verbose and self.nodes[b].alive:

@@ -49,7 +49,7 @@ def _net_faults(world: World, *, datagrams: bool) -> NetFaults:
         delay_min_ms=1,
         delay_max_ms=rng.choice([2, 10, 50]),
         drop=rng.choice([0.0, 0.05, 0.2]) if datagrams else 0.0,
-        duplicate=rng.choice([0.0, 0.05, 0.2]) if datagrams else 0.0,
+        duplicate=rng.choice([0.0, 0.01, 0.05]) if datagrams else 0.0,
         reorder=rng.choice([0.0, 0.1, 0.3]) if datagrams else 0.0,
         reset=rng.choice([0.0, 0.002, 0.02]),
     )
@@ -64,17 +64,23 @@ def run_election(seed: int, *, peers: int | None = None, steps: int | None = Non
     net = _net_faults(world, datagrams=True)
     disk = DiskFaults(slow=rng.choice([0.0, 0.1, 0.5]), fsync_slow_ms=rng.choice([50, 500]))
     last_zxids = {sid: (rng.randint(0, 2) << 32) | rng.randint(0, 5) for sid in range(1, n + 1)}
-    cluster = PeerCluster(world, n, net_faults=net, disk_faults=disk, last_zxids=last_zxids)
+    observers = (n,) if n == 5 and rng.random() < 0.3 else ()
+    readonly = rng.random() < 0.3
+    cluster = PeerCluster(world, n, net_faults=net, disk_faults=disk, last_zxids=last_zxids,
+                          observers=observers, readonly=readonly)
     checker = PeerChecker(cluster)
     fault_end = fault_ms if fault_ms is not None else rng.randint(10_000, 60_000)
     fault_gap_ms = rng.choice([1_000, 5_000, 12_000])
     steps_max = steps if steps is not None else 200_000
-    summary = (f"mode=election peers={n} fault_ms={fault_end} gap_ms={fault_gap_ms} net={net} "
+    summary = (f"mode=election peers={n} observers={observers} readonly={readonly} "
+               f"fault_ms={fault_end} gap_ms={fault_gap_ms} net={net} "
                f"disk_slow={disk.slow} zxids={[hex(z) for z in last_zxids.values()]}")
     stats = {"crashes": 0, "partitions": 0}
 
+    faulting = [True]
+
     def fault() -> None:
-        if world.now >= fault_end:
+        if world.now >= fault_end or not faulting[0]:
             return
         r = rng.random()
         dead = [s for s, nd in sorted(cluster.nodes.items()) if not nd.alive]
@@ -99,6 +105,7 @@ def run_election(seed: int, *, peers: int | None = None, steps: int | None = Non
         world.after(rng.randint(0, fault_gap_ms), fault)
         world.run_until(fault_end, steps_max=steps_max)
         # Heal: calm network, every peer up.
+        faulting[0] = False
         world.log("HEALING")
         cluster.net.faults = NetFaults.calm()
         cluster.heal()
@@ -166,8 +173,10 @@ def run_standalone(seed: int, *, steps: int | None = None,
             restart_later(rng.randint(10, 2_000))
     world.after_step.append(watch_failed)
 
+    faulting = [True]
+
     def fault() -> None:
-        if world.now >= fault_end:
+        if world.now >= fault_end or not faulting[0]:
             return
         r = rng.random()
         if r < 0.3 and node.alive and not restart_pending[0]:
@@ -187,6 +196,7 @@ def run_standalone(seed: int, *, steps: int | None = None,
         cluster.start()
         world.after(rng.randint(100, 2_000), fault)
         world.run_until(fault_end, steps_max=steps_max)
+        faulting[0] = False
         world.log("HEALING")
         cluster.net.faults = NetFaults(delay_min_ms=1, delay_max_ms=net.delay_max_ms)
         cluster.net.heal()
