@@ -22,10 +22,11 @@ and they free nothing there: ZNodes hold no back-references (a parent knows its 
 name, a child does not point at its parent), so the tree forms no reference cycles, and
 reference counting alone frees a deleted znode. Under a create load those walks took 0.3-1.2 s
 each (the p99.9 of create), and after a snapshot fork every page they touch is a copy-on-write
-fault. So the policy ``gc.freeze()``s everything alive after recovery and again every
-``freeze_every_txns`` applied txns (checked on a loop timer) and after each snapshot fork, each
-time right after a ``gc.collect()`` over what is not yet frozen, so cyclic garbage made since the
-last freeze is freed rather than frozen. The collector then only ever sees objects younger than
+fault. So the collector is off during recovery (and the start-up snapshot), which then ends
+with a ``gc.freeze()`` of everything alive (no collection: it would walk the whole recovered
+tree). Afterwards the policy freezes again every ``freeze_every_txns`` applied txns (checked on
+a loop timer) and after each snapshot fork, each time right after a ``gc.collect()`` over what
+is not yet frozen, so cyclic garbage made since the last freeze is freed rather than frozen. The collector then only ever sees objects younger than
 the last freeze. The cores know nothing of this.
 """
 
@@ -87,12 +88,27 @@ class GcPolicy:
         self.check_interval_s = check_interval_s
         self.freezes = 0
         self._frozen_zxid = 0
+        self._was_enabled = True
         self._timer: asyncio.TimerHandle | None = None
 
     def install(self) -> None:
         """Set the thresholds (process-wide)."""
         _, gen1, gen2 = gc.get_threshold()
         gc.set_threshold(self.threshold0, gen1, gen2)
+
+    def pause(self) -> None:
+        """Turn the collector off (recovery: loading a snapshot allocates the whole tree, and
+        every full collection meanwhile walks all of it for nothing)."""
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+
+    def resume(self) -> None:
+        """After ``pause``: freeze what was built, without a collection (which would walk the
+        whole recovered tree), then turn the collector back on."""
+        gc.freeze()
+        self.freezes += 1
+        if self._was_enabled:
+            gc.enable()
 
     def freeze(self, zxid: int | None = None) -> None:
         """Collect what is not frozen yet, then freeze everything alive (O(1) itself)."""
@@ -257,7 +273,6 @@ class ZkfastServer:
 
     def _restore(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, Any]:
         """Recover the database; build the disk log and the snapshotter."""
-        from ..storage.recovery import recover
         from .disk_log import DiskTxnLog, LogSettings, OsFiles
 
         cfg = self.config
@@ -270,6 +285,28 @@ class ZkfastServer:
                                   compression=cfg.snapshot_compression_method,
                                   digest_enabled=cfg.digest_enabled, files=files)
         snapshotter.remove_temporaries()
+        policy = self.gc_policy
+        if policy is not None:
+            policy.pause()
+        try:
+            rec = self._recover(files, snap_dir, log_dir, snapshotter)
+        finally:
+            if policy is not None:
+                policy.resume()
+        snapshotter.start_autopurge(cfg.autopurge_snap_retain_count,
+                                    cfg.autopurge_purge_interval_hours)
+        self.snapshotter = snapshotter
+        txn_log = DiskTxnLog(loop, log_dir, LogSettings(
+            force_sync=cfg.force_sync, snap_count=cfg.snap_count,
+            snap_size_limit_kb=cfg.snap_size_limit_kb,
+            pre_alloc_size_kb=cfg.pre_alloc_size_kb), files=files)
+        return txn_log, rec
+
+    def _recover(self, files: Any, snap_dir: str, log_dir: str, snapshotter: Snapshotter) -> Any:
+        """Restore the database, log the summary, snapshot it when txns were replayed."""
+        from ..storage.recovery import recover
+
+        cfg = self.config
         t0 = time.monotonic()
         rec = recover(files, snap_dir, log_dir,
                       trust_empty_snapshot=getattr(cfg, "snapshot_trust_empty", False),
@@ -289,14 +326,7 @@ class ZkfastServer:
                  else "", (time.monotonic() - t0) * 1000)
         if rec.txns_replayed or rec.killed_sessions:
             snapshotter.write_now(rec.tree, rec.sessions)
-        snapshotter.start_autopurge(cfg.autopurge_snap_retain_count,
-                                    cfg.autopurge_purge_interval_hours)
-        self.snapshotter = snapshotter
-        txn_log = DiskTxnLog(loop, log_dir, LogSettings(
-            force_sync=cfg.force_sync, snap_count=cfg.snap_count,
-            snap_size_limit_kb=cfg.snap_size_limit_kb,
-            pre_alloc_size_kb=cfg.pre_alloc_size_kb), files=files)
-        return txn_log, rec
+        return rec
 
     def _start_gc_policy(self, loop: asyncio.AbstractEventLoop, core: Any) -> None:
         """Freeze the recovered tree and keep freezing as txns are applied (``GcPolicy``)."""
