@@ -6,6 +6,7 @@
 #   make test-pure    the whole suite on the pure-Python twin (ZKFAST_PURE=1)
 #   make bench        pytest-benchmark, compiled and pure side by side
 #   make lint         ruff, mypy --strict, cython-lint
+#   make sim SEED=N   one seeded simulator run (MODE=election|standalone, PEERS=3|5)
 #   make wheels       manylinux wheels with cibuildwheel (needs docker)
 
 PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
@@ -13,7 +14,7 @@ PYTEST ?= $(PYTHON) -m pytest
 CORE_PYX := src/zkfast/_core.pyx
 CORE_GENERATED := src/zkfast/_core.c src/zkfast/_core.html
 
-.PHONY: compile debug test test-pure bench lint wheels clean
+.PHONY: compile debug test test-pure bench lint sim wheels clean
 
 # Build under build/ and rename the extension into src/: a process that has the old one
 # loaded keeps its (unlinked) copy instead of crashing on a file rewritten under it.
@@ -35,14 +36,19 @@ debug:
 	@echo "annotated source: src/zkfast/_core.html (line tracing on: coverage and profilers see .pyx lines)"
 
 test:
-	$(PYTEST) -q
+	$(PYTEST) -q tests benchmarks --benchmark-disable
 
 test-pure:
-	ZKFAST_PURE=1 $(PYTEST) -q
+	ZKFAST_PURE=1 $(PYTEST) -q tests benchmarks --benchmark-disable
 
-# bench_*.py files are named explicitly: pytest's default discovery looks only at test_*.py.
+SEED ?= 1
+MODE ?= election
+PEERS ?= 3
+sim:
+	$(PYTHON) -m zkfast.testing.vopr --seed $(SEED) --mode $(MODE) --peers $(PEERS)
+
 bench:
-	$(PYTEST) benchmarks $(wildcard benchmarks/bench_*.py) --benchmark-only --benchmark-group-by=group
+	$(PYTEST) benchmarks --benchmark-only --benchmark-group-by=group
 
 lint:
 	$(PYTHON) -m ruff check src tests benchmarks
