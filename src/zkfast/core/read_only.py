@@ -136,27 +136,18 @@ class ReadOnlyService:
 
     def _on_connect_request(self, conn: ClientConn, frame: bytes) -> None:
         core = self.core
-        try:
-            _pv, last_zxid, timeout, session_id, passwd, read_only = \
-                cc.decode_connect_request(frame)
-        except ProtocolError as e:
-            core.close_conn(conn, f"malformed ConnectRequest: {e}")
+        request = core.decode_connect(conn, frame)
+        if request is None:
             return
-        if core.storage_failed is not None:
-            core.close_conn(conn, "not serving")
-            return
-        conn.read_only_byte = read_only
+        last_zxid, timeout_asked, session_id, passwd, read_only = request
+        # Apache's processConnectRequest refuses a read-write client before it looks at zxids.
         if not read_only:
             core.close_conn(conn, "Refusing session request for not-read-only client")
             return
-        tree_zxid = core.tree.last_processed_zxid
-        if last_zxid > tree_zxid:
-            core.close_conn(conn, f"client has seen zxid 0x{last_zxid:x}, ours is "
-                                  f"0x{tree_zxid:x}")
+        timeout = core.admit_connect(conn, last_zxid, timeout_asked)
+        if timeout is None:
             return
-        config = core.config
-        timeout = max(config.session_timeout_min_ms, min(timeout, config.session_timeout_max_ms))
-        conn.timeout_ms = timeout
+        tree_zxid = core.tree.last_processed_zxid
         now = core._now_ms
         buf = core._buf(conn.conn_id)
         if session_id == 0:

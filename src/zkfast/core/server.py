@@ -481,24 +481,46 @@ class ServerCore:
             view.truncate(mark)
             self.next_zxid = last + 1
 
-    def _on_connect_request(self, conn: ClientConn, frame: bytes) -> None:
+    def decode_connect(self, conn: ClientConn, frame: bytes
+                       ) -> tuple[int, int, int, bytes | None, bool | None] | None:
+        """Decode a ConnectRequest: ``(lastZxidSeen, timeout, session_id, passwd, readOnly)``.
+
+        Closes the connection and returns None when the request is malformed or the server no
+        longer serves (a failed txn log). Shared by the read-write and read-only services.
+        """
         try:
             _pv, last_zxid, timeout, session_id, passwd, read_only = \
                 cc.decode_connect_request(frame)
         except ProtocolError as e:
             self.close_conn(conn, f"malformed ConnectRequest: {e}")
-            return
+            return None
         if self.storage_failed is not None:
             self.close_conn(conn, "not serving")
-            return
+            return None
         conn.read_only_byte = read_only
-        if last_zxid > self.tree.last_processed_zxid:
-            self.close_conn(conn, f"client has seen zxid 0x{last_zxid:x}, ours is "
-                                  f"0x{self.tree.last_processed_zxid:x}")
-            return
+        return last_zxid, timeout, session_id, passwd, read_only
+
+    def admit_connect(self, conn: ClientConn, last_zxid: int, timeout: int) -> int | None:
+        """Refuse a client that has seen a newer zxid than ours (it must try another server);
+        otherwise return the session timeout negotiated into [min, max] and note it on ``conn``.
+        """
+        ours = self.tree.last_processed_zxid
+        if last_zxid > ours:
+            self.close_conn(conn, f"client has seen zxid 0x{last_zxid:x}, ours is 0x{ours:x}")
+            return None
         config = self.config
         timeout = max(config.session_timeout_min_ms, min(timeout, config.session_timeout_max_ms))
         conn.timeout_ms = timeout
+        return timeout
+
+    def _on_connect_request(self, conn: ClientConn, frame: bytes) -> None:
+        request = self.decode_connect(conn, frame)
+        if request is None:
+            return
+        last_zxid, timeout_asked, session_id, passwd, read_only = request
+        timeout = self.admit_connect(conn, last_zxid, timeout_asked)
+        if timeout is None:
+            return
         now = self._now_ms
         if session_id == 0:
             sid = self.sessions.create_session(timeout, now)
