@@ -22,6 +22,8 @@ __all__ = [
     "SendQuorumPacket",
     "CloseQuorumConn",
     "RoleChanged",
+    "TruncateLog",
+    "TakeSnapshot",
     "PeerAction",
 ]
 
@@ -142,8 +144,29 @@ class RoleChanged:
     read_only: bool = False
 
 
+# --------------------------------------------------------------------------- ZAB sync (issue 5)
+
+
+@dataclass(frozen=True, slots=True)
+class TruncateLog:
+    """Cut the txn log after ``zxid`` (later log files deleted, snapshots above ``zxid`` set
+    aside), reload the database from snapshot + log up to ``zxid``, then report
+    ``LogTruncated``. Appends asked for before this action are done first."""
+
+    zxid: int
+
+
+@dataclass(frozen=True, slots=True)
+class TakeSnapshot:
+    """Write a snapshot of the service's tree as it is at this moment (fork) for ``zxid``,
+    make it durable, then report ``SnapshotDurable(zxid)``."""
+
+    zxid: int
+
+
 PeerAction = (
     SendToPeer | WriteEpoch | ConnectToLeader | SendQuorumPacket | CloseQuorumConn | RoleChanged
+    | TruncateLog | TakeSnapshot
 )
 
 Action = SendToClient | CloseClient | AppendTxns | PauseClient | ResumeClient

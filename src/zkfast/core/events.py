@@ -8,6 +8,10 @@ every txn one fsync made durable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .datatree import DataTree
 
 __all__ = [
     "Event",
@@ -30,7 +34,10 @@ __all__ = [
     "LeaderPacketsReceived",
     "LeaderConnectFailed",
     "LeaderDisconnected",
+    "LogTruncated",
+    "SnapshotDurable",
     "PeerEvent",
+    "NodeEvent",
 ]
 
 
@@ -193,6 +200,33 @@ class LeaderDisconnected:
     conn_id: int
 
 
+# --------------------------------------------------------------------------- ZAB sync (issue 5)
+
+
+@dataclass(frozen=True, slots=True)
+class LogTruncated:
+    """The ``TruncateLog(zxid)`` is done: the log ends at ``zxid`` and the database was
+    reloaded from snapshot + log up to it.
+
+    ``tree`` is the reloaded DataTree, ``sessions`` its ``(session_id, timeout_ms)`` list and
+    ``committed`` the replayed tail of the log (the last <= commitLogCount ``(zxid, txn
+    bytes)``, oldest first), as at recovery.
+    """
+
+    zxid: int
+    tree: DataTree
+    sessions: list[tuple[int, int]]
+    committed: list[tuple[int, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDurable:
+    """The snapshot asked for by ``TakeSnapshot(zxid)`` is on disk (file and directory
+    fsync'd)."""
+
+    zxid: int
+
+
 PeerEvent = (
     PeerMessageReceived
     | PeerLinkUp
@@ -207,6 +241,12 @@ PeerEvent = (
     | LeaderDisconnected
     | Ticked
 )
+
+NodeEvent = (
+    LogTruncated
+    | SnapshotDurable
+)
+"""Events only a QuorumNode handles (besides every PeerEvent and Event)."""
 
 Event = (
     ClientConnected
