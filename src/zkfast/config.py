@@ -100,6 +100,16 @@ class QuorumConfig:
     max_notification_interval_ms: int = 60000
     #: FastLeaderElection.finalizeWait (a constant in Apache).
     finalize_wait_ms: int = 200
+    #: zookeeper.forceSnapshotSync: the leader syncs every learner with SNAP (a testing aid,
+    #: LearnerHandler.syncFollower).
+    force_snapshot_sync: bool = False
+    #: zookeeper.commitLogCount: committed txns the leader keeps in memory for DIFF syncs
+    #: (ZKDatabase.committedLog). Apache raises a value under 500 to 500; tests building a
+    #: QuorumConfig directly may go lower.
+    commit_log_count: int = 500
+    #: zookeeper.snapshotSizeFactor: a DIFF may read txns from the on-disk log up to this
+    #: fraction of the latest snapshot's size; negative turns reading the log off.
+    snapshot_size_factor: float = 0.33
 
     @property
     def my_server(self) -> QuorumServer:
@@ -389,6 +399,7 @@ _QUIET_KEYS = frozenset({
     "clientCnxnSocket", "log.dir", "log.file", "root.logger", "log4j.configuration",
     "jmx.log4j.disable", "datadir.autocreate", "ssl.hostnameVerification",
     "ssl.handshakeDetectionTimeoutMillis", "version", "standaloneEnabled",
+    "forceSnapshotSync", "commitLogCount", "snapshotSizeFactor",
 })
 _QUIET_PREFIXES = (
     "quorum.auth.", "ssl.quorum.", "metricsProvider.", "nio.", "netty.", "commitProcessor.",
@@ -762,6 +773,8 @@ def _quorum_config(b: _Builder, merged: Mapping[str, str],
         return _strict_bool(key, merged[key]) if key in merged else default
 
     min_ms = opt("fastleader.minNotificationInterval", 200, lo=1)
+    force_snap = _java_bool("forceSnapshotSync", merged["forceSnapshotSync"]) \
+        if "forceSnapshotSync" in merged else False
     max_ms = opt("fastleader.maxNotificationInterval", 60000, lo=1)
     return QuorumConfig(
         my_sid=my_sid,
@@ -779,7 +792,42 @@ def _quorum_config(b: _Builder, merged: Mapping[str, str],
         dynamic_config_file=b.dynamic_config_file,
         min_notification_interval_ms=min_ms,
         max_notification_interval_ms=max(max_ms, min_ms),
+        force_snapshot_sync=force_snap,
+        commit_log_count=_commit_log_count(merged.get("commitLogCount")),
+        snapshot_size_factor=_snapshot_size_factor(merged.get("snapshotSizeFactor")),
     )
+
+
+def _commit_log_count(value: str | None) -> int:
+    """ZKDatabase's zookeeper.commitLogCount: unparsable -> 500; under 500 -> 500."""
+    if value is None:
+        return 500
+    try:
+        n = _int("commitLogCount", value)
+    except ConfigError:
+        log.error("Error parsing commitLogCount=%r - use default value 500", value)
+        return 500
+    if n < 500:
+        log.warning("The configured commitLogCount %d is less than the recommended 500, going "
+                    "to use the recommended one", n)
+        return 500
+    return n
+
+
+def _snapshot_size_factor(value: str | None) -> float:
+    """ZKDatabase's zookeeper.snapshotSizeFactor: unparsable or above 1 -> 0.33."""
+    if value is None:
+        return 0.33
+    try:
+        f = float(value.strip().rstrip("dDfF"))
+    except ValueError:
+        log.error("Error parsing snapshotSizeFactor=%r, using default value 0.33", value)
+        return 0.33
+    if f > 1 or f != f:
+        log.warning("The configured snapshotSizeFactor %r is invalid, going to use the default "
+                    "0.33", value)
+        return 0.33
+    return f
 
 
 # --------------------------------------------------------------------------- the entry points
