@@ -19,6 +19,16 @@ randSize`` (both random offsets drawn anew at each roll, so the servers of an en
 snapshot together), the next txn starts a new file ``log.<its zxid>`` and
 ``on_snapshot_due()`` is called on the loop, so the server can take a snapshot at that point.
 
+Jumps: a zxid that does not follow the previous one (zxid + 1, or the start of a newer epoch)
+is what a learner logs after a SNAP sync replaced its database: the next txn opens a new file
+``log.<its zxid>`` (Apache's learner starts a new log there too), so no log file ever holds a
+hole, and recovery, which starts at the log holding the snapshot's zxid, reads on without one.
+
+Truncation (a learner's TRUNC): ``await truncate(zxid)`` waits until every queued txn is
+written and reported, closes the files, runs ``storage.recovery.truncate_log`` in the writer
+thread, and then takes appends again from the txn after the cut (in a new file, as after a
+restart). No append may be made while it runs.
+
 Failure: any error from a write, preallocation or fsync means the data on disk is unknown.
 The log reports ``on_failed(reason)`` once and refuses every later append (nothing after it
 is reported durable); the server stops accepting writes and says so. It does not retry:
@@ -38,7 +48,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..storage.recovery import Files, LogHandle
+from .._impl import core
+from ..storage.recovery import Files, LogHandle, truncate_log
 from ..storage.txnlog import encode_entry, encode_file_header, log_file_name, preallocated_size
 
 __all__ = ["DiskTxnLog", "OsFiles", "LogSettings"]
@@ -126,8 +137,19 @@ class OsFiles:
         finally:
             os.close(fd)
 
+    def rename(self, directory: str, old: str, new: str) -> None:
+        os.replace(os.path.join(directory, old), os.path.join(directory, new))
+        self.sync_dir(directory)
+
 
 # ============================================================================ the log
+
+
+def _follows(prev: int, zxid: int) -> bool:
+    """Whether ``zxid`` is the txn right after ``prev`` (or the first of a newer epoch)."""
+    if zxid == prev + 1:
+        return True
+    return core.zxid_epoch(zxid) > core.zxid_epoch(prev) and core.zxid_counter(zxid) <= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +211,9 @@ class DiskTxnLog:
         self._busy = False
         self._scheduled = False
         self._closed = False
+        self._truncating = False
+        #: Set when the log becomes idle (no job running, nothing queued).
+        self._idle: asyncio.Event | None = None
         self.failed: str | None = None
         self._log_count = 0
         self._log_bytes = 0
@@ -220,15 +245,21 @@ class DiskTxnLog:
     def append(self, txns: list[tuple[int, bytes]]) -> None:
         if self._closed or not txns:
             return
+        assert not self._truncating, "txn log: append while a truncation runs"
         if self.failed is not None:
             log.debug("txn log failed earlier (%s): %d txns refused", self.failed, len(txns))
             return
         snapshot_due = False
         for zxid, data in txns:
-            assert self._last_zxid is None or zxid > self._last_zxid, (
-                f"txn log: zxid went back from {self._last_zxid:#x} to {zxid:#x}")
+            prev = self._last_zxid
+            assert prev is None or zxid > prev, (
+                f"txn log: zxid went back from {prev:#x} to {zxid:#x}")
             self._last_zxid = zxid
             seg = self._current
+            if seg is not None and prev is not None and not _follows(prev, zxid):
+                log.info("txn log: zxid jumps from %#x to %#x (a SNAP sync); next txns go to "
+                         "a new file", prev, zxid)
+                self._roll_next = True
             if seg is None or self._roll_next:
                 seg = _Segment(log_file_name(zxid))
                 self._segments.append(seg)
@@ -259,6 +290,8 @@ class DiskTxnLog:
     def _start_job(self) -> None:
         self._scheduled = False
         if self._closed or self.failed is not None or self._busy or self._queued_zxid is None:
+            if self._idle is not None and not self._busy:
+                self._idle.set()
             return
         work = [(seg, bytes(seg.pending)) for seg in self._segments if seg.pending]
         for seg in self._segments:
@@ -316,6 +349,12 @@ class DiskTxnLog:
         self._busy = False
         if self._closed:
             return
+        self._job_finished(fut, zxid)
+        if self._idle is not None and (self.failed is not None or (
+                not self._busy and self._queued_zxid is None and not self._scheduled)):
+            self._idle.set()
+
+    def _job_finished(self, fut: asyncio.Future[None], zxid: int) -> None:
         exc = fut.exception()
         if exc is not None:
             reason = f"writing the txn log in {self._dir} failed: {exc!r}"
@@ -329,6 +368,71 @@ class DiskTxnLog:
         if self._queued_zxid is not None and not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._start_job)
+
+    @property
+    def last_zxid(self) -> int | None:
+        """The zxid of the last txn appended (or kept by a truncation); None before any."""
+        return self._last_zxid
+
+    async def truncate(self, zxid: int, snap_dir: str | None = None) -> int:
+        """A learner's TRUNC: cut the log after ``zxid`` (see the module docstring).
+
+        Every txn appended before the call is written and reported durable (or the log fails)
+        first; then the files are closed and ``truncate_log(files, log_dir, zxid, snap_dir)``
+        runs in the writer thread. Appends resume with the txn after the cut, in a new file.
+
+        Returns:
+            What ``truncate_log`` returns: the last zxid left in the log, -1 if none.
+
+        Raises:
+            RecoveryError: the truncation was refused; nothing changed on disk.
+            OSError: the log failed earlier (``failed``) or the truncation failed; the log
+                accepts nothing more.
+        """
+        assert not self._truncating, "txn log: truncations overlap"
+        if self._closed:
+            raise OSError(f"txn log in {self._dir} is closed")
+        self._truncating = True
+        try:
+            while self.failed is None and (self._busy or self._scheduled
+                                           or self._queued_zxid is not None):
+                self._idle = asyncio.Event()
+                if not self._busy and not self._scheduled:
+                    self._scheduled = True
+                    self._loop.call_soon(self._start_job)
+                await self._idle.wait()
+            self._idle = None
+            if self.failed is not None:
+                raise OSError(self.failed)
+            segments = self._segments
+            self._segments = []
+            self._current = None
+            self._roll_next = False
+            fut = self._loop.run_in_executor(self._executor, self._truncate_files, segments,
+                                             zxid, snap_dir)
+            try:
+                kept = await fut
+            except OSError as exc:
+                self.failed = f"truncating the txn log in {self._dir} failed: {exc!r}"
+                log.error("%s; no further txn is accepted", self.failed)
+                self.on_failed(self.failed)
+                raise
+            self._last_zxid = kept if kept >= 0 else None
+            self._log_bytes = 0
+            self._reset_snapshot_stats()
+            return kept
+        finally:
+            self._truncating = False
+            self._idle = None
+
+    def _truncate_files(self, segments: list[_Segment], zxid: int, snap_dir: str | None) -> int:
+        for seg in segments:
+            if seg.handle is not None:
+                with contextlib.suppress(OSError):
+                    seg.handle.close()
+                seg.handle = None
+        return truncate_log(self._files, self._dir, zxid, snap_dir,
+                            log=lambda msg: log.info("%s", msg))
 
     def close(self) -> None:
         """Stop: wait for the writer job in flight, close the files (unqueued txns are dropped:

@@ -35,6 +35,20 @@ Theory of operation
 5. Sessions that own ephemerals but are not in the session table are killed: their ephemerals
    are deleted at the last zxid without a txn (``ZooKeeperServer.loadData``).
 
+``recover`` also hands back the last ``commit_log_count`` txns it replayed, ``(zxid, txn
+bytes)``: a leader's committed log starts with them (``ZKDatabase.loadDataBase`` feeds its
+``committedLog`` the same way).
+
+``truncate_log`` is a learner's TRUNC (``FileTxnSnapLog.truncateLog``, ``FileTxnLog.truncate``):
+the log is cut right after the last txn <= zxid, later log files are deleted, and snapshots
+newer than zxid are set aside (renamed ``truncated.snapshot.<hex>``, a name neither zkfast nor
+Apache reads), so that the following ``recover`` reloads exactly up to zxid. Apache 3.8 leaves
+those snapshots in place, and its reload then starts from a snapshot holding the very txns the
+leader told it to drop. Every intermediate state a crash can leave is a prefix of the old
+history (snapshots first, then the later files newest first, then the cut), so recovery stays
+possible throughout. ``LogHistory`` reads the logged txns after a zxid for a leader's DIFF
+(``ZKDatabase.getProposalsFromTxnLog``).
+
 ``purge_plan`` is ``PurgeTxnLog.purge``: keep the newest ``retain`` valid snapshots; delete
 snapshots older than the oldest kept one, and logs older than it except the log that holds its
 next txns (the one with the largest start zxid <= its zxid).
@@ -46,6 +60,8 @@ No IO and no clock here.
 
 from __future__ import annotations
 
+import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -65,6 +81,10 @@ __all__ = [
     "RecoveryError",
     "recover",
     "purge_plan",
+    "truncate_log",
+    "LogHistory",
+    "COMMIT_LOG_COUNT",
+    "SET_ASIDE_PREFIX",
     "list_snapshots",
     "list_logs",
     "SNAPSHOTS_TRIED_MAX",
@@ -78,6 +98,13 @@ ENTRY_BYTES_MAX = (1 << 20) + 4096
 #: FileSnap.deserialize looks at up to 100 snapshots that pass the quick check.
 SNAPSHOTS_TRIED_MAX = 100
 _QUICK_BYTES = 16
+#: ``zookeeper.commitLogCount``: the replayed txns ``recover`` hands back.
+COMMIT_LOG_COUNT = 500
+#: Snapshots newer than a truncation point are renamed with this prefix.
+SET_ASIDE_PREFIX = "truncated."
+#: TxnHeader ``{long clientId; int cxid; long zxid; ...}``: the zxid's offset in a txn.
+_TXN_ZXID = struct.Struct(">q")
+_TXN_ZXID_OFFSET = 12
 
 
 class RecoveryError(Exception):
@@ -119,6 +146,9 @@ class Files(Protocol):
         """Create (or empty) a log file for appending."""
 
     def sync_dir(self, directory: str) -> None: ...
+
+    def rename(self, directory: str, old: str, new: str) -> None:
+        """Rename a file within ``directory`` (replacing ``new``) and make that durable."""
 
 
 # ============================================================================ memory files
@@ -238,6 +268,12 @@ class MemoryFiles:
         self.before("sync_dir", directory)
         self.unsynced_names.pop(directory, None)
 
+    def rename(self, directory: str, old: str, new: str) -> None:
+        self.before("rename", old)
+        files = self.dirs[directory]
+        files[new] = files.pop(old)
+        self.unsynced_names.get(directory, set()).discard(old)
+
 
 # ============================================================================ recovery
 
@@ -263,6 +299,9 @@ class Recovered:
     killed_sessions: list[int] = field(default_factory=list)
     #: The first zxid whose TxnDigest did not match the tree, if any.
     digest_mismatch_zxid: int | None = None
+    #: The last ``commit_log_count`` txns replayed, ``(zxid, txn bytes)`` in zxid order (the
+    #: seed of a leader's committed log; empty when nothing was replayed).
+    committed: list[tuple[int, bytes]] = field(default_factory=list)
 
 
 def list_snapshots(files: Files, snap_dir: str) -> list[tuple[int, str]]:
@@ -318,6 +357,7 @@ def _follows(prev: int, zxid: int) -> bool:
 def recover(files: Files, snap_dir: str, log_dir: str, *, trust_empty_snapshot: bool = False,
             extended_types_enabled: bool = False, digest_enabled: bool = True,
             entry_bytes_max: int = ENTRY_BYTES_MAX,
+            commit_log_count: int = COMMIT_LOG_COUNT,
             log: Callable[[str], None] = lambda msg: None) -> Recovered:
     """Restore the database (see the module docstring).
 
@@ -326,6 +366,7 @@ def recover(files: Files, snap_dir: str, log_dir: str, *, trust_empty_snapshot: 
         snap_dir: the ``version-2`` directory of dataDir; ``log_dir`` that of dataLogDir.
         trust_empty_snapshot: replay logs even without a snapshot (ZOOKEEPER-3056).
         entry_bytes_max: the largest log entry possible (jute.maxbuffer plus headers).
+        commit_log_count: how many of the last replayed txns ``Recovered.committed`` keeps.
         log: receives one line per notable finding (torn tails, skipped snapshots).
 
     Raises:
@@ -385,7 +426,10 @@ def recover(files: Files, snap_dir: str, log_dir: str, *, trust_empty_snapshot: 
     result = Recovered(tree, [], tree.last_processed_zxid,
                        snapshot_name=used[1] if used else None,
                        snapshot_zxid=used[0] if used else 0)
-    _replay(files, log_dir, logs, tree, sessions, result, digest_enabled, entry_bytes_max, log)
+    tail: deque[tuple[int, bytes]] = deque(maxlen=max(commit_log_count, 0))
+    _replay(files, log_dir, logs, tree, sessions, result, digest_enabled, entry_bytes_max, log,
+            tail)
+    result.committed = list(tail)
     # ZooKeeperServer.loadData: sessions owning ephemerals but absent from the table die now.
     for owner in sorted(o for o in tree.ephemerals if o not in sessions):
         tree.apply_txn((owner, 0, tree.last_processed_zxid, 0, -11), None)
@@ -434,7 +478,8 @@ def _nothing_after(data: bytes, offset: int) -> bool:
 
 def _replay(files: Files, log_dir: str, logs: list[tuple[int, str]], tree: DataTree,
             sessions: dict[int, int], result: Recovered, digest_enabled: bool,
-            entry_bytes_max: int, log: Callable[[str], None]) -> None:
+            entry_bytes_max: int, log: Callable[[str], None],
+            tail: deque[tuple[int, bytes]]) -> None:
     snap_zxid = tree.last_processed_zxid
     start = 0
     for i, (z, _name) in enumerate(logs):
@@ -488,6 +533,7 @@ def _replay(files: Files, log_dir: str, logs: list[tuple[int, str]], tree: DataT
             tree.apply_txn(header, record)
             last = zxid
             result.txns_replayed += 1
+            tail.append((zxid, txn))
             if digest_enabled and digest is not None and result.digest_mismatch_zxid is None \
                     and digest != tree.digest():
                 result.digest_mismatch_zxid = zxid
@@ -511,6 +557,156 @@ def _replay(files: Files, log_dir: str, logs: list[tuple[int, str]], tree: DataT
             else:
                 log(f"txn log {name}: ends with a torn entry at offset {scan.end_offset}; the "
                     "next log carries on")
+
+
+# ============================================================================ TRUNC, DIFF
+
+
+def _txn_zxid(txn: bytes) -> int | None:
+    if len(txn) < _TXN_ZXID_OFFSET + 8:
+        return None
+    return int(_TXN_ZXID.unpack_from(txn, _TXN_ZXID_OFFSET)[0])
+
+
+def truncate_log(files: Files, log_dir: str, zxid: int, snap_dir: str | None = None, *,
+                 entry_bytes_max: int = ENTRY_BYTES_MAX,
+                 log: Callable[[str], None] = lambda msg: None) -> int:
+    """Cut the txn log right after ``zxid`` and set aside newer snapshots (module docstring).
+
+    Args:
+        files: the file system.
+        log_dir: the ``version-2`` directory of dataLogDir.
+        zxid: the last zxid to keep (the TRUNC packet's).
+        snap_dir: that of dataDir (default: ``log_dir``, as dataLogDir defaults to dataDir).
+
+    Returns:
+        The zxid of the last txn left in the logs (<= ``zxid``), -1 when none is left.
+
+    Raises:
+        RecoveryError: nothing was changed because the result could not be recovered: every
+            snapshot is newer than ``zxid``, no log reaches from the newest older snapshot to
+            ``zxid``, or the log to cut is corrupt before the cut.
+    """
+    sdir = log_dir if snap_dir is None else snap_dir
+    snaps = list_snapshots(files, sdir)
+    newer = [name for z, name in snaps if z > zxid]
+    base = [z for z, name in snaps if z <= zxid and is_quick_valid(files, sdir, name)]
+    logs = list_logs(files, log_dir)
+    if snaps and not base:
+        raise RecoveryError(
+            f"cannot truncate the txn log to 0x{zxid:x}: every snapshot in {sdir} is newer "
+            "(the state at that zxid cannot be rebuilt); this server needs a full SNAP sync: "
+            "move its data directory away and restart it")
+    if base and base[0] < zxid and logs and not any(
+            z <= base[0] or _follows(base[0], z) for z, _ in logs):
+        raise RecoveryError(
+            f"cannot truncate the txn log to 0x{zxid:x}: no log follows snapshot "
+            f"0x{base[0]:x}; move the data directory away and restart for a SNAP sync")
+    keep = [(z, name) for z, name in logs if z <= zxid]
+    later = [name for z, name in logs if z > zxid]
+    cut: tuple[str, int] | None = None
+    last_kept = -1
+    if keep:
+        _z, name = keep[-1]
+        data = _read_log(files, log_dir, name, entry_bytes_max)
+        if len(data) >= FILE_HEADER_BYTES and any(data[:FILE_HEADER_BYTES]):
+            try:
+                scan = scan_log(data)
+            except LogCorrupt as exc:
+                good = scan_log(data[:exc.offset]) if exc.offset >= FILE_HEADER_BYTES \
+                    else LogScan([], FILE_HEADER_BYTES, "torn")
+                if any((_txn_zxid(t) or 0) > zxid for _, t in good.entries):
+                    scan = good
+                else:
+                    raise RecoveryError(
+                        f"cannot truncate {log_dir}/{name} to 0x{zxid:x}: it is corrupt at "
+                        f"offset {exc.offset} ({exc.reason}), before the cut") from exc
+            end = scan.end_offset
+            for offset, txn in scan.entries:
+                tz = _txn_zxid(txn)
+                if tz is not None and tz > zxid:
+                    end = offset
+                    break
+                if tz is not None:
+                    last_kept = tz
+            if end < len(data) or files.size(log_dir, name) > end:
+                cut = (name, end)
+    for name in newer:
+        log(f"truncating to 0x{zxid:x}: snapshot {name} is newer; set aside as "
+            f"{SET_ASIDE_PREFIX}{name}")
+        files.rename(sdir, name, SET_ASIDE_PREFIX + name)
+    for name in reversed(later):
+        log(f"truncating to 0x{zxid:x}: deleting txn log {name}")
+        files.remove(log_dir, name)
+    if later:
+        files.sync_dir(log_dir)
+    if cut is not None:
+        log(f"truncating to 0x{zxid:x}: txn log {cut[0]} cut at offset {cut[1]}")
+        files.truncate(log_dir, cut[0], cut[1])
+    return last_kept
+
+
+class LogHistory:
+    """``TxnHistory`` over the txn log files (docs/zab.md §1): what a leader's DIFF reads
+    beyond its in-memory committed log (``ZKDatabase.getProposalsFromTxnLog``).
+
+    Reads the files on each call; the log being appended meanwhile is fine (an entry still
+    being written reads as a torn tail and ends the walk).
+    """
+
+    def __init__(self, files: Files, log_dir: str, *,
+                 entry_bytes_max: int = ENTRY_BYTES_MAX) -> None:
+        self.files = files
+        self.log_dir = log_dir
+        self.entry_bytes_max = entry_bytes_max
+
+    def txns_after(self, zxid: int, limit_bytes: int) -> list[tuple[int, bytes]] | None:
+        """Every logged txn with zxid > ``zxid``, in order, starting right after ``zxid``.
+
+        None when ``zxid`` itself is not in the log (Apache: "Unable to find proposals from
+        txnlog"), when the txns after it are not contiguous (a log file missing, or the jump
+        after a SNAP), when a log is corrupt, or when their bytes exceed ``limit_bytes``.
+        """
+        logs = list_logs(self.files, self.log_dir)
+        start = None
+        for i, (z, _name) in enumerate(logs):
+            if z <= zxid:
+                start = i
+        if start is None:
+            return None
+        out: list[tuple[int, bytes]] = []
+        found = False
+        last = zxid
+        total = 0
+        for _z, name in logs[start:]:
+            try:
+                data = _read_log(self.files, self.log_dir, name, self.entry_bytes_max)
+                if len(data) < FILE_HEADER_BYTES or not any(data[:FILE_HEADER_BYTES]):
+                    continue
+                scan = scan_log(data)
+            except (OSError, LogCorrupt):
+                return None
+            for _offset, txn in scan.entries:
+                tz = _txn_zxid(txn)
+                if tz is None:
+                    return None
+                if not found:
+                    if tz < zxid:
+                        continue
+                    if tz > zxid:
+                        return None
+                    found = True
+                    continue
+                if tz <= last:
+                    continue
+                if not _follows(last, tz):
+                    return None
+                total += len(txn)
+                if total > limit_bytes:
+                    return None
+                out.append((tz, txn))
+                last = tz
+        return out if found else None
 
 
 # ============================================================================ purge

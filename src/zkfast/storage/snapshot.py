@@ -9,8 +9,15 @@ children) ended by the path ``"/"``, then a seal (the Adler32 of every byte so f
 ``"/"``), the digest section (zxid, version, digest; zxid 0 means none) and a second seal. Readers
 of 3.9+ streams may find a third section (lastProcessedZxid and seal); it is optional both ways.
 
+A learner's SNAP sync carries the same body without the FileHeader, the seals and the
+digest section (``ZKDatabase.serializeSnapshot``: sessions, ACL cache, nodes ended by ``"/"``),
+followed by the ustring ``"BenWasHere"`` (``LearnerHandler.syncFollower``);
+``encode_sync_body``/``decode_sync_body`` read and write it, and ``encode_sync_snapshot`` /
+``decode_sync_snapshot`` go straight between it and a DataTree (through ``tree_io``).
+
 This module turns plain values into those bytes and back; it knows nothing of the DataTree
-(``storage/tree_io.py`` maps between the two) and does no IO.
+(``storage/tree_io.py`` maps between the two; the two sync-snapshot functions call into it)
+and does no IO.
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._impl import ProtocolError, core
 from ..wire import jute
+
+if TYPE_CHECKING:
+    from ..core.datatree import DataTree
 
 __all__ = [
     "SNAP_MAGIC",
@@ -33,6 +43,11 @@ __all__ = [
     "assemble_snapshot",
     "decode_snapshot",
     "looks_complete",
+    "SYNC_SIGNATURE",
+    "encode_sync_body",
+    "decode_sync_body",
+    "encode_sync_snapshot",
+    "decode_sync_snapshot",
 ]
 
 SNAP_MAGIC = 0x5A4B534E  # "ZKSN"
@@ -119,6 +134,18 @@ def assemble_snapshot(sessions: Iterable[tuple[int, int]],
     record (path, data, aclId, StatPersisted) in pre-order, root first, without the end mark.
     """
     out = bytearray(_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, -1))
+    _append_body(out, sessions, acl_lists, node_records)
+    _seal(out)
+    zxid, version, value = digest if digest is not None else (0, 2, 0)
+    out += _DIGEST.pack(zxid, version, value)
+    _seal(out)
+    return bytes(out)
+
+
+def _append_body(out: bytearray, sessions: Iterable[tuple[int, int]],
+                 acl_lists: list[list[tuple[int, tuple[str, str]]]],
+                 node_records: bytes | bytearray) -> None:
+    """Sessions, ACL cache, node records and the ``"/"`` end mark (``serializeSnapshot``)."""
     session_list = list(sessions)
     out += _INT.pack(len(session_list))
     for sid, timeout in session_list:
@@ -129,11 +156,6 @@ def assemble_snapshot(sessions: Iterable[tuple[int, int]],
         core.encode_record(_ACL_VECTOR, (acl,), out)
     out += node_records
     out += _SEAL_MARK
-    _seal(out)
-    zxid, version, value = digest if digest is not None else (0, 2, 0)
-    out += _DIGEST.pack(zxid, version, value)
-    _seal(out)
-    return bytes(out)
 
 
 def _seal(out: bytearray) -> None:
@@ -182,19 +204,9 @@ class _Reader:
         return True
 
 
-def decode_snapshot(data: bytes) -> Snapshot:
-    """Read a whole (uncompressed) snapshot stream.
-
-    Raises:
-        SnapshotCorrupt: bad header, truncation, bad lengths, an unknown ACL id, or a seal that
-            does not match.
-    """
-    r = _Reader(data)
-    magic, version, _dbid = r.take(_HEADER, "file header")
-    if magic != SNAP_MAGIC:
-        raise SnapshotCorrupt(f"bad magic 0x{magic & 0xFFFFFFFF:08x}, expected 0x{SNAP_MAGIC:08x}")
-    if version != SNAP_VERSION:
-        raise SnapshotCorrupt(f"unsupported snapshot version {version}")
+def _read_body(r: _Reader) -> Snapshot:
+    """Sessions, ACL cache and nodes up to and including the ``"/"`` end mark."""
+    data = r.data
     snap = Snapshot()
     (count,) = r.take(_INT, "session count")
     if count < 0 or count * _SESSION.size > len(data) - r.pos:
@@ -222,6 +234,23 @@ def decode_snapshot(data: bytes) -> Snapshot:
         if aid not in acls:
             raise SnapshotCorrupt(f"node {path!r} refers to ACL id {aid}, not in the ACL cache")
         snap.nodes.append(SnapshotNode(path, node_data, acls[aid], stat))
+    return snap
+
+
+def decode_snapshot(data: bytes) -> Snapshot:
+    """Read a whole (uncompressed) snapshot stream.
+
+    Raises:
+        SnapshotCorrupt: bad header, truncation, bad lengths, an unknown ACL id, or a seal that
+            does not match.
+    """
+    r = _Reader(data)
+    magic, version, _dbid = r.take(_HEADER, "file header")
+    if magic != SNAP_MAGIC:
+        raise SnapshotCorrupt(f"bad magic 0x{magic & 0xFFFFFFFF:08x}, expected 0x{SNAP_MAGIC:08x}")
+    if version != SNAP_VERSION:
+        raise SnapshotCorrupt(f"unsupported snapshot version {version}")
+    snap = _read_body(r)
     # The node list ends with "/" right away; seal #1 follows it.
     if not r.seal(1):
         raise SnapshotCorrupt("the stream ends before seal #1")
@@ -246,3 +275,69 @@ def iter_preorder(children: dict[str, list[str]], root: str = "") -> Iterator[st
         base = path if path else ""
         for name in reversed(children.get(path, [])):
             stack.append(f"{base}/{name}")
+
+
+# ============================================================================ SNAP sync
+
+#: The ustring after a SNAP body (``LearnerHandler.syncFollower``, ``Learner.syncWithLeader``).
+SYNC_SIGNATURE = "BenWasHere"
+_SIGNATURE_BYTES = _INT.pack(len(SYNC_SIGNATURE)) + SYNC_SIGNATURE.encode()
+
+
+def encode_sync_body(sessions: Iterable[tuple[int, int]],
+                     acl_lists: list[list[tuple[int, tuple[str, str]]]],
+                     node_records: bytes | bytearray) -> bytes:
+    """The stream a leader writes after SNAP, from encoded node records (as
+    ``assemble_snapshot``): body, ``"/"``, then the ``"BenWasHere"`` signature."""
+    out = bytearray()
+    _append_body(out, sessions, acl_lists, node_records)
+    out += _SIGNATURE_BYTES
+    return bytes(out)
+
+
+def decode_sync_body(blob: bytes) -> Snapshot:
+    """Read a SNAP stream (body + signature); the result has no digest.
+
+    Raises:
+        SnapshotCorrupt: truncation, bad lengths, an unknown ACL id, a missing or wrong
+            signature, or bytes after it.
+    """
+    r = _Reader(bytes(blob))
+    snap = _read_body(r)
+    (signature,) = r.record((("signature", core.T_USTRING, None),), "signature")
+    if signature != SYNC_SIGNATURE:
+        raise SnapshotCorrupt(f"SNAP stream signature is {signature!r}, expected "
+                              f"{SYNC_SIGNATURE!r} (Learner.syncWithLeader: Missing signature)")
+    if r.pos != len(r.data):
+        raise SnapshotCorrupt(f"{len(r.data) - r.pos} bytes after the SNAP stream signature")
+    return snap
+
+
+def encode_sync_snapshot(tree: DataTree, sessions: Iterable[tuple[int, int]]) -> bytes:
+    """What a leader sends after a SNAP packet: ``ZKDatabase.serializeSnapshot`` of ``tree``
+    and ``sessions`` (``(session_id, timeout_ms)``), then ``"BenWasHere"``. The nodes come
+    straight from the tree through the core's snapshot encoder, as ``tree_io.encode_tree``."""
+    from ..core.datatree import OPEN_ACL_UNSAFE
+
+    records = bytearray()
+    acl_lists = core.encode_snapshot_nodes(tree.nodes, OPEN_ACL_UNSAFE, records)
+    return encode_sync_body(sessions, acl_lists, records)
+
+
+def decode_sync_snapshot(blob: bytes, *, zxid: int = 0, extended_types_enabled: bool = False
+                         ) -> tuple[DataTree, list[tuple[int, int]]]:
+    """The tree and the ``(session_id, timeout_ms)`` list of a SNAP stream.
+
+    The tree is built as recovery builds one from a snapshot file (``tree_io``: ACL ids,
+    ephemeral/container/TTL sets, digest, quotas); its ``last_processed_zxid`` is ``zxid``,
+    the SNAP packet's zxid (``Learner.syncWithLeader``: ``setlastProcessedZxid``).
+
+    Raises:
+        SnapshotCorrupt: anything wrong with the bytes (see ``decode_sync_body``), a node
+            without its parent, or no root.
+    """
+    from .tree_io import tree_from_snapshot
+
+    snap = decode_sync_body(blob)
+    tree = tree_from_snapshot(snap, zxid, extended_types_enabled=extended_types_enabled)
+    return tree, [(int(a), int(b)) for a, b in snap.sessions]

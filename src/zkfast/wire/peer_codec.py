@@ -15,7 +15,20 @@ Quorum port: back-to-back jute ``QuorumPacket{int type; long zxid; buffer data;
 vector<Id> authinfo}`` with no extra length prefix (``split_quorum_packets`` finds the record
 boundaries), ``LearnerInfo{long serverid; int protocolVersion; long configVersion}`` in
 FOLLOWERINFO/OBSERVERINFO, ``int`` bodies in LEADERINFO (leader protocol version) and ACKEPOCH
-(current epoch, or -1).
+(current epoch, or -1). The other bodies (zk-formats §4.2) are plain ``DataOutputStream``
+bytes: REQUEST ``{long sessionId; int cxid; int type}`` + the request record; a learner's PING
+``{long sessionId; int timeout}*``; REVALIDATE ``{long sessionId; int timeout}`` one way and
+``{long sessionId; boolean valid}`` back; COMMITANDACTIVATE ``long designatedLeader``;
+INFORMANDACTIVATE ``long designatedLeader`` + txn bytes; NEWLEADER the config text.
+
+The leader's stream is not only packets: right after a SNAP packet it writes, on the same
+archive, the snapshot body of ``ZKDatabase.serializeSnapshot`` (``SerializeUtils``: ``int``
+session count, ``{long id; int timeout}*``; ``DataTree.serialize``: the ACL map ``int`` count,
+``{long id; vector<ACL>}*``, the nodes ``{ustring path; buffer data; long aclId;
+StatPersisted}*`` ended by the path ``"/"``; no digest, no seals) and then the ustring
+``"BenWasHere"`` (``LearnerHandler.syncFollower``). ``QuorumStreamSplitter`` splits such a
+stream: it returns each packet's bytes and, after a SNAP packet, the whole snapshot stream as
+one item, found by parsing it record by record as the bytes arrive.
 
 Every decoder raises ``ProtocolError`` naming the field on malformed input; the caller drops
 that link (never the peer).
@@ -24,6 +37,7 @@ that link (never the peer).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -56,6 +70,24 @@ __all__ = [
     "decode_learner_info",
     "encode_int_body",
     "decode_int_body",
+    "QuorumStreamSplitter",
+    "SNAPSHOT_STREAM_BYTES_MAX",
+    "SYNC_SNAPSHOT_SIGNATURE",
+    "LearnerRequest",
+    "encode_request_body",
+    "decode_request_body",
+    "encode_session_timeouts",
+    "decode_session_timeouts",
+    "encode_revalidate_request",
+    "decode_revalidate_request",
+    "encode_revalidate_reply",
+    "decode_revalidate_reply",
+    "encode_long_body",
+    "decode_long_body",
+    "encode_inform_and_activate",
+    "decode_inform_and_activate",
+    "encode_config_body",
+    "decode_config_body",
 ]
 
 
@@ -384,3 +416,371 @@ def decode_int_body(data: bytes | None, field: str) -> int:
     if data is None or len(data) < 4:
         raise ProtocolError(field, 0, "4 bytes", "null" if data is None else f"{len(data)} bytes")
     return int(_INT.unpack_from(data, 0)[0])
+
+
+# --------------------------------------------------------------------------- packet bodies
+
+_REQUEST_HEAD = struct.Struct(">qii")
+_SESSION_TIMEOUT = struct.Struct(">qi")
+_REVALIDATE_REPLY = struct.Struct(">q?")
+
+
+def _body_size(data: bytes | None, field: str, n: int) -> bytes:
+    if data is None or len(data) < n:
+        raise ProtocolError(field, 0, f"{n} bytes", "null" if data is None else
+                            f"{len(data)} bytes")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerRequest:
+    """The body of a REQUEST packet (``Learner.request`` / ``LearnerHandler.run``)."""
+
+    session_id: int
+    cxid: int
+    #: The client OpCode (createSession -10, closeSession -11, sync 9, ...).
+    op: int
+    #: The request record after the RequestHeader (createSession: ``int timeout``;
+    #: closeSession: empty).
+    body: bytes
+
+
+def encode_request_body(session_id: int, cxid: int, op: int, body: bytes) -> bytes:
+    """REQUEST data: ``long sessionId; int cxid; int type`` + the request record bytes."""
+    return _REQUEST_HEAD.pack(session_id, cxid, op) + body
+
+
+def decode_request_body(data: bytes | None) -> LearnerRequest:
+    """Split REQUEST data; whatever follows the 16-byte head is the body.
+
+    Raises:
+        ProtocolError: null or shorter than 16 bytes (Apache's ``ByteBuffer.getLong`` fails
+            and the learner's link goes).
+    """
+    data = _body_size(data, "REQUEST.data", _REQUEST_HEAD.size)
+    session_id, cxid, op = _REQUEST_HEAD.unpack_from(data, 0)
+    return LearnerRequest(session_id, cxid, op, bytes(data[_REQUEST_HEAD.size:]))
+
+
+def encode_session_timeouts(pairs: Iterable[tuple[int, int]]) -> bytes:
+    """A learner's PING data: ``{long sessionId; int timeout}`` per touched session."""
+    pack = _SESSION_TIMEOUT.pack
+    return b"".join(pack(sid, timeout) for sid, timeout in pairs)
+
+
+def decode_session_timeouts(data: bytes | None) -> list[tuple[int, int]]:
+    """Read a learner's PING data (``LearnerHandler.run``'s ``while (dis.available() > 0)``).
+
+    Null or empty data is no session. Raises:
+        ProtocolError: a length that is not a multiple of 12 (Apache's ``readLong``/``readInt``
+            hit EOF and the link goes).
+    """
+    if not data:
+        return []
+    if len(data) % _SESSION_TIMEOUT.size:
+        raise ProtocolError("PING.data", len(data) - len(data) % _SESSION_TIMEOUT.size,
+                            "12 bytes per session", f"{len(data)} bytes")
+    return [(int(a), int(b)) for a, b in _SESSION_TIMEOUT.iter_unpack(data)]
+
+
+def encode_revalidate_request(session_id: int, timeout_ms: int) -> bytes:
+    """REVALIDATE from a learner: ``long sessionId; int timeout`` (``Learner.validateSession``)."""
+    return _SESSION_TIMEOUT.pack(session_id, timeout_ms)
+
+
+def decode_revalidate_request(data: bytes | None) -> tuple[int, int]:
+    """``(session_id, timeout_ms)`` of a learner's REVALIDATE.
+
+    Raises:
+        ProtocolError: null or shorter than 12 bytes.
+    """
+    data = _body_size(data, "REVALIDATE.data", _SESSION_TIMEOUT.size)
+    session_id, timeout = _SESSION_TIMEOUT.unpack_from(data, 0)
+    return int(session_id), int(timeout)
+
+
+def encode_revalidate_reply(session_id: int, valid: bool) -> bytes:
+    """The leader's REVALIDATE reply: ``long sessionId; boolean valid``."""
+    return _REVALIDATE_REPLY.pack(session_id, valid)
+
+
+def decode_revalidate_reply(data: bytes | None) -> tuple[int, bool]:
+    """``(session_id, valid)``; any non-zero byte is true (``DataInputStream.readBoolean``).
+
+    Raises:
+        ProtocolError: null or shorter than 9 bytes.
+    """
+    data = _body_size(data, "REVALIDATE.data", _REVALIDATE_REPLY.size)
+    (session_id,) = _LONG.unpack_from(data, 0)
+    return int(session_id), data[8] != 0
+
+
+def encode_long_body(v: int) -> bytes:
+    """An 8-byte big-endian long body (COMMITANDACTIVATE's designated leader)."""
+    return _LONG.pack(v)
+
+
+def decode_long_body(data: bytes | None, field: str) -> int:
+    """Read the leading long of a body.
+
+    Raises:
+        ProtocolError: null or shorter than 8 bytes.
+    """
+    data = _body_size(data, field, 8)
+    return int(_LONG.unpack_from(data, 0)[0])
+
+
+def encode_inform_and_activate(designated_leader: int, txn: bytes) -> bytes:
+    """INFORMANDACTIVATE data: ``long designatedLeader`` + the txn bytes."""
+    return _LONG.pack(designated_leader) + txn
+
+
+def decode_inform_and_activate(data: bytes | None) -> tuple[int, bytes]:
+    """``(designated_leader, txn_bytes)`` of INFORMANDACTIVATE.
+
+    Raises:
+        ProtocolError: null or shorter than 8 bytes.
+    """
+    data = _body_size(data, "INFORMANDACTIVATE.data", 8)
+    return int(_LONG.unpack_from(data, 0)[0]), bytes(data[8:])
+
+
+def encode_config_body(config: str) -> bytes:
+    """NEWLEADER data: the last-seen config text, UTF-8 (``QuorumVerifier.toString``)."""
+    return config.encode("utf-8")
+
+
+def decode_config_body(data: bytes | None) -> str | None:
+    """NEWLEADER data as text (None when null: a pre-3.4 leader); bad UTF-8 is replaced."""
+    return None if data is None else bytes(data).decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- the stream splitter
+
+#: The ustring that ends a SNAP stream (``LearnerHandler.syncFollower``).
+SYNC_SNAPSHOT_SIGNATURE = "BenWasHere"
+#: Default bound on one SNAP stream held in memory (a named limit, not Apache's: Apache
+#: streams the snapshot into its tree; zkfast holds the bytes until the end is found).
+SNAPSHOT_STREAM_BYTES_MAX = 1 << 36
+
+# Snapshot stream phases.
+_P_SESSION_COUNT = 0
+_P_SESSIONS = 1
+_P_ACL_COUNT = 2
+_P_ACL_ENTRY = 3
+_P_ACL_ITEM = 4
+_P_NODES = 5
+_P_SIGNATURE = 6
+_SESSION_BYTES = 12
+_NODE_TAIL_BYTES = 8 + 60  # long aclId + StatPersisted
+
+
+class QuorumStreamSplitter:
+    """Split one direction of a quorum connection into packets (and a SNAP's stream).
+
+    ``feed(data)`` returns every item completed by ``data``, in order: the bytes of each
+    QuorumPacket (as ``split_quorum_packets`` finds them) and, right after a packet of type
+    SNAP, the whole snapshot stream that follows it (body + ``"BenWasHere"``) as one item.
+    The stream's end is found by walking its records as bytes arrive; the walk resumes where
+    it stopped, so a snapshot fed in small pieces is parsed once. Only the bytes of the
+    current, incomplete item are kept.
+
+    Args:
+        packet_bytes_max: the largest packet, and the largest string or buffer inside a
+            snapshot stream (``jute.maxbuffer``).
+        snapshot_bytes_max: the largest snapshot stream held in memory.
+        snapshots: whether a SNAP packet is followed by a stream (True on the learner's side of
+            a connection; a leader reading a learner never expects one).
+
+    Raises (from ``feed``):
+        ProtocolError: a bad length or count, an oversized packet or stream. The splitter is
+            unusable afterwards; the caller drops the link.
+    """
+
+    __slots__ = ("_buf", "_limit", "_snap_limit", "_snapshots", "_phase", "_scan", "_left",
+                 "_entries", "_failed")
+
+    def __init__(self, packet_bytes_max: int, *,
+                 snapshot_bytes_max: int = SNAPSHOT_STREAM_BYTES_MAX,
+                 snapshots: bool = True) -> None:
+        self._buf = bytearray()
+        self._limit = packet_bytes_max
+        self._snap_limit = snapshot_bytes_max
+        self._snapshots = snapshots
+        #: None between packets; else the snapshot stream phase (_P_*).
+        self._phase: int | None = None
+        #: Offset in ``_buf`` of the next snapshot record to parse (the stream starts at 0).
+        self._scan = 0
+        #: Sessions left to skip, or ACLs left in the current ACL map entry.
+        self._left = 0
+        #: ACL map entries left.
+        self._entries = 0
+        self._failed = False
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held for the item in progress."""
+        return len(self._buf)
+
+    @property
+    def in_snapshot(self) -> bool:
+        """Whether the splitter is inside a SNAP stream."""
+        return self._phase is not None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Add received bytes; return the items they complete (see the class docstring)."""
+        if self._failed:
+            raise ProtocolError("QuorumStreamSplitter", 0, "a usable stream",
+                                "an earlier error")
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        pos = 0
+        n = len(buf)
+        try:
+            while True:
+                if self._phase is not None:
+                    end = self._snapshot_end(buf, n)
+                    if end < 0:
+                        break
+                    out.append(bytes(buf[:end]))
+                    del buf[:end]
+                    n = len(buf)
+                    continue
+                end = _packet_end(buf, pos, n, self._limit)
+                if end < 0:
+                    break
+                out.append(bytes(buf[pos:end]))
+                if self._snapshots and _INT.unpack_from(buf, pos)[0] == PacketType.SNAP:
+                    del buf[:end]
+                    n = len(buf)
+                    pos = 0
+                    self._phase = _P_SESSION_COUNT
+                    self._scan = 0
+                    continue
+                pos = end
+        except ProtocolError:
+            self._failed = True
+            raise
+        if pos:
+            del buf[:pos]
+        return out
+
+    def _snapshot_end(self, buf: bytearray, n: int) -> int:
+        """Walk the snapshot records from ``_scan``: the stream's end offset, or -1 when more
+        bytes are needed (the walk then resumes at the first incomplete record)."""
+        limit = self._limit
+        p = self._scan
+        phase = self._phase
+        left = self._left
+        entries = self._entries
+        unpack_int = _INT.unpack_from
+        while True:
+            if phase == _P_NODES:
+                # The bulk of a stream: one node record per turn, whole or not at all.
+                done = False
+                while True:
+                    if p + 4 > n:
+                        break
+                    plen = unpack_int(buf, p)[0]
+                    if plen == 1:
+                        if p + 5 > n:
+                            break
+                        if buf[p + 4] == 0x2F:  # the path "/" ends the node list
+                            p += 5
+                            done = True
+                            break
+                    elif plen < -1 or plen > limit:
+                        raise ProtocolError("snapshot.node.path.length", p, f"-1..{limit}",
+                                            str(plen))
+                    q = p + 4 + max(plen, 0)
+                    if q + 4 > n:
+                        break
+                    dlen = unpack_int(buf, q)[0]
+                    if dlen < -1 or dlen > limit:
+                        raise ProtocolError("snapshot.node.data.length", q, f"-1..{limit}",
+                                            str(dlen))
+                    q += 4 + max(dlen, 0) + _NODE_TAIL_BYTES
+                    if q > n:
+                        break
+                    p = q
+                if not done:
+                    break
+                phase = _P_SIGNATURE
+            elif phase == _P_SESSION_COUNT:
+                if p + 4 > n:
+                    break
+                left = unpack_int(buf, p)[0]
+                if left < 0 or left * _SESSION_BYTES > self._snap_limit:
+                    raise ProtocolError("snapshot.sessions.count", p,
+                                        f"0..{self._snap_limit // _SESSION_BYTES}", str(left))
+                p += 4
+                phase = _P_SESSIONS
+            elif phase == _P_SESSIONS:
+                if p + left * _SESSION_BYTES > n:
+                    break
+                p += left * _SESSION_BYTES
+                left = 0
+                phase = _P_ACL_COUNT
+            elif phase == _P_ACL_COUNT:
+                if p + 4 > n:
+                    break
+                entries = unpack_int(buf, p)[0]
+                if entries < 0 or entries * 12 > self._snap_limit:
+                    raise ProtocolError("snapshot.acls.count", p,
+                                        f"0..{self._snap_limit // 12}", str(entries))
+                p += 4
+                phase = _P_ACL_ENTRY
+            elif phase == _P_ACL_ENTRY:
+                if entries == 0:
+                    phase = _P_NODES
+                    continue
+                if p + 12 > n:
+                    break
+                items = unpack_int(buf, p + 8)[0]
+                if items < -1 or items > limit:
+                    raise ProtocolError("snapshot.acls.vector.count", p + 8, f"-1..{limit}",
+                                        str(items))
+                p += 12
+                entries -= 1
+                left = max(items, 0)
+                phase = _P_ACL_ITEM
+            elif phase == _P_ACL_ITEM:
+                if left == 0:
+                    phase = _P_ACL_ENTRY
+                    continue
+                # One ACL: int perms; ustring scheme; ustring id.
+                q = p + 4
+                for f in ("scheme", "id"):
+                    if q + 4 > n:
+                        q = -1
+                        break
+                    slen = unpack_int(buf, q)[0]
+                    if slen < -1 or slen > limit:
+                        raise ProtocolError(f"snapshot.acls.acl.{f}.length", q, f"-1..{limit}",
+                                            str(slen))
+                    q += 4 + max(slen, 0)
+                if q < 0 or q > n:
+                    break
+                p = q
+                left -= 1
+            else:  # _P_SIGNATURE
+                if p + 4 > n:
+                    break
+                slen = unpack_int(buf, p)[0]
+                if slen < -1 or slen > limit:
+                    raise ProtocolError("snapshot.signature.length", p, f"-1..{limit}",
+                                        str(slen))
+                end: int = p + 4 + max(slen, 0)
+                if end > n:
+                    break
+                self._phase = None
+                self._scan = self._left = self._entries = 0
+                return end
+        self._scan = p
+        self._phase = phase
+        self._left = left
+        self._entries = entries
+        if n > self._snap_limit:
+            raise ProtocolError("snapshot", 0, f"at most {self._snap_limit} bytes", str(n))
+        return -1
