@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 
 from zkfast._impl import ProtocolError
+from zkfast.core.datatree import DataTree
+from zkfast.storage.snapshot import decode_sync_snapshot, encode_sync_snapshot
 from zkfast.wire.peer_codec import (
     PROTOCOL_V1,
     PROTOCOL_V2,
@@ -15,19 +18,35 @@ from zkfast.wire.peer_codec import (
     Notification,
     PacketType,
     QuorumPacket,
+    QuorumStreamSplitter,
     ServerState,
+    decode_config_body,
     decode_handshake,
+    decode_inform_and_activate,
     decode_int_body,
     decode_learner_info,
+    decode_long_body,
     decode_notification,
     decode_quorum_packet,
+    decode_request_body,
+    decode_revalidate_reply,
+    decode_revalidate_request,
+    decode_session_timeouts,
+    encode_config_body,
     encode_handshake,
+    encode_inform_and_activate,
     encode_int_body,
     encode_learner_info,
+    encode_long_body,
     encode_notification,
     encode_quorum_packet,
+    encode_request_body,
+    encode_revalidate_reply,
+    encode_revalidate_request,
+    encode_session_timeouts,
     split_quorum_packets,
 )
+from zkfast.wire.txn_codec import decode_txn, encode_txn
 
 CONFIG = "server.1=10.0.0.1:2888:3888:participant\nversion=0"
 
@@ -179,3 +198,110 @@ def test_notifications_match_apaches_buildmsg() -> None:
     for hexed, n in apache:
         assert encode_notification(n).hex() == hexed
         assert decode_notification(bytes.fromhex(hexed)) == n
+
+
+# ----------------------------------------------------------------------------- stream splitter
+
+
+
+def _snap_tree() -> DataTree:
+    tree = DataTree()
+    for z, path, acl in [(1, "/a", [(31, ("world", "anyone"))]),
+                         (2, "/a/b", [(31, ("digest", "u:x=")), (1, ("ip", "10.0.0.1"))]),
+                         (3, "/c", [(31, ("digest", "u:x=")), (1, ("ip", "10.0.0.1"))])]:
+        txn = encode_txn((5, z, z, 100, 1), (path, b"d" * z, acl, False, z), None)
+        header, record, _ = decode_txn(txn)
+        tree.apply_txn(header, record)
+    return tree
+
+
+def _sync_stream() -> tuple[list[bytes], bytes]:
+    snap = encode_sync_snapshot(_snap_tree(), [(5, 3000), (6, 4000)])
+    items = [encode_quorum_packet(QuorumPacket(PacketType.LEADERINFO, 2 << 32, b"\0\1\0\0")),
+             encode_quorum_packet(QuorumPacket(PacketType.SNAP, 3)),
+             snap,
+             encode_quorum_packet(QuorumPacket(PacketType.PROPOSAL, 4, b"txn")),
+             encode_quorum_packet(QuorumPacket(PacketType.NEWLEADER, 2 << 32, b"cfg",
+                                               (("digest", "u:x"),)))]
+    return items, b"".join(items)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 13, 64, 1 << 20])
+def test_splitter_returns_packets_and_the_snapshot_stream_whole(chunk: int) -> None:
+    items, stream = _sync_stream()
+    sp = QuorumStreamSplitter(1 << 20)
+    out: list[bytes] = []
+    for i in range(0, len(stream), chunk):
+        out += sp.feed(stream[i:i + chunk])
+    assert out == items
+    assert sp.buffered_bytes == 0 and not sp.in_snapshot
+    tree, sessions = decode_sync_snapshot(out[2], zxid=3)
+    assert sessions == [(5, 3000), (6, 4000)]
+    assert tree.digest() == _snap_tree().digest()
+
+
+def test_splitter_matches_split_quorum_packets_without_snap() -> None:
+    pkts = [encode_quorum_packet(QuorumPacket(t, t, bytes(t))) for t in range(1, 15)
+            if t != PacketType.SNAP]
+    stream = b"".join(pkts)
+    sp = QuorumStreamSplitter(1 << 20)
+    assert sp.feed(stream[:-3]) == split_quorum_packets(stream[:-3], 0, 1 << 20)[0]
+    assert sp.feed(stream[-3:]) == pkts[-1:]
+
+
+def test_splitter_without_snapshots_reads_snap_as_a_packet() -> None:
+    snap = encode_quorum_packet(QuorumPacket(PacketType.SNAP, 3))
+    ack = encode_quorum_packet(QuorumPacket(PacketType.ACK, 3))
+    assert QuorumStreamSplitter(1 << 20, snapshots=False).feed(snap + ack) == [snap, ack]
+
+
+def test_splitter_rejects_garbage_and_oversize() -> None:
+    snap = encode_quorum_packet(QuorumPacket(PacketType.SNAP, 3))
+    sp = QuorumStreamSplitter(1 << 20)
+    with pytest.raises(ProtocolError, match="sessions.count"):
+        sp.feed(snap + struct.pack(">i", -5))
+    with pytest.raises(ProtocolError):
+        sp.feed(b"")  # unusable after an error
+    sp = QuorumStreamSplitter(100)
+    with pytest.raises(ProtocolError, match="path.length"):
+        sp.feed(snap + struct.pack(">ii", 0, 0) + struct.pack(">i", 101))
+    sp = QuorumStreamSplitter(1 << 20, snapshot_bytes_max=64)
+    body = struct.pack(">ii", 0, 0) + (struct.pack(">i", 2) + b"/x" + struct.pack(">i", 0)
+                                       + bytes(68)) * 2
+    with pytest.raises(ProtocolError, match="snapshot"):
+        sp.feed(snap + body)
+    with pytest.raises(ProtocolError, match="data.length"):
+        QuorumStreamSplitter(1 << 20).feed(encode_quorum_packet(QuorumPacket(1, 1))[:12]
+                                           + struct.pack(">i", -2))
+
+
+def test_packet_bodies_round_trip() -> None:
+    req = decode_request_body(encode_request_body(0x100, 7, 1, b"body"))
+    assert (req.session_id, req.cxid, req.op, req.body) == (0x100, 7, 1, b"body")
+    assert decode_request_body(encode_request_body(1, 2, -11, b"")).body == b""
+    pairs = [(0x100, 3000), (-1, 0)]
+    assert encode_session_timeouts(pairs).hex() == (
+        "0000000000000100" "00000bb8" "ffffffffffffffff" "00000000")
+    assert decode_session_timeouts(encode_session_timeouts(pairs)) == pairs
+    assert decode_session_timeouts(None) == decode_session_timeouts(b"") == []
+    assert decode_revalidate_request(encode_revalidate_request(9, 4000)) == (9, 4000)
+    assert encode_revalidate_reply(9, True).hex() == "000000000000000901"
+    assert decode_revalidate_reply(encode_revalidate_reply(9, False)) == (9, False)
+    assert decode_revalidate_reply(b"\0" * 8 + b"\x07") == (0, True)
+    assert decode_long_body(encode_long_body(-3), "x") == -3
+    assert decode_inform_and_activate(encode_inform_and_activate(2, b"t")) == (2, b"t")
+    assert decode_config_body(encode_config_body("server.1=a")) == "server.1=a"
+    assert decode_config_body(None) is None
+
+
+@pytest.mark.parametrize("fn,data", [
+    (decode_request_body, b"\0" * 15),
+    (decode_request_body, None),
+    (decode_session_timeouts, b"\0" * 13),
+    (decode_revalidate_request, b"\0" * 11),
+    (decode_revalidate_reply, b"\0" * 8),
+    (decode_inform_and_activate, b"\0" * 7),
+])
+def test_short_bodies_are_protocol_errors(fn: Any, data: bytes | None) -> None:
+    with pytest.raises(ProtocolError):
+        fn(data)
