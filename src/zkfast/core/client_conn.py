@@ -6,6 +6,7 @@ States (``ClientConn.state``)::
 
     AWAIT_CONNECT --ConnectRequest, new session--> CONNECTING --createSession applied--> OPEN
     AWAIT_CONNECT --ConnectRequest, resume ok------------------------------------------> OPEN
+    AWAIT_CONNECT --ConnectRequest on a learner--> CONNECTING --committed / revalidated--> OPEN
     any ----------- bad frame / auth failure / closeSession applied / expiry ---------> CLOSED
 
 Replies must leave in request order (the Java client pops its pending queue in order). Each
@@ -15,7 +16,10 @@ arrived behind such a slot waits to be executed until it reaches the head. ``Ser
 drains the head of the deque whenever something completes, so a read behind a write sees that
 write, exactly as Apache's single request pipeline does. Pings, setWatches and reads on a
 connection with an empty queue are answered on the spot (the fast path). Auth and SASL packets
-bypass the queue, as in Apache (``ZooKeeperServer.processPacket``).
+bypass the queue, as in Apache (``ZooKeeperServer.processPacket``). On a learner (follower or
+observer) a write's slot waits for the leader's committed txn, a sync's for the leader's SYNC,
+and frames that arrive while the session is being created or revalidated through the leader
+wait in ``held`` (Apache disables receive until ``finishSessionInit``).
 
 The statistics are those ``ServerCnxn`` keeps for ``cons``/``stat``: packets received and sent,
 min/avg/max latency, last operation, last cxid/zxid, last response time and latency.
@@ -64,7 +68,7 @@ class ClientConn:
         "auth_ids", "read_only_byte", "pending", "established_ms", "packets_received",
         "packets_sent", "min_latency_ms", "max_latency_ms", "total_latency_ms", "count",
         "last_op", "last_cxid", "last_zxid", "last_response_ms", "last_latency_ms", "sasl",
-        "secure",
+        "secure", "held",
     )
 
     def __init__(self, conn_id: int, remote_host: str, remote_port: int, now_ms: int,
@@ -83,6 +87,9 @@ class ClientConn:
         self.pending: deque[Slot] = deque()
         self.established_ms = now_ms
         self.sasl: Any = None
+        #: A learner's connection whose session is being created or revalidated by the
+        #: leader: the frames that arrived meanwhile, handled once it is OPEN (else None).
+        self.held: list[bytes] | None = None
         self.reset_stats()
 
     def reset_stats(self) -> None:

@@ -548,6 +548,46 @@ class DataTree:
             self.last_processed_zxid = header[2]
         return triggers
 
+    def apply_multi_results(
+        self, header: Header, record: Any
+    ) -> tuple[list[Trigger], list[tuple[int, Any, Any]]]:
+        """Apply a committed multi txn as ``apply_txn`` does, and also return its per-op
+        results as ``processTxn``'s ``multiResult`` holds them (a learner answers its client's
+        multi from these): ``(type, path, stat)`` per sub-txn, the Stat (``stat_of``) taken
+        right after that op for setData, createContainer and createTTL; a deleteContainer
+        reports as delete; a sub-txn that does not fit the tree is ``(-1, code, None)``.
+        A multi with an error sub-txn changes nothing and returns no results (its outcome is
+        in the txn itself).
+        """
+        triggers: list[Trigger] = []
+        results: list[tuple[int, Any, Any]] = []
+        subs: list[tuple[int, Any]] = record
+        if all(sub_type != -1 for sub_type, _ in subs):
+            client_id, cxid, zxid, time, _ = header
+            nodes = self.nodes
+            for sub_type, sub_record in subs:
+                fn = self._multi_ops.get(sub_type)
+                if fn is None:
+                    break  # apply_txn's _BadSubTxn: the multi ends there
+                path = sub_record[0]
+                try:
+                    fn(self, (client_id, cxid, zxid, time, sub_type), sub_record, triggers)
+                except _NoNode:
+                    results.append((-1, -101, None))
+                    continue
+                except _NodeExists:
+                    results.append((-1, -110, None))
+                    continue
+                if sub_type in (5, 19, 21):
+                    node = nodes.get(path)
+                    results.append((sub_type, path,
+                                    self.stat_of(node) if node is not None else None))
+                else:
+                    results.append((2 if sub_type == 20 else sub_type, path, None))
+        if header[2] > self.last_processed_zxid:
+            self.last_processed_zxid = header[2]
+        return triggers, results
+
     def _apply_nothing(self, header: Header, record: Any, triggers: list[Trigger]) -> None:
         """createSession, check and error txns leave the tree as it is."""
 

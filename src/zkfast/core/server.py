@@ -1,4 +1,4 @@
-"""ServerCore: the standalone ZooKeeper service as a sans-IO state machine.
+"""ServerCore: the ZooKeeper service (standalone, or one ensemble member) as a sans-IO state machine.
 
 Theory of operation
 -------------------
@@ -41,6 +41,37 @@ when it next needs a ``Ticked``. It mirrors Apache 3.8's standalone pipeline
 Each step returns ``AppendTxns`` first, then one ``SendToClient`` per connection (all of its
 replies and notifications, in order), then the ``CloseClient`` actions. Our own broken
 invariants (a zxid out of order) are assertions; a bad client only closes its connection.
+
+Ensemble modes (docs/zab.md §3)
+-------------------------------
+A quorum peer's node drives the same object through ``set_mode`` and direct calls, and
+collects what they produced with ``flush_actions``. Every call takes an optional ``now_ms``
+(default: the time of the last ``step``).
+
+* ``standalone`` is all of the above; session ids use server id 1, as Apache's standalone does.
+* ``leader`` (``LeaderZooKeeperServer``): the same pipeline, zxids from ``epoch << 32 | 1``,
+  session ids from ``myid``. The tracker is global: every session of the database is tracked
+  from the moment the mode starts, learners' sessions from their createSession's prep
+  (``submit_learner_request``), touched by learners' PINGs (``touch_sessions``) and
+  REVALIDATEs (``revalidate``), and expired here. ``submit_learner_request`` preps exactly
+  like a local write with no connection to answer; ``commit(z)`` applies as ``TxnsDurable``
+  does standalone. Only the leader reaps containers and TTL nodes.
+* ``follower``/``observer`` (``FollowerZooKeeperServer``, ``FollowerRequestProcessor``,
+  ``CommitProcessor``): writes, closeSession and sync go out through ``forward`` with the
+  connection's auth ids in ``authInfo`` order, and take a slot in the connection's queue;
+  reads are answered from the committed tree, behind the slots. A new session's id is made
+  here but the session is tracked only once its createSession commits, and its
+  ConnectResponse leaves then; a resumed one is checked by the leader (``revalidate_request``
+  -> ``revalidated``). Frames that arrive meanwhile are held. ``apply_committed`` applies one
+  committed txn, fires watches, and answers the head of the session's forwarded queue when
+  the cxid matches, with the results of this apply (``DataTree.apply_multi_results`` for a
+  multi). ``sync_done`` answers the oldest forwarded sync. Nothing expires here: touched
+  sessions are collected for the PING reply (``touched_sessions``).
+* ``off`` (LOOKING): every client is closed ("ZooKeeperServer not running"), watches and
+  forwarded requests are dropped, and every txn handed out in AppendTxns is applied without
+  replies (``fastForwardDataBase``); connections are refused until the next mode.
+  ``load_database`` replaces the tree and sessions (SNAP, TRUNC); ``sync_snapshot_body``
+  serializes them for a SNAP.
 """
 
 from __future__ import annotations
@@ -55,7 +86,7 @@ from .._impl import ProtocolError
 from ..config import ServerConfig
 from ..wire import client_codec as cc
 from ..wire import jute
-from ..wire.txn_codec import encode_txn
+from ..wire.txn_codec import decode_txn, encode_txn
 from . import acl as acl_mod
 from .actions import AppendTxns, CloseClient, PauseClient, ResumeClient, SendToClient
 from .client_conn import AWAIT_CONNECT, CLOSED, CONNECTING, OPEN, ClientConn, Slot
@@ -85,7 +116,7 @@ from .watches import WatchManager
 if TYPE_CHECKING:  # a core imports no random module: the rng is injected
     import random
 
-__all__ = ["ServerCore", "ServerStats", "java_auth_order"]
+__all__ = ["ServerCore", "ServerStats", "java_auth_order", "MODES"]
 
 log = logging.getLogger("zkfast.server")
 
@@ -107,6 +138,11 @@ _BADARGUMENTS = -8
 _NOWATCHER = -121
 _AUTHFAILED = -115
 _RECONFIGDISABLED = -123
+_SYNC_WAITING = 1 << 64  # a forwarded sync's slot.zxid until the leader's SYNC arrives
+_REQUEST_PREFIX = struct.Struct(">qii")
+_TIMEOUT = struct.Struct(">i")
+#: The service modes (docs/zab.md §3).
+MODES = ("standalone", "leader", "follower", "observer", "off")
 
 #: Apache's lastOp names (FinalRequestProcessor), for cons.
 _LAST_OP = {
@@ -183,6 +219,11 @@ class ServerStats:
     @property
     def avg_latency(self) -> float:
         return self.total_latency_ms / self.count if self.count else 0.0
+
+
+def _refuse_touch(session_id: int, timeout_ms: int, now_ms: int) -> bool:
+    """Off: no session is served."""
+    return False
 
 
 class _Inflight:
@@ -282,6 +323,23 @@ class ServerCore:
         }
         #: The read-only service while a quorum peer serves in read-only mode (None otherwise).
         self.read_only_service: ReadOnlyService | None = None
+        #: docs/zab.md §3: "standalone" (the default), "leader", "follower", "observer", "off".
+        self.mode = "standalone"
+        self.epoch = 0
+        #: Learner modes: hand a request to the leader, ``(session_id, cxid, op, body,
+        #: auth_ids)``; set by the quorum node before the service becomes a learner.
+        self.forward: Callable[[int, int, int, bytes, list[tuple[str, str]]], None] | None = None
+        #: Learner modes: ask the leader whether a resumed session is live,
+        #: ``(session_id, timeout_ms)``; the answer comes back through ``revalidated``.
+        self.revalidate_request: Callable[[int, int], None] | None = None
+        self._learner = False
+        self._serving = True
+        self._expiring = True
+        self._touch: Callable[[int, int, int], bool] = self.sessions.touch
+        self._touched: dict[int, int] = {}
+        self._forwarded: dict[int, deque[tuple[int, Slot]]] = {}
+        self._forwarded_syncs: deque[tuple[int, Slot]] = deque()
+        self._revalidating: dict[int, int] = {}
         self._reads: dict[int, Callable[[ClientConn, Any], tuple[Any, Any]]] = {
             3: self._read_exists, 4: self._read_get_data, 6: self._read_get_acl,
             8: self._read_get_children, 12: self._read_get_children2,
@@ -312,6 +370,11 @@ class ServerCore:
         if c is not None and (self.tree.containers or self.tree.ttls):
             d = c if d is None or c < d else d
         return d
+
+    def flush_actions(self) -> list[Any]:
+        """The actions produced since the last ``step`` or ``flush_actions``, in ``step``'s
+        order (the quorum node calls it after the direct calls of docs/zab.md §3)."""
+        return self._flush_actions()
 
     def _flush_actions(self) -> list[Any]:
         actions: list[Any] = []
@@ -439,15 +502,29 @@ class ServerCore:
         conn = self.conns.get(ev.conn_id)
         if conn is None:
             return
+        self._handle_frames(conn, ev.frames)
+
+    def _handle_frames(self, conn: ClientConn, frames: list[bytes]) -> None:
         stats = self.stats
-        for frame in ev.frames:
-            if conn.state == CLOSED:
-                return
+        it = iter(frames)
+        for frame in it:
+            state = conn.state
+            if state != OPEN:
+                if state == CLOSED:
+                    return
+                if state == AWAIT_CONNECT:
+                    conn.packets_received += 1
+                    stats.packets_received += 1
+                    self._on_connect_request(conn, frame)
+                    continue
+                if conn.held is not None:
+                    # A learner's session is not set up yet (Apache disables receive until
+                    # finishSessionInit): the frames wait, in order.
+                    conn.held.append(frame)
+                    conn.held.extend(it)
+                    return
             conn.packets_received += 1
             stats.packets_received += 1
-            if conn.state == AWAIT_CONNECT:
-                self._on_connect_request(conn, frame)
-                continue
             try:
                 self._on_request(conn, frame)
             except ProtocolError as e:
@@ -514,6 +591,9 @@ class ServerCore:
         return timeout
 
     def _on_connect_request(self, conn: ClientConn, frame: bytes) -> None:
+        if not self._serving:
+            self.close_conn(conn, "ZooKeeperServer not running")
+            return
         request = self.decode_connect(conn, frame)
         if request is None:
             return
@@ -522,6 +602,17 @@ class ServerCore:
         if timeout is None:
             return
         now = self._now_ms
+        if session_id == 0 and self._learner:
+            # LearnerSessionTracker.createSession: an id, tracked only once committed; the
+            # createSession goes to the leader with cxid 0 and the timeout as its body.
+            sid = self.sessions.allocate_id()
+            self._attach(conn, sid)
+            conn.state = CONNECTING
+            conn.held = []
+            slot = Slot("connect", 0, -10, 0, None, now)
+            conn.pending.append(slot)
+            self._forward_request(conn, 0, -10, _TIMEOUT.pack(timeout), slot, [])
+            return
         if session_id == 0:
             sid = self.sessions.create_session(timeout, now)
             self._attach(conn, sid)
@@ -539,20 +630,41 @@ class ServerCore:
             if old_conn is not None:
                 self.close_conn(old_conn, "client reconnected on another connection")
         conn.session_id = session_id
+        if self._learner and passwd == generate_passwd(session_id):
+            # LearnerZooKeeperServer.revalidateSession: the leader's tracker decides.
+            self._attach(conn, session_id)
+            conn.state = CONNECTING
+            conn.held = []
+            self._revalidating[session_id] = conn.conn_id
+            assert self.revalidate_request is not None, "a learner service needs revalidate_request"
+            self.revalidate_request(session_id, timeout)
+            return
         valid = passwd == generate_passwd(session_id) and \
             self.sessions.touch(session_id, timeout, now)
+        self._finish_resume(conn, session_id, valid)
+
+    def _finish_resume(self, conn: ClientConn, session_id: int, valid: bool) -> None:
+        """ZooKeeperServer.finishSessionInit for a resumed session."""
         buf = self._buf(conn.conn_id)
+        ro = conn.read_only_byte
         if not valid:
-            cc.append_connect_response(buf, 0, 0, _ZERO_PASSWD, read_only if read_only is None
-                                       else False)
+            cc.append_connect_response(buf, 0, 0, _ZERO_PASSWD, ro if ro is None else False)
             self._sent(conn, 1)
             self.close_conn(conn, "session expired or invalid password")
             return
         self._attach(conn, session_id)
         conn.state = OPEN
-        cc.append_connect_response(buf, timeout, session_id, generate_passwd(session_id),
-                                   None if read_only is None else False)
+        cc.append_connect_response(buf, conn.timeout_ms, session_id,
+                                   generate_passwd(session_id), None if ro is None else False)
         self._sent(conn, 1)
+        self._release_held(conn)
+
+    def _release_held(self, conn: ClientConn) -> None:
+        """Handle the frames a learner connection received while its session was set up."""
+        held = conn.held
+        conn.held = None
+        if held:
+            self._handle_frames(conn, held)
 
     def _attach(self, conn: ClientConn, sid: int) -> None:
         conn.session_id = sid
@@ -571,7 +683,7 @@ class ServerCore:
         xid, op = _REQUEST_HEADER.unpack_from(frame, 0)
         if op in _READ_OPS:  # the fast path: reads and pings
             now = self._now_ms
-            if not self.sessions.touch(conn.session_id, conn.timeout_ms, now):
+            if not self._touch(conn.session_id, conn.timeout_ms, now):
                 return
             if conn.pending:
                 conn.pending.append(Slot("read", xid, op, 0, frame, now))
@@ -585,8 +697,11 @@ class ServerCore:
             self._on_sasl(conn, xid, frame)
             return
         now = self._now_ms
-        if not self.sessions.touch(conn.session_id, conn.timeout_ms, now):
+        if not self._touch(conn.session_id, conn.timeout_ms, now):
             return  # MissingSessionException: the request is dropped
+        if self._learner:
+            self._on_learner_request(conn, xid, op, frame, now)
+            return
         if op == 9:
             self._on_sync(conn, xid, frame)
             return
@@ -603,6 +718,9 @@ class ServerCore:
         if op == -11:
             self._on_close_session(conn, xid)
             return
+        self._unimplemented(conn, xid, op)
+
+    def _unimplemented(self, conn: ClientConn, xid: int, op: int) -> None:
         # Request.isValid: unknown opcodes and check alone (ZOOKEEPER: a lone check has no
         # reply body in 3.8) get Unimplemented, then the connection closes.
         buf = self._buf(conn.conn_id)
@@ -698,6 +816,18 @@ class ServerCore:
         now = self._now_ms
         zxid = self._next_zxid()
         sid = conn.session_id
+        header_type, record, digest, results = self._prep(sid, xid, op, frame, 8,
+                                                          conn.auth_ids, zxid, now)
+        slot = Slot("write", xid, op, zxid, None, now)
+        conn.pending.append(slot)
+        self._propose((sid, xid, zxid, now, header_type), record, digest, conn.conn_id, slot,
+                      results)
+
+    def _prep(self, sid: int, xid: int, op: int, frame: bytes, offset: int,
+              auth_ids: list[tuple[str, str]], zxid: int, now: int
+              ) -> tuple[int, Any, int | None, Any]:
+        """PrepRequestProcessor for one write: ``(txn type, record, digest, results)``; a
+        failure is an error txn (type -1). The body starts at ``offset`` of ``frame``."""
         prepper = self.prepper
         header_type = op
         results: Any = None
@@ -707,16 +837,18 @@ class ServerCore:
         mark = len(view.changes)
         try:
             if op == 20:
-                # 3.8 reads the deleteContainer path from the whole request buffer, header
-                # included, so a client-sent one always contains NUL: BadArguments.
-                path = frame.decode("utf-8", "replace")
+                # 3.8 reads the deleteContainer path from the request's whole backing array:
+                # a client's RequestHeader, or the (sessionId, cxid, type) a learner's REQUEST
+                # packet starts with; either way it contains NUL: BadArguments.
+                raw = frame if offset else _REQUEST_PREFIX.pack(sid, xid, op) + frame
+                path = raw.decode("utf-8", "replace")
                 header_type, record, _ = prepper.delete_container(path, zxid)
             elif op == 16:
                 raise KeeperError(_RECONFIGDISABLED if not getattr(
                     self.config, "reconfig_enabled", False) else _UNIMPLEMENTED)
             elif op == 14:
                 try:
-                    ops = cc.decode_request(14, frame)
+                    ops = cc.decode_request(14, frame, offset)
                 except ProtocolError:
                     raise KeeperError(_MARSHALLING) from None
                 for sub_op, sub in ops:
@@ -724,16 +856,16 @@ class ServerCore:
                         # 3.8 rebuilds such an op as a createTTL Op without a TTL request
                         # behind it, and prep fails on it as a whole: MarshallingError.
                         raise KeeperError(_MARSHALLING)
-                record, results, _failed = prepper.multi(ops, sid, conn.auth_ids, zxid, now)
+                record, results, _failed = prepper.multi(ops, sid, auth_ids, zxid, now)
                 if self.digest_enabled:
                     digest = self.view.current_tree_digest()
             else:
                 try:
-                    rec = cc.decode_request(op, frame)
+                    rec = cc.decode_request(op, frame, offset)
                 except ProtocolError:
                     raise KeeperError(_MARSHALLING) from None
                 header_type, record, has_digest = prepper.ops[op](
-                    op, rec, sid, conn.auth_ids, zxid, now)
+                    op, rec, sid, auth_ids, zxid, now)
                 results = record[0]
                 if self.digest_enabled and has_digest:
                     digest = self.view.current_tree_digest()
@@ -744,34 +876,74 @@ class ServerCore:
             # is taken, so it must still be proposed; drop whatever records prep left.
             view.truncate(mark)
             header_type, record, digest, results = -1, (_MARSHALLING,), None, None
-        slot = Slot("write", xid, op, zxid, None, now)
-        conn.pending.append(slot)
-        self._propose((sid, xid, zxid, now, header_type), record, digest, conn.conn_id, slot,
-                      results)
+        return header_type, record, digest, results
 
     def _on_close_session(self, conn: ClientConn, xid: int) -> None:
-        now = self._now_ms
+        slot = Slot("close", xid, -11, self.next_zxid, None, self._now_ms)
+        conn.pending.append(slot)
+        self._close_session_txn(conn.session_id, xid, conn.conn_id, slot)
+
+    def _close_session_txn(self, sid: int, xid: int, conn_id: int | None,
+                           slot: Slot | None) -> None:
         zxid = self._next_zxid()
-        sid = conn.session_id
         header_type, record, _ = self.prepper.close_session(sid, zxid)
         self.sessions.set_closing(sid)
-        slot = Slot("close", xid, -11, zxid, None, now)
-        conn.pending.append(slot)
         digest = self.view.current_tree_digest() if self.digest_enabled else None
         if not self.config.close_session_txn_enabled:
             record = None
-        self._propose((sid, xid, zxid, now, header_type), record, digest, conn.conn_id, slot,
-                      None)
+        self._propose((sid, xid, zxid, self._now_ms, header_type), record, digest, conn_id,
+                      slot, None)
 
     def _expire_session(self, sid: int) -> None:
         """SessionTrackerImpl expirer -> ZooKeeperServer.expire: a closeSession txn."""
-        zxid = self._next_zxid()
-        header_type, record, _ = self.prepper.close_session(sid, zxid)
-        digest = self.view.current_tree_digest() if self.digest_enabled else None
-        if not self.config.close_session_txn_enabled:
-            record = None
-        self._propose((sid, 0, zxid, self._now_ms, header_type), record, digest, None, None,
-                      None)
+        self._close_session_txn(sid, 0, None, None)
+
+    # ================================================================== learner requests
+
+    def _on_learner_request(self, conn: ClientConn, xid: int, op: int, frame: bytes,
+                            now: int) -> None:
+        """FollowerRequestProcessor: writes, closeSession and sync go to the leader; each
+        reply waits in the connection's queue for the committed txn with this session id and
+        cxid (``apply_committed``), a sync's for the leader's SYNC (``sync_done``)."""
+        if op == 9:
+            try:
+                rec = cc.decode_request(9, frame)
+            except ProtocolError:
+                rec = None  # forwarded anyway; FinalRequestProcessor answers MarshallingError
+            slot = Slot("sync", xid, 9, _SYNC_WAITING, rec, now)
+            conn.pending.append(slot)
+            self._forwarded_syncs.append((conn.conn_id, slot))
+            self._forward_request(conn, xid, 9, frame[8:], None, java_auth_order(conn.auth_ids))
+            return
+        if op in _WRITE_OPS:
+            if op == 16:
+                try:
+                    cc.decode_request(16, frame)
+                except ProtocolError:
+                    self._read_or_queue(conn, xid, op, frame, now)
+                    return
+            kind = "write"
+        elif op == -11:
+            kind = "close"
+        else:
+            self._unimplemented(conn, xid, op)
+            return
+        slot = Slot(kind, xid, op, 0, None, now)
+        conn.pending.append(slot)
+        self._forward_request(conn, xid, op, frame[8:], slot, java_auth_order(conn.auth_ids))
+
+    def _forward_request(self, conn: ClientConn, cxid: int, op: int, body: bytes,
+                         slot: Slot | None, auth_ids: list[tuple[str, str]]) -> None:
+        """Learner.request: hand the request to the leader; ``slot`` (None for a sync) is
+        answered by the committed txn of (session id, cxid)."""
+        sid = conn.session_id
+        if slot is not None:
+            queue = self._forwarded.get(sid)
+            if queue is None:
+                queue = self._forwarded[sid] = deque()
+            queue.append((conn.conn_id, slot))
+        assert self.forward is not None, "a learner service needs forward"
+        self.forward(sid, cxid, op, body, auth_ids)
 
     def _on_sync(self, conn: ClientConn, xid: int, frame: bytes) -> None:
         now = self._now_ms
@@ -807,14 +979,16 @@ class ServerCore:
     # ================================================================== apply
 
     def _on_durable(self, ev: TxnsDurable) -> None:
+        self._apply_upto(ev.zxid)
+
+    def _apply_upto(self, upto: int) -> None:
         if self.storage_failed is not None:
             return  # nothing is applied or acknowledged after a storage failure
         inflight = self._inflight
         tree = self.tree
         view = self.view
-        watches = self.watches
         conns = self.conns
-        while inflight and inflight[0].zxid <= ev.zxid:
+        while inflight and inflight[0].zxid <= upto:
             t = inflight.popleft()
             assert t.zxid == tree.last_processed_zxid + 1 or tree.last_processed_zxid == 0 \
                 or t.zxid > tree.last_processed_zxid, "txns must apply in zxid order"
@@ -826,25 +1000,8 @@ class ServerCore:
                 self._after_create_session(t)
             elif htype == -11:
                 self._after_close_session(t)
-            for path, event_type in triggers:
-                if event_type == _NODE_CHILDREN_CHANGED:
-                    self._track_children_capacity(path)
-                fired = watches.trigger(path, event_type)
-                if not fired:
-                    continue
-                # CVE-2024-23944 (ZOOKEEPER-4799), in Debian's 3.8.0: a notification reaches
-                # only connections with READ on the node (the parent, for a children change);
-                # a one-shot watch is consumed either way.
-                node = tree.nodes.get(path)
-                acl = node.acl if node is not None else (doomed.get(path) if doomed else None)
-                for conn_id in fired:
-                    c = conns.get(conn_id)
-                    if c is None:
-                        continue
-                    if acl is not None and not self.check_acl(acl, 1, c.auth_ids):
-                        continue
-                    cc.append_notification(self._buf(conn_id), int(event_type), 3, path)
-                    self._sent(c, 1)
+            if triggers:
+                self._notify(triggers, doomed)
             slot = t.slot
             if slot is not None and t.conn_id is not None:
                 conn = conns.get(t.conn_id)
@@ -862,6 +1019,31 @@ class ServerCore:
                     c = conns.get(conn_id)
                     if c is not None:
                         self._drain(c)
+
+    def _notify(self, triggers: list[Any], doomed: dict[str, Any] | None) -> None:
+        """Fire the watches of one applied txn (before its reply)."""
+        tree = self.tree
+        conns = self.conns
+        watches = self.watches
+        for path, event_type in triggers:
+            if event_type == _NODE_CHILDREN_CHANGED:
+                self._track_children_capacity(path)
+            fired = watches.trigger(path, event_type)
+            if not fired:
+                continue
+            # CVE-2024-23944 (ZOOKEEPER-4799), in Debian's 3.8.0: a notification reaches
+            # only connections with READ on the node (the parent, for a children change);
+            # a one-shot watch is consumed either way.
+            node = tree.nodes.get(path)
+            acl = node.acl if node is not None else (doomed.get(path) if doomed else None)
+            for conn_id in fired:
+                c = conns.get(conn_id)
+                if c is None:
+                    continue
+                if acl is not None and not self.check_acl(acl, 1, c.auth_ids):
+                    continue
+                cc.append_notification(self._buf(conn_id), int(event_type), 3, path)
+                self._sent(c, 1)
 
     def _doomed_acls(self, htype: int, record: Any) -> dict[str, Any]:
         """ACLs of the nodes a txn is about to delete (their NodeDeleted is checked on them)."""
@@ -954,6 +1136,8 @@ class ServerCore:
                 out.append((15, 0, (path, stat)))
             elif op == 5:
                 out.append((5, 0, (stat,)))
+            elif op == -1:  # a sub-txn a learner's tree could not apply: (-1, code, None)
+                out.append((-1, path, None))
             else:  # delete, check
                 out.append((op, 0, None))
         return out
@@ -990,6 +1174,266 @@ class ServerCore:
             if kind == "close":
                 self.close_conn(conn, "client closed the session")
                 return
+
+    # ================================================================== ensemble modes
+
+    def set_mode(self, mode: str, epoch: int, *, now_ms: int | None = None) -> None:
+        """Serve as ``mode`` (docs/zab.md §3); ``epoch`` is the new leader's epoch.
+
+        Leaving any serving mode first stops serving (see ``_stop_serving``: every client
+        closed, the txns handed out in AppendTxns applied). Entering a quorum mode starts a
+        fresh session tracker (``SessionTrackerImpl``'s constructor): every session of the
+        database is tracked from now, none closing, new ids made with ``server_id = myid``;
+        and fresh ServerStats, as each role starts a ZooKeeperServer of its own. A leader's
+        zxids continue at ``epoch << 32 | 1``.
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown service mode {mode!r}")
+        if now_ms is not None:
+            self._now_ms = now_ms
+        now = self._now_ms
+        if self.mode != "off" and mode != self.mode:
+            self._stop_serving()
+        log.info("service mode %s -> %s (epoch %d) at zxid 0x%x", self.mode, mode, epoch,
+                 self.tree.last_processed_zxid)
+        self.mode = mode
+        self.epoch = epoch
+        if mode in ("leader", "follower", "observer"):
+            self.sessions = self.sessions.retracked(now_ms=now,
+                                                    server_id=self.config.server_id)
+            self.stats = ServerStats(now)
+        if mode == "leader":
+            assert self.tree.last_processed_zxid < (epoch + 1) << 32, \
+                "a leader's epoch is above every zxid it holds"
+            self.last_proposed_zxid = max(epoch << 32, self.tree.last_processed_zxid)
+            self.next_zxid = self.last_proposed_zxid + 1
+            interval = self.container_check_interval_ms
+            self._next_container_check_ms = now + interval if interval > 0 else None
+        self._bind_mode()
+
+    def _bind_mode(self) -> None:
+        mode = self.mode
+        self._learner = mode in ("follower", "observer")
+        self._serving = mode != "off"
+        self._expiring = mode in ("standalone", "leader")
+        self.prepper.is_session_live = self.sessions.is_live
+        if self._learner:
+            self._touch = self._learner_touch
+        elif self._serving:
+            self._touch = self.sessions.touch
+        else:
+            self._touch = _refuse_touch
+
+    def _stop_serving(self) -> None:
+        """ZooKeeperServer.shutdown: close every client, then ``fastForwardDataBase``."""
+        for conn in list(self.conns.values()):
+            self.close_conn(conn, "ZooKeeperServer not running")
+        self._sync_waiters.clear()
+        self._forwarded.clear()
+        self._forwarded_syncs.clear()
+        self._revalidating.clear()
+        self._touched.clear()
+        self._paused.clear()
+        if self._inflight:
+            self._apply_upto(self._inflight[-1].zxid)
+        self.watches = WatchManager()
+
+    @property
+    def last_processed_zxid(self) -> int:
+        """The zxid of the last applied txn."""
+        return self.tree.last_processed_zxid
+
+    def load_database(self, tree: DataTree, sessions: list[tuple[int, int]], *,
+                      now_ms: int | None = None) -> None:
+        """Replace the tree and the session table (a SNAP from the leader, a TRUNC reload);
+        the pending view, the zxid counters and the children caches start over from it."""
+        if now_ms is not None:
+            self._now_ms = now_ms
+        assert not self._inflight, "the database is replaced only while nothing is in flight"
+        self.tree = tree
+        self.view = PendingView(tree, self.digest_enabled)
+        self.prepper.view = self.view
+        self.next_zxid = tree.last_processed_zxid + 1
+        self.last_proposed_zxid = tree.last_processed_zxid
+        self._children_cache.clear()
+        self._children_cap.clear()
+        server_id = 1 if self.mode == "standalone" else self.config.server_id
+        tracker = SessionTracker(tick_ms=self.config.tick_ms, now_ms=self._now_ms,
+                                 server_id=server_id)
+        for sid, timeout in sessions:
+            tracker.add_session(sid, timeout, self._now_ms)
+        self.sessions = tracker
+        self._bind_mode()
+
+    def sync_snapshot_body(self) -> bytes:
+        """What a leader streams after SNAP: ``ZKDatabase.serializeSnapshot`` of the applied
+        tree and its sessions, then ``"BenWasHere"``."""
+        from ..storage.snapshot import encode_sync_snapshot
+
+        return encode_sync_snapshot(self.tree, self.applied_sessions())
+
+    # ------------------------------------------------------------------ leader
+
+    def submit_learner_request(self, session_id: int, cxid: int, op: int, body: bytes,
+                               auth_ids: list[tuple[str, str]], *,
+                               now_ms: int | None = None) -> None:
+        """A learner's REQUEST (``LeaderZooKeeperServer.submitLearnerRequest``): prepped in
+        arrival order like a local write, no local connection to answer. createSession's
+        body is its int timeout (the session is tracked here at once, ``trackSession``);
+        error txns take their zxid too. The txn leaves in the next AppendTxns."""
+        if now_ms is not None:
+            self._now_ms = now_ms
+        now = self._now_ms
+        if self.storage_failed is not None:
+            return
+        if op == -10:
+            if len(body) < 4:
+                log.warning("createSession 0x%x from a learner without a timeout: dropped",
+                            session_id & _U64)
+                return
+            (timeout,) = _TIMEOUT.unpack_from(body, 0)
+            self.sessions.add_session(session_id, timeout, now)
+            zxid = self._next_zxid()
+            digest = self.view.current_tree_digest() if self.digest_enabled else None
+            self._propose((session_id, cxid, zxid, now, -10), (timeout,), digest, None, None,
+                          None)
+        elif op == -11:
+            self._close_session_txn(session_id, cxid, None, None)
+        elif op in _WRITE_OPS or op == 13:
+            zxid = self._next_zxid()
+            header_type, record, digest, results = self._prep(
+                session_id, cxid, op, body, 0, auth_ids, zxid, now)
+            self._propose((session_id, cxid, zxid, now, header_type), record, digest, None,
+                          None, results)
+        else:
+            # PrepRequestProcessor logs an unknown type and makes no txn.
+            log.warning("learner request of type %d on session 0x%x: no txn", op,
+                        session_id & _U64)
+
+    def commit(self, zxid: int, *, now_ms: int | None = None) -> None:
+        """Apply every txn handed out in AppendTxns up to ``zxid`` and answer the local
+        clients (what ``TxnsDurable`` does standalone)."""
+        if now_ms is not None:
+            self._now_ms = now_ms
+        self._apply_upto(zxid)
+
+    def touch_sessions(self, pairs: list[tuple[int, int]], *,
+                       now_ms: int | None = None) -> None:
+        """The ``(session_id, timeout_ms)`` list of a learner's PING (``touchSession``)."""
+        if now_ms is not None:
+            self._now_ms = now_ms
+        now = self._now_ms
+        touch = self.sessions.touch
+        for sid, timeout in pairs:
+            touch(sid, timeout, now)
+
+    def revalidate(self, session_id: int, timeout: int, *, now_ms: int | None = None) -> bool:
+        """A learner's REVALIDATE (``checkIfValidGlobalSession``): touch the session and
+        say whether it is live (tracked and not closing)."""
+        if now_ms is not None:
+            self._now_ms = now_ms
+        return self.sessions.touch(session_id, timeout, self._now_ms)
+
+    # ------------------------------------------------------------------ learner
+
+    def _learner_touch(self, session_id: int, timeout_ms: int, now_ms: int) -> bool:
+        """LearnerSessionTracker.touchSession: a global session is noted for the next PING."""
+        if session_id in self.sessions.sessions:
+            self._touched[session_id] = timeout_ms
+            return True
+        return False
+
+    def touched_sessions(self) -> list[tuple[int, int]]:
+        """``(session_id, timeout_ms)`` of every session touched since the last call (the
+        body of a learner's PING reply); forgets them."""
+        touched = list(self._touched.items())
+        self._touched.clear()
+        return touched
+
+    def revalidated(self, session_id: int, valid: bool, *, now_ms: int | None = None) -> None:
+        """The leader's REVALIDATE reply (``Learner.revalidate``): finish the ConnectResponse
+        of the connection that resumed ``session_id`` (valid: the session; otherwise the
+        zero-session reply and a close)."""
+        if now_ms is not None:
+            self._now_ms = now_ms
+        conn_id = self._revalidating.pop(session_id, None)
+        conn = self.conns.get(conn_id) if conn_id is not None else None
+        if conn is None or conn.state != CONNECTING or conn.session_id != session_id:
+            log.warning("REVALIDATE reply for session 0x%x: no connection waits for it",
+                        session_id & _U64)
+            return
+        self._finish_resume(conn, session_id, valid)
+
+    def sync_done(self, *, now_ms: int | None = None) -> None:
+        """The leader's SYNC: answer the oldest forwarded sync (everything committed before
+        it has been applied by now)."""
+        if now_ms is not None:
+            self._now_ms = now_ms
+        if not self._forwarded_syncs:
+            log.warning("SYNC from the leader with no sync forwarded")
+            return
+        conn_id, slot = self._forwarded_syncs.popleft()
+        slot.zxid = 0
+        conn = self.conns.get(conn_id)
+        if conn is not None and conn.state != CLOSED:
+            self._drain(conn)
+
+    def apply_committed(self, zxid: int, txn_bytes: bytes, *,
+                        now_ms: int | None = None) -> None:
+        """Apply one committed txn (in zxid order) on a learner, or while off.
+
+        Watches fire; a createSession adds the session to the table, a closeSession removes
+        it and closes the local connection that held it; the local request the txn belongs
+        to (the head of its session's forwarded queue, same cxid) is answered as Apache's
+        FinalRequestProcessor answers it, with results taken from this apply.
+        """
+        if now_ms is not None:
+            self._now_ms = now_ms
+        header, record, _digest = decode_txn(txn_bytes)
+        assert header[2] == zxid, f"txn bytes of 0x{header[2]:x} committed as 0x{zxid:x}"
+        tree = self.tree
+        assert zxid > tree.last_processed_zxid, \
+            f"committed txn 0x{zxid:x} at or below the applied 0x{tree.last_processed_zxid:x}"
+        assert not self._inflight, "a service with txns of its own in flight applies no others"
+        sid, cxid, _, _, htype = header
+        match: tuple[int, Slot] | None = None
+        queue = self._forwarded.get(sid)
+        if queue:
+            conn_id, slot = queue[0]
+            if slot.xid == cxid and (htype == -11) == (slot.opcode == -11) \
+                    and (htype == -10) == (slot.opcode == -10):
+                match = queue.popleft()
+                if not queue:
+                    del self._forwarded[sid]
+        doomed = self._doomed_acls(htype, record) if htype in _DELETING else None
+        results: Any = None
+        if htype == 14 and match is not None:
+            triggers, results = tree.apply_multi_results(header, record)
+        else:
+            triggers = tree.apply_txn(header, record)
+        self.view.applied(zxid)
+        self.last_proposed_zxid = zxid
+        self.next_zxid = zxid + 1
+        t = _Inflight(zxid, header, record, match[0] if match else None,
+                      match[1] if match else None, results)
+        if htype == -10:
+            s = self.sessions.add_session(sid, record[0], self._now_ms)
+            owner = self.session_conn.get(sid)
+            if owner is not None:
+                s.conn_id = owner
+            self._after_create_session(t)
+        elif htype == -11:
+            self._touched.pop(sid, None)
+            self._after_close_session(t)
+        if triggers:
+            self._notify(triggers, doomed)
+        if match is not None:
+            conn = self.conns.get(match[0])
+            if conn is not None and conn.state != CLOSED:
+                self._complete_write(conn, match[1], t)
+                self._drain(conn)
+                if conn.held is not None and conn.state == OPEN:
+                    self._release_held(conn)
 
     # ================================================================== reads
 

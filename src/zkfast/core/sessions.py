@@ -116,10 +116,25 @@ class SessionTracker:
 
     def create_session(self, timeout_ms: int, now_ms: int) -> int:
         """Allocate the next session id, track it and touch it; returns the id."""
-        sid = self._next_session_id
-        self._next_session_id = _signed64(sid + 1)
+        sid = self.allocate_id()
         self.add_session(sid, timeout_ms, now_ms)
         return sid
+
+    def allocate_id(self) -> int:
+        """The next session id, not tracked (``LearnerSessionTracker.createSession``: a learner
+        tracks a session only once its createSession txn is applied)."""
+        sid = self._next_session_id
+        self._next_session_id = _signed64(sid + 1)
+        return sid
+
+    def retracked(self, *, now_ms: int, server_id: int) -> SessionTracker:
+        """A fresh tracker holding every session of this one, each touched at ``now_ms`` and
+        none closing, whose new ids are made with ``server_id`` from ``now_ms`` (a quorum
+        role starting: ``SessionTrackerImpl``'s constructor tracks the database's sessions)."""
+        fresh = SessionTracker(tick_ms=self.tick_ms, now_ms=now_ms, server_id=server_id)
+        for sid in sorted(self.sessions):
+            fresh.add_session(sid, self.sessions[sid].timeout_ms, now_ms)
+        return fresh
 
     def add_session(self, session_id: int, timeout_ms: int, now_ms: int) -> Session:
         """Track a known session (``trackSession``/``addSession``, also used on restore)."""
