@@ -7,6 +7,12 @@ decoder (split_frames, decode_request_header, decode_record with the right and t
 layout) runs on both implementations; whatever a decoder returns must re-encode and decode
 to itself, and both twins must agree. The mutations come from a seeded ``random.Random``, so a
 failure names its seed and replays.
+
+The quorum port gets the same treatment: a leader's stream around a SNAP (packets, the
+snapshot stream, packets) is mutated and fed to ``QuorumStreamSplitter`` whole and in random
+pieces: both give the same items (or both a ProtocolError), the items are exactly the bytes
+consumed, and each decodes or fails with its decoder's own error; the SNAP stream decoder and
+every packet body decoder see mutated and random bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +28,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zkfast import _core_py
+from zkfast._impl import ProtocolError
+from zkfast.core.datatree import DataTree
+from zkfast.storage.snapshot import SnapshotCorrupt, decode_sync_snapshot, encode_sync_snapshot
 from zkfast.wire import jute
+from zkfast.wire.peer_codec import (
+    PacketType,
+    QuorumPacket,
+    QuorumStreamSplitter,
+    decode_config_body,
+    decode_inform_and_activate,
+    decode_int_body,
+    decode_learner_info,
+    decode_long_body,
+    decode_quorum_packet,
+    decode_request_body,
+    decode_revalidate_reply,
+    decode_revalidate_request,
+    decode_session_timeouts,
+    encode_quorum_packet,
+)
+from zkfast.wire.txn_codec import decode_txn, encode_txn
 
 _compiled: ModuleType | None
 try:
@@ -251,3 +277,112 @@ def test_random_bytes_every_decoder(core: ModuleType, data: bytes, which: int) -
         core.split_frames(data, 0, 64)
     except core.ProtocolError as e:
         assert e.field == "frame.length"
+
+
+# ----------------------------------------------------------------------------- quorum stream
+
+
+def sync_stream(rng: random.Random) -> bytes:
+    """A leader's stream around a SNAP: packets, the snapshot stream, more packets."""
+    tree = DataTree()
+    for z in range(1, rng.randrange(2, 8)):
+        acl = rng.choice([[(31, ("world", "anyone"))], [(1, ("digest", "u:x")), (31, ("ip", "a"))]])
+        txn = encode_txn((5, z, z, 100, 1), (f"/n{z}", rng.randbytes(rng.randrange(4)), acl,
+                                             rng.random() < 0.3, z), None)
+        header, record, _ = decode_txn(txn)
+        tree.apply_txn(header, record)
+    sessions = [(rng.randrange(1, 2**40), rng.randrange(10**5)) for _ in range(rng.randrange(3))]
+    pkt = [QuorumPacket(PacketType.LEADERINFO, 1 << 32, b"\0\1\0\0"),
+           QuorumPacket(PacketType.SNAP, 7),
+           QuorumPacket(PacketType.PROPOSAL, 8, rng.randbytes(20), (("digest", "u:x"),)),
+           QuorumPacket(PacketType.NEWLEADER, 1 << 32, b"cfg")]
+    return (encode_quorum_packet(pkt[0]) + encode_quorum_packet(pkt[1])
+            + encode_sync_snapshot(tree, sessions) + encode_quorum_packet(pkt[2])
+            + encode_quorum_packet(pkt[3]))
+
+
+def split_all(data: bytes, cuts: list[int], limit: int) -> tuple[list[bytes], int] | None:
+    """Feed ``data`` in pieces ending at ``cuts``: the items and the bytes left, or None when
+    the splitter raised its ProtocolError (nothing else may come out)."""
+    sp = QuorumStreamSplitter(limit)
+    items: list[bytes] = []
+    last = 0
+    try:
+        for cut in [*cuts, len(data)]:
+            items += sp.feed(data[last:cut])
+            last = cut
+    except ProtocolError as e:
+        assert isinstance(e.field, str) and e.field
+        return None
+    return items, sp.buffered_bytes
+
+
+def check_items(items: list[bytes]) -> None:
+    """Each item decodes as what it is, or fails with the decoder's own error."""
+    after_snap = False
+    for item in items:
+        if after_snap:
+            after_snap = False
+            try:
+                decode_sync_snapshot(item)
+            except SnapshotCorrupt:
+                pass
+            continue
+        try:
+            p = decode_quorum_packet(item)
+        except ProtocolError:
+            continue
+        after_snap = p.type == PacketType.SNAP
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_quorum_stream_splitter_on_mutated_streams(seed: int) -> None:
+    rng = random.Random(3000 + seed)
+    for _ in range(30):
+        stream = sync_stream(rng)
+        bad = mutate(stream, rng, sync_stream(rng))
+        limit = rng.choice([64, 4096, 1 << 20])
+        whole = split_all(bad, [], limit)
+        cuts = sorted(rng.sample(range(len(bad) + 1), min(6, len(bad) + 1)))
+        pieces = split_all(bad, cuts, limit)
+        # The chunking never changes the outcome.
+        assert whole == pieces, seed
+        if whole is not None:
+            items, left = whole
+            assert b"".join(items) == bad[:len(bad) - left]
+            check_items(items)
+    good = sync_stream(rng)
+    assert split_all(good, list(range(0, len(good), 3)), 1 << 20) == split_all(good, [], 1 << 20)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:6])
+def test_sync_snapshot_decoder_on_mutated_bytes(seed: int) -> None:
+    rng = random.Random(4000 + seed)
+    tree = DataTree()
+    blob = encode_sync_snapshot(tree, [(1, 2)])
+    for _ in range(60):
+        bad = mutate(blob, rng, blob)
+        try:
+            got, sessions = decode_sync_snapshot(bad, zxid=3)
+        except SnapshotCorrupt:
+            continue
+        assert got.last_processed_zxid == 3
+        assert encode_sync_snapshot(got, sessions)  # what decodes re-encodes
+
+
+BODY_DECODERS: list[Any] = [
+    decode_request_body, decode_session_timeouts, decode_revalidate_request,
+    decode_revalidate_reply, decode_inform_and_activate, decode_config_body,
+    lambda d: decode_long_body(d, "x"), lambda d: decode_int_body(d, "x"),
+    decode_learner_info,
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(st.none(), st.binary(max_size=40)),
+       which=st.integers(0, len(BODY_DECODERS) - 1))
+def test_random_bytes_every_quorum_body_decoder(data: bytes | None, which: int) -> None:
+    try:
+        BODY_DECODERS[which](data)
+    except ProtocolError as e:
+        assert isinstance(e.field, str) and e.field
