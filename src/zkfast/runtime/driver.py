@@ -3,6 +3,13 @@
 Production (asyncio/uvloop) and the simulator share this class, so the simulator covers every
 line between the sockets and the cores. It keeps exactly one timer: after each step it asks
 the core for its next deadline and re-arms the Env's timer when that changed.
+
+``QuorumDriver`` is the same Driver for a quorum peer's one ``QuorumNode`` (docs/zab.md §1):
+client and txn-log actions go to the ``Env``, peer actions (election messages, epoch files,
+quorum connections, roles) and the database reloads of ZAB sync (``TruncateLog``,
+``TakeSnapshot``) to a ``PeerEnv``. Events from either side go back into the same node, and
+the one timer follows ``node.deadline_ms()``. The standalone path pays nothing for it: its
+dispatch table is the same size as before.
 """
 
 from __future__ import annotations
@@ -10,11 +17,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..core.actions import AppendTxns, CloseClient, PauseClient, ResumeClient, SendToClient
+from ..core.actions import (
+    AppendTxns,
+    CloseClient,
+    CloseQuorumConn,
+    ConnectToLeader,
+    PauseClient,
+    ResumeClient,
+    RoleChanged,
+    SendQuorumPacket,
+    SendToClient,
+    SendToPeer,
+    TakeSnapshot,
+    TruncateLog,
+    WriteEpoch,
+)
 from ..core.events import Event
-from .env import Env
+from .env import Env, PeerEnv
 
-__all__ = ["Core", "Driver"]
+__all__ = ["Core", "Driver", "QuorumDriver"]
 
 
 class Core(Protocol):
@@ -40,7 +61,7 @@ class Driver:
             ResumeClient: self._resume,
         }
 
-    def step(self, event: Event) -> None:
+    def step(self, event: Any) -> None:
         """Feed one event to the core at the Env's current time and run what it asks for."""
         env = self.env
         actions = self.core.step(event, env.now_ms())
@@ -73,3 +94,33 @@ class Driver:
 
     def _resume(self, a: ResumeClient) -> None:
         self.env.resume(a.conn_id)
+
+
+class QuorumDriver(Driver):
+    """The Driver of a quorum peer: one node, client/disk actions to ``env``, the rest to
+    ``peer_env`` (see the module docstring)."""
+
+    __slots__ = ()
+
+    def __init__(self, core: Core, env: Env, peer_env: PeerEnv) -> None:
+        super().__init__(core, env)
+        self._dispatch.update({
+            SendToPeer: peer_env.send_to_peer,
+            WriteEpoch: peer_env.write_epoch,
+            ConnectToLeader: peer_env.connect_to_leader,
+            SendQuorumPacket: peer_env.send_quorum_packet,
+            CloseQuorumConn: peer_env.close_quorum_conn,
+            RoleChanged: peer_env.role_changed,
+            TruncateLog: peer_env.truncate_log,
+            TakeSnapshot: peer_env.take_snapshot,
+        })
+
+    def start(self, actions: list[Any]) -> None:
+        """Carry out the actions of the node's ``start`` (the first election round) and arm
+        the first timer."""
+        dispatch = self._dispatch
+        for action in actions:
+            dispatch[type(action)](action)
+        deadline = self.core.deadline_ms()
+        self._deadline_ms = deadline
+        self.env.set_timer(deadline)

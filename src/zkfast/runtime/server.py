@@ -52,7 +52,8 @@ from .aio_env import AioEnv, TxnLog
 from .driver import Core, Driver
 from .snapshotter import Snapshotter
 
-__all__ = ["ZkfastServer", "CoreFactory", "GcPolicy", "run", "run_on_loop", "loop_factory"]
+__all__ = ["ZkfastServer", "CoreFactory", "GcPolicy", "recover_database", "run", "run_on_loop",
+           "loop_factory"]
 
 log = logging.getLogger("zkfast.server")
 
@@ -182,6 +183,8 @@ class ZkfastServer:
         self._txn_log = txn_log
         self.gc_policy = gc_policy
         self.snapshotter: Snapshotter | None = None
+        #: The file system of the data directories (``disk_log.OsFiles`` once restored).
+        self._files: Any = None
         self.env: AioEnv | None = None
         self.core: Core | None = None
         self.hub: ClientHub | None = None
@@ -281,6 +284,7 @@ class ZkfastServer:
         for d in (snap_dir, log_dir):
             os.makedirs(d, exist_ok=True)
         files = OsFiles()
+        self._files = files
         snapshotter = Snapshotter(loop, snap_dir, log_dir,
                                   compression=cfg.snapshot_compression_method,
                                   digest_enabled=cfg.digest_enabled, files=files)
@@ -304,26 +308,7 @@ class ZkfastServer:
 
     def _recover(self, files: Any, snap_dir: str, log_dir: str, snapshotter: Snapshotter) -> Any:
         """Restore the database, log the summary, snapshot it when txns were replayed."""
-        from ..storage.recovery import recover
-
-        cfg = self.config
-        t0 = time.monotonic()
-        rec = recover(files, snap_dir, log_dir,
-                      trust_empty_snapshot=getattr(cfg, "snapshot_trust_empty", False),
-                      extended_types_enabled=cfg.extended_types_enabled,
-                      digest_enabled=cfg.digest_enabled,
-                      entry_bytes_max=max(cfg.jute_maxbuffer_bytes, 1 << 20) + 4096,
-                      log=log.warning)
-        if rec.created:
-            log.info("no snapshot or txn log found: created an empty database (%s)",
-                     os.path.join(snap_dir, "snapshot.0"))
-        log.info("restored the database: snapshot %s (zxid 0x%x), %d txns replayed from %s, "
-                 "last zxid 0x%x, %d znodes, %d sessions%s in %.0f ms",
-                 rec.snapshot_name or "none", rec.snapshot_zxid, rec.txns_replayed,
-                 " ".join(rec.logs_read) or "no log", rec.last_zxid, len(rec.tree.nodes),
-                 len(rec.sessions),
-                 f", {len(rec.killed_sessions)} dead sessions killed" if rec.killed_sessions
-                 else "", (time.monotonic() - t0) * 1000)
+        rec = recover_database(self.config, files, snap_dir, log_dir)
         if rec.txns_replayed or rec.killed_sessions:
             snapshotter.write_now(rec.tree, rec.sessions)
         return rec
@@ -407,6 +392,36 @@ class ZkfastServer:
         # Nothing written after the failure was acknowledged: the core stopped at the event.
         log.error("stopping: the txn log failed (%s); no write after it was acknowledged", reason)
         self.request_stop(1)
+
+
+def recover_database(config: ServerConfig, files: Any, snap_dir: str, log_dir: str) -> Any:
+    """``storage.recovery.recover`` with the config's settings, and its summary log line.
+
+    Raises:
+        RecoveryError: the data cannot be restored (see ``storage.recovery``).
+    """
+    from ..storage.recovery import recover
+
+    t0 = time.monotonic()
+    rec = recover(files, snap_dir, log_dir,
+                  trust_empty_snapshot=getattr(config, "snapshot_trust_empty", False),
+                  extended_types_enabled=config.extended_types_enabled,
+                  digest_enabled=config.digest_enabled,
+                  entry_bytes_max=max(config.jute_maxbuffer_bytes, 1 << 20) + 4096,
+                  commit_log_count=config.quorum.commit_log_count
+                  if config.quorum is not None else 0,
+                  log=log.warning)
+    if rec.created:
+        log.info("no snapshot or txn log found: created an empty database (%s)",
+                 os.path.join(snap_dir, "snapshot.0"))
+    log.info("restored the database: snapshot %s (zxid 0x%x), %d txns replayed from %s, "
+             "last zxid 0x%x, %d znodes, %d sessions%s in %.0f ms",
+             rec.snapshot_name or "none", rec.snapshot_zxid, rec.txns_replayed,
+             " ".join(rec.logs_read) or "no log", rec.last_zxid, len(rec.tree.nodes),
+             len(rec.sessions),
+             f", {len(rec.killed_sessions)} dead sessions killed" if rec.killed_sessions
+             else "", (time.monotonic() - t0) * 1000)
+    return rec
 
 
 def _durable_core(config: ServerConfig, now_ms: int, rng: random.Random, rec: Any) -> Core:

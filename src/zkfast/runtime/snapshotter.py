@@ -26,6 +26,12 @@ walk (and copy) the pages the child is still reading either.
 At start, ``write_now`` takes a snapshot in-process (``ZooKeeperServer.loadData`` snapshots
 after every restore), before any client is served.
 
+A quorum peer also snapshots on demand (ZAB sync, ``TakeSnapshot``: a learner that received a
+SNAP must have it on disk before it acks NEWLEADER). Such a request cannot be skipped: it
+passes a per-request ``on_done`` and, while a child runs, waits for it with ``when_idle``.
+Before the txn log is truncated (``TruncateLog``), ``cancel`` kills a running child and
+removes its temporary file, so no snapshot above the truncation point appears afterwards.
+
 Autopurge (``DatadirCleanupManager``): with ``autopurge.purgeInterval`` > 0 hours, a purge runs
 at start and then every interval; it deletes what ``storage.recovery.purge_plan`` lists
 (``PurgeTxnLog``), in the default executor so the loop never waits on unlink.
@@ -95,6 +101,8 @@ class Snapshotter:
         self._child_out = bytearray()
         self._child_zxid = 0
         self._child_started = 0.0
+        self._child_done: Callable[[str | None, str], None] | None = None
+        self._idle_waiters: list[Callable[[], None]] = []
         self._purge_timer: asyncio.TimerHandle | None = None
         self._closed = False
         #: Called on the loop after each background snapshot: (file name or None, message).
@@ -130,8 +138,15 @@ class Snapshotter:
                      len(tree.nodes), len(sessions), (time.monotonic() - t0) * 1000)
         return name
 
-    def start(self, tree: DataTree, sessions: list[tuple[int, int]]) -> bool:
-        """Fork a child that writes a snapshot of ``tree`` as it is now; False when busy."""
+    def start(self, tree: DataTree, sessions: list[tuple[int, int]], *,
+              on_done: Callable[[str | None, str], None] | None = None) -> bool:
+        """Fork a child that writes a snapshot of ``tree`` as it is now; False when busy.
+
+        Args:
+            on_done: called on the loop when this child ends, like ``self.on_done`` (which is
+                called too): ``(name, "ok ...")`` written, ``(None, "same")`` a snapshot of
+                that zxid exists already, ``(None, other)`` failed.
+        """
         if self._closed:
             return False
         if self._child is not None:
@@ -170,6 +185,7 @@ class Snapshotter:
         os.close(w)
         os.set_blocking(r, False)
         self._child, self._child_fd, self._child_zxid = pid, r, zxid
+        self._child_done = on_done
         self._child_out = bytearray()
         self._child_started = time.monotonic()
         self._loop.add_reader(r, self._on_child_output)
@@ -199,21 +215,56 @@ class Snapshotter:
             self._loop.call_later(_REAP_RETRY_S, self._reap)
             return
         self._child = None
+        done, self._child_done = self._child_done, None
         msg = self._child_out.decode("utf-8", "replace")
         code = os.waitstatus_to_exitcode(status)
+        name: str | None = None
         if code == 0 and msg.startswith("ok "):
             _, name, ms = msg.split(" ", 2)
             self.snapshots_written += 1
             self.last_snapshot_name = name
             log.info("snapshot %s written in the background in %s ms", name, ms)
-            self.on_done(name, msg)
         elif code == 0 and msg == "same":
             log.debug("snapshot of zxid 0x%x exists already", self._child_zxid)
-            self.on_done(None, msg)
         else:
             log.error("snapshot of zxid 0x%x failed (child exit %d): %s; the txn logs still "
                       "hold every txn", self._child_zxid, code, msg or "no message")
-            self.on_done(None, msg)
+            if not msg.startswith("error"):
+                msg = f"error: child exit {code}"
+        self.on_done(name, msg)
+        if done is not None:
+            done(name, msg)
+        self._run_idle_waiters()
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the loop once no child runs (soon, if none runs now)."""
+        self._idle_waiters.append(callback)
+        if self._child is None:
+            self._loop.call_soon(self._run_idle_waiters)
+
+    def _run_idle_waiters(self) -> None:
+        while self._idle_waiters and self._child is None and not self._closed:
+            self._idle_waiters.pop(0)()
+
+    def cancel(self) -> None:
+        """Kill a running child (its snapshot is not wanted) and remove its temporary file.
+
+        Its ``on_done`` is not called; idle waiters run next on the loop.
+        """
+        if self._child_fd is not None:
+            self._loop.remove_reader(self._child_fd)
+            os.close(self._child_fd)
+            self._child_fd = None
+        if self._child is not None:
+            log.info("cancelling the snapshot of zxid 0x%x", self._child_zxid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._child, signal.SIGKILL)
+            os.waitpid(self._child, 0)
+            self._child = None
+            self._child_done = None
+            self.remove_temporaries()
+        if self._idle_waiters:
+            self._loop.call_soon(self._run_idle_waiters)
 
     # ---- autopurge
     def start_autopurge(self, retain: int, interval_hours: int) -> None:
@@ -272,3 +323,4 @@ class Snapshotter:
                 os.kill(self._child, signal.SIGKILL)
             os.waitpid(self._child, 0)
             self._child = None
+        self._idle_waiters.clear()
