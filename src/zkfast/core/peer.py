@@ -5,8 +5,8 @@ Theory of operation
 States (``ServerState``) and, inside a role, ZAB phases (``ZabState``)::
 
     LOOKING/ELECTION --FLE decides--> LEADING|FOLLOWING|OBSERVING / DISCOVERY
-    DISCOVERY --epoch agreed (LEADERINFO/ACKEPOCH quorum)--> SYNCHRONIZATION   (held here:
-        the sync itself and BROADCAST come with issue #5)
+    DISCOVERY --epoch agreed (LEADERINFO/ACKEPOCH quorum)--> SYNCHRONIZATION
+    SYNCHRONIZATION --NEWLEADER acked by a quorum / UPTODATE--> BROADCAST
     any role --ends (timeout, lost leader/quorum, protocol violation)--> LOOKING/ELECTION
 
 LOOKING runs ``core/election.py``'s FastLeaderElection; a ``Decision`` switches the role and
@@ -15,7 +15,12 @@ Every state or ZAB phase change emits ``RoleChanged``; LOOKING with ``readonlymo
 emits a second ``RoleChanged(read_only=True)`` after max(2 s, tickTime) (Apache starts its
 ReadOnlyZooKeeperServer then).
 
-LEADING (``Leader.lead``, ``LearnerHandler.run``, up to ``waitForEpochAck``):
+Sync and broadcast need the replicated service: ``attach`` (called by ``core/node.py``'s
+QuorumNode) hands the peer its ServerCore (``zab.ZabService``), the committed log and the
+on-disk log. A peer without one holds at SYNCHRONIZATION as before: the leader sends nothing
+after the epoch is agreed and a learner ignores sync packets until its connection ends.
+
+LEADING (``Leader.lead``, ``LearnerHandler.run``):
 
 1. ``getEpochToPropose``: the leader and each connecting learner's FOLLOWERINFO/OBSERVERINFO
    acceptedEpoch raise ``epoch`` to max+1; voters (by the config, not the packet type) are
@@ -24,14 +29,30 @@ LEADING (``Leader.lead``, ``LearnerHandler.run``, up to ``waitForEpochAck``):
    LEADERINFO(epoch<<32, 0x10000) leaves; later learners get LEADERINFO at once.
 3. ``waitForEpochAck``: ACKEPOCH from voters whose current epoch is not -1 and last zxid not -1
    count; a learner ahead of the leader (currentEpoch, lastZxid) is disconnected; a quorum
-   including the leader within initLimit*tickTime, else LOOKING.
-4. The leader persists currentEpoch = epoch, then enters SYNCHRONIZATION and holds: it sends
-   nothing (an Apache learner exits its JVM on any packet other than DIFF/SNAP/TRUNC there),
-   so Apache learners time out after initLimit*tickTime and leave; zkfast learners stay. The
-   leader steps down to LOOKING when its connected, epoch-acked voters plus itself no longer
-   form a quorum.
+   including the leader within initLimit*tickTime, else LOOKING. Until the epoch is agreed the
+   leader steps down as soon as its connected, epoch-acked voters no longer form a quorum.
+4. The leader persists currentEpoch = epoch: SYNCHRONIZATION. Each epoch-acked learner (and
+   each later one right after its ACKEPOCH) gets the ``zab.plan_sync`` payload (DIFF, TRUNC or
+   TRUNC/DIFF with PROPOSAL+COMMIT pairs, or SNAP with the service's snapshot stream), then
+   the outstanding proposals (participants only) and NEWLEADER(epoch<<32, config text); from
+   then on it is sent every PROPOSAL/COMMIT (observers: INFORM) and the next packet it sends
+   must be the NEWLEADER ACK. A quorum of NEWLEADER ACKs (the leader's own included) within
+   initLimit*tickTime starts BROADCAST (service mode ``leader``, lastProposed = epoch<<32);
+   else LOOKING. UPTODATE goes to every learner once both it acked and BROADCAST began.
+5. BROADCAST: the service's AppendTxns are proposed (``proposed``); our own ack arrives with
+   ``TxnsDurable``, learners' as ACK; ``zab.ProposalTracker`` commits strictly in zxid order on
+   a quorum of voters: COMMIT to participants, INFORM to observers, ``service.commit``, the
+   committed log. REQUEST goes to ``service.submit_learner_request`` (sync is answered here:
+   SYNC at once with nothing outstanding, else when the last proposal at receipt commits),
+   REVALIDATE to ``service.revalidate``, a PING reply's sessions to ``touch_sessions``. Every
+   tickTime/2 each learner that was sent its sync gets PING(lastProposed); every tickTime the
+   learners heard from within syncLimit ticks (new ones within initLimit+syncLimit) plus the
+   leader must form a quorum, else LOOKING; a learner whose oldest unacked proposal is
+   syncLimit ticks old, or that sent nothing for syncLimit ticks, is closed
+   (``LearnerHandler.ping``'s SyncLimitCheck, its socket timeout).
 
-FOLLOWING/OBSERVING (``Learner.connectToLeader``, ``registerWithLeader``):
+FOLLOWING/OBSERVING (``Learner.connectToLeader``, ``registerWithLeader``, ``syncWithLeader``,
+``Follower.processPacket``, ``Observer.processPacket``):
 
 1. ``ConnectToLeader`` to the leader's quorum port; a failed attempt is retried after 100 ms,
    at most 5 attempts and within initLimit*tickTime (connectToLearnerMasterLimit if set).
@@ -39,17 +60,32 @@ FOLLOWING/OBSERVING (``Learner.connectToLeader``, ``registerWithLeader``):
 3. LEADERINFO within initLimit*tickTime: a newer epoch is persisted as acceptedEpoch *before*
    ACKEPOCH(lastZxid, currentEpoch) is sent; an equal epoch is answered with -1; an older one
    is a protocol violation.
-4. SYNCHRONIZATION, held until the leader connection ends (sync packets are ignored until
-   issue #5 implements them).
+4. SYNCHRONIZATION: the first packet is DIFF (nothing to do), TRUNC(z) (``TruncateLog``; every
+   later packet waits for ``LogTruncated``, whose tree the service loads) or SNAP (the next
+   item is the stream: the service loads it, ``TakeSnapshot``). PROPOSAL is logged
+   (``AppendTxns``) and kept pending; COMMIT applies the pending head (it must be that zxid);
+   INFORM is logged and applied. NEWLEADER: once every txn logged so far is durable and the
+   SNAP snapshot too, currentEpoch is persisted, then ACK(epoch<<32) leaves; no proposal is
+   ACKed before it. UPTODATE: ACK(epoch<<32), service mode ``follower``/``observer``,
+   BROADCAST, then ACKs for the durable proposals still uncommitted.
+5. BROADCAST: PROPOSAL is logged and ACKed once durable (followers; observers ignore it and
+   COMMIT, and log and apply INFORM), COMMIT applies the pending head, PING is answered with
+   the sessions the service touched, REVALIDATE and SYNC go to the service. The read timeout
+   is initLimit ticks until NEWLEADER, syncLimit ticks after.
 
 Any protocol violation or lost connection ends the role: the peer closes its quorum
-connections and returns to LOOKING with its epochs and zxid intact. Broken invariants of our
-own (an epoch going backwards, an EpochDurable nobody asked for) are AssertionErrors.
+connections and returns to LOOKING with its epochs and log intact; the service goes ``off``
+(it closes its clients and applies every txn it logged), a learner's logged but uncommitted
+proposals are applied too, so the election proposes the last logged zxid. Broken invariants
+of our own (an epoch going backwards, an EpochDurable nobody asked for, a commit out of order)
+are AssertionErrors.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .._impl import ProtocolError
@@ -70,11 +106,14 @@ from ..wire.peer_codec import (
     encode_quorum_packet,
 )
 from .actions import (
+    AppendTxns,
     CloseQuorumConn,
     ConnectToLeader,
     RoleChanged,
     SendQuorumPacket,
     SendToPeer,
+    TakeSnapshot,
+    TruncateLog,
     WriteEpoch,
 )
 from .election import Decision, FastLeaderElection, Vote
@@ -87,11 +126,30 @@ from .events import (
     LearnerConnected,
     LearnerDisconnected,
     LearnerPacketsReceived,
+    LogTruncated,
     PeerEvent,
     PeerLinkDown,
     PeerLinkUp,
     PeerMessageReceived,
+    SnapshotDurable,
     Ticked,
+    TxnsDurable,
+)
+from .zab import (
+    CommittedLog,
+    LearnerLog,
+    ProposalTracker,
+    TxnHistory,
+    ZabService,
+    decode_ping_body,
+    decode_request_body,
+    decode_revalidate_reply,
+    decode_revalidate_request,
+    encode_ping_body,
+    encode_request_body,
+    encode_revalidate_reply,
+    encode_revalidate_request,
+    plan_sync,
 )
 
 __all__ = ["QuorumPeerCore", "PeerStatus", "Summary", "LEARNER_CONN_ID_BASE"]
@@ -99,7 +157,7 @@ __all__ = ["QuorumPeerCore", "PeerStatus", "Summary", "LEARNER_CONN_ID_BASE"]
 log = logging.getLogger("zkfast.peer")
 
 Action = (SendToPeer | WriteEpoch | ConnectToLeader | SendQuorumPacket | CloseQuorumConn
-          | RoleChanged)
+          | RoleChanged | AppendTxns | TruncateLog | TakeSnapshot)
 
 #: Conn ids the core picks for ``ConnectToLeader`` start here, apart from the runtime's ids
 #: for accepted learner connections.
@@ -107,7 +165,7 @@ LEARNER_CONN_ID_BASE = 1 << 40
 #: Learner.leaderConnectDelayDuringRetryMs and the attempt limit of connectToLeader.
 LEADER_CONNECT_RETRY_DELAY_MS = 100
 LEADER_CONNECT_TRIES = 5
-#: Learner sync-phase packets that a held learner ignores until issue #5 implements them.
+#: Sync-phase packets that a learner without a service (``attach``) ignores while it holds.
 _SYNC_PACKETS = frozenset({
     PacketType.DIFF, PacketType.TRUNC, PacketType.SNAP, PacketType.PROPOSAL, PacketType.COMMIT,
     PacketType.NEWLEADER, PacketType.UPTODATE, PacketType.PING, PacketType.INFORM,
@@ -185,13 +243,25 @@ class _Learner:
 
     conn_id: int
     remote: str
-    phase: str = "info"  # info -> epoch -> ackepoch -> held
+    #: info -> epoch -> ackepoch -> held (epoch acked) -> sync (sync sent, NEWLEADER ACK
+    #: next) -> synced (NEWLEADER acked, UPTODATE waits for BROADCAST) -> active
+    phase: str = "info"
     sid: int | None = None
     observer: bool = False
     deadline_ms: int | None = None
     acked: bool = False
     protocol_version: int = LEARNER_PROTOCOL_VERSION
     info_zxid: int = 0
+    #: The ACKEPOCH zxid: the learner's last logged zxid.
+    peer_last: int = -1
+    #: Sent its sync: gets PROPOSAL/COMMIT (or INFORM) and PINGs.
+    forwarding: bool = False
+    #: LearnerHandler.tickOfNextAckDeadline, in ms: synced() while now <= this.
+    ack_deadline_ms: int = 0
+    #: SyncLimitCheck: (zxid, sent at) of proposals sent after the NEWLEADER ACK, unacked.
+    unacked: deque[tuple[int, int]] = field(default_factory=deque)
+    #: Packets that arrived after the NEWLEADER ACK, before BROADCAST (waitForStartup).
+    held: list[QuorumPacket] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -206,6 +276,15 @@ class _LeaderRole:
     learners: dict[int, _Learner] = field(default_factory=dict)
     epoch_deadline_ms: int | None = None
     ack_deadline_ms: int | None = None
+    # ---- sync and broadcast (only with a service attached)
+    tracker: ProposalTracker | None = None
+    newleader_acks: set[int] = field(default_factory=set)
+    newleader_deadline_ms: int | None = None
+    broadcasting: bool = False
+    next_ping_ms: int | None = None
+    tick_skip: bool = True
+    #: Leader.pendingSyncs: last proposed zxid at receipt -> learner conn ids.
+    pending_syncs: dict[int, list[int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -214,12 +293,26 @@ class _LearnerRole:
     host: str
     port: int
     conn_id: int
-    phase: str = "connecting"  # connecting, retry, registering, epoch_write, held
+    #: connecting, retry, registering, epoch_write, held (no service), sync (first packet
+    #: next), syncing, newleader (waiting for durability), synced (ACKed NEWLEADER),
+    #: broadcast
+    phase: str = "connecting"
     tries: int = 0
     connect_start_ms: int = 0
     deadline_ms: int | None = None
     new_epoch: int = -1
     ignored: int = 0
+    log: LearnerLog | None = None
+    #: The next item of the leader's stream is the SNAP snapshot.
+    expect_stream: bool = False
+    snap_zxid: int | None = None
+    snapshot_pending: bool = False
+    #: A TruncateLog is under way: raw items wait here until LogTruncated.
+    truncating: bool = False
+    buffered: list[bytes] = field(default_factory=list)
+    newleader_zxid: int = 0
+    newleader_need: int = 0
+    sync_start_ms: int = 0
 
 
 class QuorumPeerCore:
@@ -238,6 +331,7 @@ class QuorumPeerCore:
         self.participant = not q.is_observer
         self.tick_ms = config.tick_ms
         self.init_limit_ms = q.init_limit_ticks * config.tick_ms
+        self.sync_limit_ms = q.sync_limit_ticks * config.tick_ms
         self.connect_limit_ms = (q.connect_to_learner_master_limit_ticks * config.tick_ms
                                  if q.connect_to_learner_master_limit_ticks > 0
                                  else self.init_limit_ms)
@@ -268,6 +362,21 @@ class QuorumPeerCore:
         self._next_conn_id = LEARNER_CONN_ID_BASE
         self._started = False
         self._out: list[Action] = []
+        # ---- ZAB sync and broadcast (``attach``)
+        self.service: ZabService | None = None
+        self.committed = CommittedLog(q.commit_log_count)
+        self.history: TxnHistory | None = None
+        self.snapshot_bytes = 0
+        #: Set by the node: moves the service's pending actions out (its AppendTxns become
+        #: proposals) before a learner's sync is ordered behind them.
+        self.pull_service: Callable[[], None] | None = None
+        #: The service mode last set ("off" until a role reaches BROADCAST).
+        self.service_mode = "off"
+        self.durable_zxid = last_zxid
+        #: A SNAP snapshot not yet durable, and the txns to log once it is (the log has a
+        #: hole until then, docs/zab.md §2); kept across a role end.
+        self._snap_wait: int | None = None
+        self._deferred: list[tuple[int, bytes]] = []
 
     # ------------------------------------------------------------------ public face
 
@@ -276,6 +385,21 @@ class QuorumPeerCore:
         """The current quorum config (the election may adopt a newer version of it)."""
         return self.election.verifier
 
+    def attach(self, service: ZabService, *, committed: CommittedLog,
+               history: TxnHistory | None = None, snapshot_bytes: int = 0,
+               pull_service: Callable[[], None] | None = None) -> None:
+        """Give the peer its replicated service (QuorumNode does this before ``start``)."""
+        assert not self._started, "attach() after start()"
+        self.service = service
+        self.committed = committed
+        self.history = history
+        self.snapshot_bytes = snapshot_bytes
+        self.pull_service = pull_service
+
+    def take_actions(self) -> list[Action]:
+        """The actions produced outside ``step`` (by ``proposed``, ``forward_request``, ...)."""
+        return self._flush()
+
     def start(self, now_ms: int) -> list[Action]:
         """Begin the first election; returns the first actions."""
         assert not self._started, "start() called twice"
@@ -283,7 +407,8 @@ class QuorumPeerCore:
         self._enter_looking(now_ms, "start")
         return self._flush()
 
-    def step(self, event: PeerEvent, now_ms: int) -> list[Action]:
+    def step(self, event: PeerEvent | TxnsDurable | LogTruncated | SnapshotDurable,
+             now_ms: int) -> list[Action]:
         """Feed one event; returns the actions it caused."""
         if not self._started:
             self._started = True
@@ -302,6 +427,15 @@ class QuorumPeerCore:
         elif t in (LeaderConnected, LeaderPacketsReceived, LeaderConnectFailed,
                    LeaderDisconnected):
             self._on_leader_event(event, now_ms)
+        elif t is TxnsDurable:
+            assert isinstance(event, TxnsDurable)
+            self._on_txns_durable(event.zxid, now_ms)
+        elif t is LogTruncated:
+            assert isinstance(event, LogTruncated)
+            self._on_log_truncated(event, now_ms)
+        elif t is SnapshotDurable:
+            assert isinstance(event, SnapshotDurable)
+            self._on_snapshot_durable(event.zxid, now_ms)
         elif t in (PeerLinkUp, PeerLinkDown):
             pass  # the runtime re-sends the last message on a new link; nothing to do here
         else:
@@ -318,7 +452,8 @@ class QuorumPeerCore:
             ds.append(self._ro_deadline_ms)
         lr = self._leader
         if lr is not None:
-            for x in (lr.epoch_deadline_ms, lr.ack_deadline_ms):
+            for x in (lr.epoch_deadline_ms, lr.ack_deadline_ms, lr.newleader_deadline_ms,
+                      lr.next_ping_ms):
                 if x is not None:
                     ds.append(x)
             for ln in lr.learners.values():
@@ -385,7 +520,7 @@ class QuorumPeerCore:
     def _enter_looking(self, now_ms: int, reason: str) -> None:
         if self.state != ServerState.LOOKING or reason != "start":
             log.warning("sid %d: %s -> LOOKING (%s)", self.my_sid, self.state.name, reason)
-        self._end_role(reason)
+        self._end_role(reason, now_ms)
         self.state = ServerState.LOOKING
         self.zab_state = ZabState.ELECTION
         self.leader_sid = None
@@ -400,17 +535,33 @@ class QuorumPeerCore:
         self._emit_sends(sends)
         self._check_decision(now_ms)
 
-    def _end_role(self, reason: str) -> None:
+    def _end_role(self, reason: str, now_ms: int) -> None:
         lr = self._leader
         if lr is not None:
             for conn_id in sorted(lr.learners):
                 self._out.append(CloseQuorumConn(conn_id, reason))
             self._leader = None
+            if lr.tracker is not None:
+                # ZooKeeperServer.shutdown -> fastForwardDataBase: the service applies what
+                # it logged; the committed log gets it too (its playback listener).
+                for zxid, data in lr.tracker.after(lr.tracker.last_committed):
+                    self.committed.append(zxid, data)
         ln = self._learner
         if ln is not None:
             if ln.phase != "retry":
                 self._out.append(CloseQuorumConn(ln.conn_id, reason))
             self._learner = None
+        if self.service is not None and self.service_mode != "off":
+            self.service_mode = "off"
+            self.service.set_mode("off", self.current_epoch, now_ms=now_ms)
+        if ln is not None and ln.log is not None and not ln.truncating \
+                and self.service is not None:
+            # The learner's logged, uncommitted proposals are applied as well, so the tree
+            # holds every logged txn and the election proposes the last one.
+            while ln.log.pending:
+                zxid, data = ln.log.pending.popleft()
+                self.service.apply_committed(zxid, data, now_ms=now_ms)
+                self.committed.append(zxid, data)
 
     def _check_decision(self, now_ms: int) -> None:
         d = self.election.decision
@@ -497,19 +648,34 @@ class QuorumPeerCore:
         elif kind == "current" and epoch == lr.epoch and lr.election_finished:
             lr.current_durable = True
             self._set_zab(ZabState.SYNCHRONIZATION)
-            self._check_leader_quorum(lr, now_ms)
+            if self.service is None:
+                self._check_leader_quorum(lr, now_ms)
+                return
+            # Leader.lead: lastProposed = lastCommitted = epoch<<32; waitForNewLeaderAck.
+            lr.tracker = ProposalTracker(self.verifier, last_committed=lr.epoch << 32)
+            lr.newleader_deadline_ms = now_ms + self.init_limit_ms
+            lr.newleader_acks.add(self.my_sid)
+            for ln in self._learners_sorted(lr):
+                if ln.phase == "held":
+                    self._sync_learner(lr, ln, now_ms)
+            if self._leader is lr:
+                self._check_newleader_quorum(lr, now_ms)
 
     def _learners_sorted(self, lr: _LeaderRole) -> list[_Learner]:
         return [lr.learners[c] for c in sorted(lr.learners)]
 
     def _epoch_acked(self, lr: _LeaderRole, ln: _Learner, learner_epoch: int,
-                     learner_zxid: int) -> None:
+                     learner_zxid: int, now_ms: int) -> None:
         """``Leader.waitForEpochAck`` for one learner's StateSummary."""
         ln.phase = "held"
         ln.deadline_ms = None
+        ln.peer_last = learner_zxid
         assert ln.sid is not None
         if lr.election_finished:
-            return  # waitForEpochAck returns at once for a late learner
+            # waitForEpochAck returns at once for a late learner: on to syncFollower.
+            if lr.current_durable and lr.tracker is not None:
+                self._sync_learner(lr, ln, now_ms)
+            return
         if learner_epoch != -1:
             ahead = (learner_epoch > self.current_epoch or (
                 learner_epoch == self.current_epoch and learner_zxid > self.last_zxid))
@@ -528,7 +694,7 @@ class QuorumPeerCore:
         if ln.protocol_version < LEARNER_PROTOCOL_VERSION:
             # A pre-ZAB-1.0 learner gets no LEADERINFO; its FOLLOWERINFO zxid stands in for
             # the ACKEPOCH (LearnerHandler.run "fake the message").
-            self._epoch_acked(lr, ln, ln.info_zxid >> 32, ln.info_zxid)
+            self._epoch_acked(lr, ln, ln.info_zxid >> 32, ln.info_zxid, now_ms)
             return
         pkt = QuorumPacket(PacketType.LEADERINFO, lr.epoch << 32,
                            encode_int_body(LEARNER_PROTOCOL_VERSION))
@@ -551,14 +717,15 @@ class QuorumPeerCore:
         self._out.append(CloseQuorumConn(ln.conn_id, reason))
         del lr.learners[ln.conn_id]
 
-    def _on_learner_event(self, event: PeerEvent, now_ms: int) -> None:
+    def _on_learner_event(self, event: object, now_ms: int) -> None:
         lr = self._leader
         if isinstance(event, LearnerConnected):
             if lr is None or self.state != ServerState.LEADING:
                 self._out.append(CloseQuorumConn(event.conn_id, "not leading"))
                 return
-            lr.learners[event.conn_id] = _Learner(event.conn_id, event.remote,
-                                                  deadline_ms=now_ms + self.init_limit_ms)
+            lr.learners[event.conn_id] = _Learner(
+                event.conn_id, event.remote, deadline_ms=now_ms + self.init_limit_ms,
+                ack_deadline_ms=now_ms + self.init_limit_ms + self.sync_limit_ms)
             return
         if lr is None:
             return
@@ -611,16 +778,20 @@ class QuorumPeerCore:
                 self._check_leader_quorum(lr, now_ms)
                 return
             learner_epoch = decode_int_body(pkt.data, "ACKEPOCH.currentEpoch")
-            self._epoch_acked(lr, ln, learner_epoch, pkt.zxid)
+            self._epoch_acked(lr, ln, learner_epoch, pkt.zxid, now_ms)
             return
-        # epoch / held: nothing is expected from the learner until sync (issue #5).
+        if ln.phase in ("sync", "synced", "active"):
+            self._learner_zab_packet(lr, ln, pkt, now_ms)
+            return
+        # epoch / held: nothing is expected from the learner before its sync.
         log.debug("sid %d: ignoring packet type %d from learner sid %s", self.my_sid,
                   pkt.type, ln.sid)
 
     def _check_leader_quorum(self, lr: _LeaderRole, now_ms: int) -> None:
         """Once the epoch is agreed, step down when the connected, epoch-acked voters plus
-        the leader no longer form a quorum."""
-        if not lr.election_finished or self._leader is not lr:
+        the leader no longer form a quorum (until sync starts; then the NEWLEADER deadline
+        and the synced-learner check of BROADCAST decide)."""
+        if not lr.election_finished or self._leader is not lr or lr.tracker is not None:
             return
         sids = {self.my_sid} | {ln.sid for ln in lr.learners.values()
                                 if ln.phase == "held" and ln.sid is not None}
@@ -639,11 +810,226 @@ class QuorumPeerCore:
                 and now_ms >= lr.ack_deadline_ms:
             self._enter_looking(now_ms, "Timeout while waiting for epoch to be acked by quorum")
             return
+        if not lr.broadcasting and lr.newleader_deadline_ms is not None \
+                and now_ms >= lr.newleader_deadline_ms:
+            self._enter_looking(now_ms, f"Waiting for a quorum of followers, only synced with "
+                                        f"sids: [ {sorted(lr.newleader_acks)} ]")
+            return
         for ln in self._learners_sorted(lr):
             if ln.deadline_ms is not None and now_ms >= ln.deadline_ms:
-                self._close_learner(lr, ln, "read timed out (initLimit)")
+                limit = "syncLimit" if ln.phase in ("synced", "active") else "initLimit"
+                self._close_learner(lr, ln, f"read timed out ({limit})")
         if self._leader is lr:
             self._check_leader_quorum(lr, now_ms)
+        if self._leader is lr and lr.broadcasting and lr.next_ping_ms is not None \
+                and now_ms >= lr.next_ping_ms:
+            self._leader_half_tick(lr, now_ms)
+
+    # ------------------------------------------------------------------ LEADING: sync
+
+    def _send(self, conn_id: int, *pkts: QuorumPacket) -> None:
+        self._out.append(SendQuorumPacket(conn_id, b"".join(encode_quorum_packet(p)
+                                                             for p in pkts)))
+
+    def _sync_learner(self, lr: _LeaderRole, ln: _Learner, now_ms: int) -> None:
+        """``LearnerHandler.syncFollower`` + ``startForwarding`` + NEWLEADER for one learner."""
+        service = self.service
+        tracker = lr.tracker
+        assert service is not None and tracker is not None
+        q = self.quorum
+        plan = plan_sync(ln.peer_last, committed=self.committed,
+                         last_processed=service.last_processed_zxid, history=self.history,
+                         force_snap=q.force_snapshot_sync,
+                         snapshot_size_factor=q.snapshot_size_factor,
+                         snapshot_bytes=self.snapshot_bytes)
+        log.info("sid %d: syncing learner sid %s (peerLastZxid 0x%x) with %s 0x%x, %d txns",
+                 self.my_sid, ln.sid, ln.peer_last, plan.kind, plan.zxid, len(plan.txns))
+        if plan.kind == "SNAP":
+            # The SNAP packet, then the snapshot stream on the same connection, unframed.
+            self._send(ln.conn_id, QuorumPacket(PacketType.SNAP, plan.zxid))
+            self._out.append(SendQuorumPacket(ln.conn_id, service.sync_snapshot_body()))
+            pkts: list[QuorumPacket] = []
+        else:
+            kind = PacketType.DIFF if plan.kind == "DIFF" else PacketType.TRUNC
+            pkts = [QuorumPacket(kind, plan.zxid)]
+            for zxid, data in plan.txns:
+                pkts.append(QuorumPacket(PacketType.PROPOSAL, zxid, data))
+                pkts.append(QuorumPacket(PacketType.COMMIT, zxid))
+        # startForwarding: every commit so far is in the committed log (nothing is waiting
+        # to be applied here), so only the outstanding proposals follow, to participants.
+        if not ln.observer:
+            for zxid, data in tracker.after(plan.last_zxid):
+                pkts.append(QuorumPacket(PacketType.PROPOSAL, zxid, data))
+        pkts.append(QuorumPacket(PacketType.NEWLEADER, lr.epoch << 32,
+                                 self.verifier.to_config_text().encode()))
+        self._send(ln.conn_id, *pkts)
+        ln.forwarding = True
+        ln.phase = "sync"
+        ln.deadline_ms = now_ms + self.init_limit_ms
+
+    def _check_newleader_quorum(self, lr: _LeaderRole, now_ms: int) -> None:
+        if lr.broadcasting or not self.verifier.contains_quorum(lr.newleader_acks):
+            return
+        # Leader.startZkServer: lastCommitted = lastProposed = epoch<<32; the service starts.
+        log.info("sid %d: have quorum of supporters, sids: %s; starting up", self.my_sid,
+                 sorted(lr.newleader_acks))
+        lr.broadcasting = True
+        lr.newleader_deadline_ms = None
+        self.set_last_zxid(max(self.last_zxid, lr.epoch << 32))
+        assert self.service is not None
+        self.service_mode = "leader"
+        self.service.set_mode("leader", lr.epoch, now_ms=now_ms)
+        self.current_vote = replace(self.current_vote, peer_epoch=lr.epoch)  # ZOOKEEPER-1732
+        self._set_zab(ZabState.BROADCAST)
+        lr.next_ping_ms = now_ms + self.tick_ms // 2
+        lr.tick_skip = True
+        for ln in self._learners_sorted(lr):
+            if ln.phase == "synced":
+                self._send_uptodate(lr, ln, now_ms)
+
+    def _send_uptodate(self, lr: _LeaderRole, ln: _Learner, now_ms: int) -> None:
+        self._send(ln.conn_id, QuorumPacket(PacketType.UPTODATE, -1))
+        ln.phase = "active"
+        ln.deadline_ms = now_ms + self.sync_limit_ms
+        held, ln.held = ln.held, []
+        for pkt in held:
+            if self._leader is not lr or lr.learners.get(ln.conn_id) is not ln:
+                return
+            self._learner_zab_packet(lr, ln, pkt, now_ms)
+
+    # ------------------------------------------------------------------ LEADING: broadcast
+
+    def _learner_zab_packet(self, lr: _LeaderRole, ln: _Learner, pkt: QuorumPacket,
+                            now_ms: int) -> None:
+        """What LearnerHandler.run reads after the learner's sync was sent."""
+        if ln.phase == "sync":
+            if pkt.type != PacketType.ACK:
+                self._close_learner(lr, ln, f"Next packet was supposed to be an ACK, but "
+                                            f"received packet type {pkt.type}")
+                return
+            ln.phase = "synced"
+            ln.deadline_ms = None
+            ln.ack_deadline_ms = now_ms + self.sync_limit_ms
+            if pkt.zxid != lr.epoch << 32:
+                log.error("sid %d: NEWLEADER ACK from sid %s is from a different epoch - "
+                          "current 0x%x received 0x%x", self.my_sid, ln.sid, lr.epoch << 32,
+                          pkt.zxid)
+            elif ln.sid is not None and ln.sid in self.verifier.voting_members:
+                lr.newleader_acks.add(ln.sid)
+            if lr.broadcasting:
+                self._send_uptodate(lr, ln, now_ms)
+            else:
+                self._check_newleader_quorum(lr, now_ms)
+            return
+        if ln.phase == "synced":
+            ln.held.append(pkt)  # read only after waitForStartup
+            return
+        ln.deadline_ms = now_ms + self.sync_limit_ms
+        ln.ack_deadline_ms = now_ms + self.sync_limit_ms
+        service = self.service
+        tracker = lr.tracker
+        assert service is not None and tracker is not None and ln.sid is not None
+        t = pkt.type
+        if t == PacketType.ACK:
+            while ln.unacked and ln.unacked[0][0] <= pkt.zxid:
+                ln.unacked.popleft()
+            self._commit(lr, tracker.ack(ln.sid, pkt.zxid), now_ms)
+        elif t == PacketType.PING:
+            service.touch_sessions(decode_ping_body(pkt.data), now_ms=now_ms)
+        elif t == PacketType.REVALIDATE:
+            session_id, timeout = decode_revalidate_request(pkt.data)
+            valid = service.revalidate(session_id, timeout, now_ms=now_ms)
+            self._send(ln.conn_id, QuorumPacket(PacketType.REVALIDATE, pkt.zxid,
+                                                encode_revalidate_reply(session_id, valid)))
+        elif t == PacketType.REQUEST:
+            session_id, cxid, op, body = decode_request_body(pkt.data)
+            if op == 9:
+                self._learner_sync(lr, ln)
+            else:
+                service.submit_learner_request(session_id, cxid, op, body,
+                                               list(pkt.authinfo or ()), now_ms=now_ms)
+        else:
+            log.warning("sid %d: unexpected quorum packet type %d from learner sid %s",
+                        self.my_sid, t, ln.sid)
+
+    def _learner_sync(self, lr: _LeaderRole, ln: _Learner) -> None:
+        """``Leader.processSync``, after every earlier request was proposed."""
+        if self.pull_service is not None:
+            self.pull_service()
+        tracker = lr.tracker
+        assert tracker is not None
+        if not tracker.outstanding:
+            self._send(ln.conn_id, QuorumPacket(PacketType.SYNC, 0))
+        else:
+            lr.pending_syncs.setdefault(tracker.last_proposed, []).append(ln.conn_id)
+
+    def proposed(self, txns: list[tuple[int, bytes]], now_ms: int) -> None:
+        """The service logged these txns (its AppendTxns): propose them (``Leader.propose``)."""
+        lr = self._leader
+        assert lr is not None and lr.broadcasting and lr.tracker is not None, (
+            "the service appended txns while the peer is not leading in BROADCAST")
+        tracker = lr.tracker
+        targets = [ln for ln in self._learners_sorted(lr) if ln.forwarding and not ln.observer]
+        bufs: dict[int, list[QuorumPacket]] = {ln.conn_id: [] for ln in targets}
+        for zxid, data in txns:
+            tracker.propose(zxid, data)
+            pkt = QuorumPacket(PacketType.PROPOSAL, zxid, data)
+            for ln in targets:
+                bufs[ln.conn_id].append(pkt)
+                if ln.phase in ("synced", "active"):
+                    ln.unacked.append((zxid, now_ms))
+        for ln in targets:
+            self._send(ln.conn_id, *bufs[ln.conn_id])
+        if txns:
+            self.set_last_zxid(max(self.last_zxid, txns[-1][0]))
+        # The leader acks its own proposal once it is durable; TxnsDurable may already
+        # cover it (a log that answered before the proposal was counted).
+        self._commit(lr, tracker.ack_upto(self.my_sid, self.durable_zxid), now_ms)
+
+    def _commit(self, lr: _LeaderRole, ready: list[tuple[int, bytes]], now_ms: int) -> None:
+        """``Leader.tryToCommit`` for each proposal that has its quorum, in zxid order."""
+        if not ready:
+            return
+        service = self.service
+        assert service is not None
+        out: dict[int, list[QuorumPacket]] = {}
+        learners = [ln for ln in self._learners_sorted(lr) if ln.forwarding]
+        for zxid, data in ready:
+            commit = QuorumPacket(PacketType.COMMIT, zxid)
+            inform = QuorumPacket(PacketType.INFORM, zxid, data)
+            for ln in learners:
+                out.setdefault(ln.conn_id, []).append(inform if ln.observer else commit)
+            self.committed.append(zxid, data)
+            service.commit(zxid, now_ms=now_ms)
+            for conn_id in lr.pending_syncs.pop(zxid, ()):
+                out.setdefault(conn_id, []).append(QuorumPacket(PacketType.SYNC, 0))
+        for conn_id in sorted(out):
+            if conn_id in lr.learners:
+                self._send(conn_id, *out[conn_id])
+
+    def _leader_half_tick(self, lr: _LeaderRole, now_ms: int) -> None:
+        """One pass of Leader.lead's loop: every tickTime/2 pings, every tickTime the
+        synced-learner quorum check."""
+        lr.next_ping_ms = now_ms + self.tick_ms // 2
+        if not lr.tick_skip:
+            synced = {self.my_sid} | {ln.sid for ln in lr.learners.values()
+                                      if ln.sid is not None and now_ms <= ln.ack_deadline_ms}
+            if not self.verifier.contains_quorum(synced):
+                self._enter_looking(now_ms, f"Not sufficient followers synced, only synced "
+                                            f"with sids: [ {sorted(synced)} ]")
+                return
+        lr.tick_skip = not lr.tick_skip
+        tracker = lr.tracker
+        assert tracker is not None
+        ping = QuorumPacket(PacketType.PING, tracker.last_proposed)
+        for ln in self._learners_sorted(lr):
+            if not ln.forwarding:
+                continue
+            if ln.unacked and now_ms - ln.unacked[0][1] >= self.sync_limit_ms:
+                self._close_learner(lr, ln, "Closing connection to peer due to transaction "
+                                            "timeout.")
+                continue
+            self._send(ln.conn_id, ping)
 
     # ------------------------------------------------------------------ FOLLOWING/OBSERVING
 
@@ -667,7 +1053,7 @@ class QuorumPeerCore:
     def _learner_lost(self, now_ms: int, reason: str) -> None:
         self._enter_looking(now_ms, reason)
 
-    def _on_leader_event(self, event: PeerEvent, now_ms: int) -> None:
+    def _on_leader_event(self, event: object, now_ms: int) -> None:
         lrn = self._learner
         conn_id = getattr(event, "conn_id", None)
         if lrn is None or conn_id != lrn.conn_id:
@@ -703,11 +1089,20 @@ class QuorumPeerCore:
             self._learner_lost(now_ms, "leader connection closed")
             return
         assert isinstance(event, LeaderPacketsReceived)
-        for data in event.packets:
+        self._leader_items(lrn, event.packets, now_ms)
+
+    def _leader_items(self, lrn: _LearnerRole, items: list[bytes], now_ms: int) -> None:
+        for i, data in enumerate(items):
             if self._learner is not lrn:
                 return
+            if lrn.truncating:
+                lrn.buffered.extend(items[i:])
+                return
             try:
-                self._leader_packet(lrn, decode_quorum_packet(data), now_ms)
+                if lrn.expect_stream:
+                    self._snap_stream(lrn, data, now_ms)
+                else:
+                    self._leader_packet(lrn, decode_quorum_packet(data), now_ms)
             except ProtocolError as e:
                 self._learner_lost(now_ms, f"bad packet from the leader: {e}")
 
@@ -726,13 +1121,23 @@ class QuorumPeerCore:
                 lrn.phase = "epoch_write"
                 self._write_epoch("accepted", new_epoch)
             elif new_epoch == self.accepted_epoch == asked:
-                self._send_ackepoch(lrn, -1)
+                self._send_ackepoch(lrn, -1, now_ms)
             else:
                 self._learner_lost(now_ms, f"Leaders epoch, {new_epoch} is less than accepted "
                                            f"epoch, {asked}")
             return
+        if lrn.phase in ("sync", "syncing", "newleader", "synced", "broadcast"):
+            lrn.deadline_ms = now_ms + (self.init_limit_ms if lrn.phase in ("sync", "syncing")
+                                        else self.sync_limit_ms)
+            if lrn.phase == "sync":
+                self._sync_first(lrn, pkt, now_ms)
+            elif lrn.phase == "broadcast":
+                self._broadcast_packet(lrn, pkt, now_ms)
+            else:
+                self._sync_packet(lrn, pkt, now_ms)
+            return
         if lrn.phase in ("held", "epoch_write") and pkt.type in _SYNC_PACKETS:
-            # TODO(#5): DIFF/TRUNC/SNAP, NEWLEADER, UPTODATE and the broadcast phase.
+            # A peer without a service holds here (see ``attach``).
             lrn.ignored += 1
             if lrn.ignored == 1:
                 log.warning("sid %d: leader %d sent %s; synchronisation is not implemented "
@@ -742,11 +1147,267 @@ class QuorumPeerCore:
         self._learner_lost(now_ms, f"unexpected packet type {pkt.type} from the leader "
                                    f"in phase {lrn.phase}")
 
-    def _send_ackepoch(self, lrn: _LearnerRole, epoch_body: int) -> None:
+    def _send_ackepoch(self, lrn: _LearnerRole, epoch_body: int, now_ms: int) -> None:
         pkt = QuorumPacket(PacketType.ACKEPOCH, self.last_zxid, encode_int_body(epoch_body))
         self._out.append(SendQuorumPacket(lrn.conn_id, encode_quorum_packet(pkt)))
-        lrn.phase = "held"
+        if self.service is None:
+            lrn.phase = "held"
+        else:
+            lrn.phase = "sync"
+            lrn.deadline_ms = now_ms + self.init_limit_ms
+            lrn.sync_start_ms = now_ms
+            lrn.log = LearnerLog(self.last_zxid)
         self._set_zab(ZabState.SYNCHRONIZATION)
+
+    # ------------------------------------------------------------------ learner: sync
+
+    def _violation(self, now_ms: int, reason: str) -> None:
+        self._learner_lost(now_ms, f"protocol violation: {reason}")
+
+    def _sync_first(self, lrn: _LearnerRole, pkt: QuorumPacket, now_ms: int) -> None:
+        """The first packet of ``syncWithLeader``: DIFF, TRUNC or SNAP."""
+        assert self.service is not None and lrn.log is not None
+        t = pkt.type
+        lrn.phase = "syncing"
+        if t == PacketType.DIFF:
+            log.info("sid %d: getting a diff from the leader 0x%x", self.my_sid, pkt.zxid)
+        elif t == PacketType.SNAP:
+            log.info("sid %d: getting a snapshot from the leader 0x%x", self.my_sid, pkt.zxid)
+            lrn.expect_stream = True
+            lrn.snap_zxid = pkt.zxid
+        elif t == PacketType.TRUNC:
+            log.warning("sid %d: truncating log to get in sync with the leader 0x%x",
+                        self.my_sid, pkt.zxid)
+            lrn.truncating = True
+            lrn.log = LearnerLog(pkt.zxid)
+            self._out.append(TruncateLog(pkt.zxid))
+        else:
+            self._violation(now_ms, f"got packet type {t} from the leader instead of "
+                                    f"DIFF, TRUNC or SNAP")
+
+    def _snap_stream(self, lrn: _LearnerRole, blob: bytes, now_ms: int) -> None:
+        from ..storage.snapshot import decode_sync_snapshot
+        service = self.service
+        assert service is not None and lrn.snap_zxid is not None
+        lrn.expect_stream = False
+        zxid = lrn.snap_zxid
+        try:
+            tree, sessions = decode_sync_snapshot(
+                blob, zxid=zxid, extended_types_enabled=self.config.extended_types_enabled)
+        except (ProtocolError, ValueError) as e:  # SnapshotCorrupt is a ValueError
+            self._violation(now_ms, f"bad snapshot stream: {e}")
+            return
+        service.load_database(tree, sessions, now_ms=now_ms)
+        self.committed.reset(())
+        lrn.log = LearnerLog(zxid)
+        self.last_zxid = zxid  # the log restarts above the snapshot
+        lrn.snapshot_pending = True
+        self._snap_wait = zxid
+        self._deferred = []
+        self._out.append(TakeSnapshot(zxid))
+
+    def _log_txn(self, lrn: _LearnerRole, zxid: int, data: bytes) -> None:
+        assert lrn.log is not None
+        if zxid <= lrn.log.logged_zxid:
+            log.warning("sid %d: got zxid 0x%x, already logged 0x%x", self.my_sid, zxid,
+                        lrn.log.logged_zxid)
+        if self._snap_wait is not None:
+            self._deferred.append((zxid, data))
+        else:
+            self._out.append(AppendTxns([(zxid, data)]))
+        lrn.log.logged(zxid, data)
+        if zxid > self.last_zxid:
+            self.set_last_zxid(zxid)
+
+    def _apply_head(self, lrn: _LearnerRole, zxid: int, now_ms: int) -> bool:
+        """COMMIT: apply the pending head, which must be ``zxid`` (else a violation)."""
+        assert lrn.log is not None and self.service is not None
+        pending = lrn.log.pending
+        if not pending or pending[0][0] != zxid:
+            head = f"0x{pending[0][0]:x}" if pending else "none"
+            self._violation(now_ms, f"committing zxid 0x{zxid:x}, but next pending txn is "
+                                    f"{head}")
+            return False
+        _, data = pending.popleft()
+        self.service.apply_committed(zxid, data, now_ms=now_ms)
+        self.committed.append(zxid, data)
+        return True
+
+    def _inform(self, lrn: _LearnerRole, pkt: QuorumPacket, now_ms: int) -> None:
+        assert lrn.log is not None
+        if pkt.data is None:
+            self._violation(now_ms, "INFORM without a txn")
+            return
+        self._log_txn(lrn, pkt.zxid, pkt.data)
+        self._apply_head(lrn, pkt.zxid, now_ms)
+
+    def _sync_packet(self, lrn: _LearnerRole, pkt: QuorumPacket, now_ms: int) -> None:
+        """Packets between the sync payload and UPTODATE."""
+        assert lrn.log is not None
+        t = pkt.type
+        if t == PacketType.PROPOSAL:
+            if pkt.data is None:
+                self._violation(now_ms, "PROPOSAL without a txn")
+                return
+            self._log_txn(lrn, pkt.zxid, pkt.data)
+            if lrn.phase == "synced" and self.participant:
+                lrn.log.to_ack.append(pkt.zxid)
+        elif t == PacketType.COMMIT:
+            self._apply_head(lrn, pkt.zxid, now_ms)
+        elif t == PacketType.INFORM:
+            self._inform(lrn, pkt, now_ms)
+        elif t == PacketType.NEWLEADER:
+            if lrn.phase != "syncing":
+                log.warning("sid %d: a second NEWLEADER from the leader; ignored", self.my_sid)
+                return
+            log.info("sid %d: learner received NEWLEADER message", self.my_sid)
+            lrn.newleader_zxid = pkt.zxid
+            lrn.newleader_need = lrn.log.logged_zxid
+            lrn.phase = "newleader"
+            self._check_newleader_durable(lrn)
+        elif t == PacketType.UPTODATE:
+            if lrn.phase != "synced":
+                self._violation(now_ms, "UPTODATE before our NEWLEADER ACK")
+                return
+            self._uptodate(lrn, now_ms)
+        elif t in (PacketType.COMMITANDACTIVATE, PacketType.INFORMANDACTIVATE):
+            self._violation(now_ms, "a reconfig while reconfigEnabled is false")
+        # Anything else is skipped during sync, as syncWithLeader's loop does.
+
+    def _check_newleader_durable(self, lrn: _LearnerRole) -> None:
+        """NEWLEADER: every synced txn and the SNAP snapshot durable, then currentEpoch."""
+        assert lrn.log is not None
+        if lrn.phase != "newleader" or lrn.truncating or lrn.snapshot_pending:
+            return
+        if self.durable_zxid < lrn.newleader_need:
+            return
+        lrn.phase = "newleader_epoch"
+        self._write_epoch("current", lrn.newleader_zxid >> 32)
+
+    def _ack_newleader(self, lrn: _LearnerRole) -> None:
+        assert lrn.log is not None
+        self._send(lrn.conn_id, QuorumPacket(PacketType.ACK, lrn.newleader_zxid))
+        lrn.phase = "synced"
+        if self.participant:
+            # 3.8.5+ (ZOOKEEPER-4785): after UPTODATE, one ACK per proposal still pending.
+            lrn.log.to_ack.extend(z for z, _ in lrn.log.pending)
+
+    def _uptodate(self, lrn: _LearnerRole, now_ms: int) -> None:
+        assert lrn.log is not None and self.service is not None
+        log.info("sid %d: learner received UPTODATE message", self.my_sid)
+        epoch = lrn.newleader_zxid >> 32
+        pkts = [QuorumPacket(PacketType.ACK, epoch << 32)]
+        pkts += [QuorumPacket(PacketType.ACK, z) for z in lrn.log.acks_due()]
+        self._send(lrn.conn_id, *pkts)
+        mode = "follower" if self.participant else "observer"
+        self.service_mode = mode
+        self.service.set_mode(mode, epoch, now_ms=now_ms)
+        self.current_vote = replace(self.current_vote, peer_epoch=epoch)  # ZOOKEEPER-1732
+        lrn.phase = "broadcast"
+        self.follower_sync_time.add(now_ms - lrn.sync_start_ms)
+        self._set_zab(ZabState.BROADCAST)
+
+    # ------------------------------------------------------------------ learner: broadcast
+
+    def _broadcast_packet(self, lrn: _LearnerRole, pkt: QuorumPacket, now_ms: int) -> None:
+        """``Follower.processPacket`` / ``Observer.processPacket``."""
+        assert lrn.log is not None and self.service is not None
+        t = pkt.type
+        if t == PacketType.PING:
+            body = encode_ping_body(self.service.touched_sessions())
+            self._send(lrn.conn_id, QuorumPacket(PacketType.PING, pkt.zxid, body,
+                                                 pkt.authinfo))
+        elif t == PacketType.PROPOSAL and self.participant:
+            if pkt.data is None:
+                self._violation(now_ms, "PROPOSAL without a txn")
+                return
+            self._log_txn(lrn, pkt.zxid, pkt.data)
+            lrn.log.to_ack.append(pkt.zxid)
+            self._send_acks(lrn)
+        elif t == PacketType.COMMIT and self.participant:
+            self._apply_head(lrn, pkt.zxid, now_ms)
+        elif t == PacketType.INFORM and not self.participant:
+            self._inform(lrn, pkt, now_ms)
+        elif t == PacketType.REVALIDATE:
+            session_id, valid = decode_revalidate_reply(pkt.data)
+            self.service.revalidated(session_id, valid, now_ms=now_ms)
+        elif t == PacketType.SYNC:
+            self.service.sync_done(now_ms=now_ms)
+        elif t in (PacketType.COMMITANDACTIVATE, PacketType.INFORMANDACTIVATE):
+            self._violation(now_ms, "a reconfig while reconfigEnabled is false")
+        elif t == PacketType.UPTODATE:
+            log.error("sid %d: received an UPTODATE message after the learner started",
+                      self.my_sid)
+        else:
+            log.warning("sid %d: ignoring packet type %d from the leader", self.my_sid, t)
+
+    def _send_acks(self, lrn: _LearnerRole) -> None:
+        assert lrn.log is not None
+        if lrn.phase != "broadcast" or not self.participant:
+            return
+        due = lrn.log.acks_due()
+        if due:
+            self._send(lrn.conn_id, *(QuorumPacket(PacketType.ACK, z) for z in due))
+
+    def forward_request(self, session_id: int, cxid: int, op: int, body: bytes,
+                        auth_ids: list[tuple[str, str]]) -> None:
+        """``service.forward``: a local client's write (or sync) goes to the leader."""
+        lrn = self._learner
+        if lrn is None or lrn.phase != "broadcast":
+            log.warning("sid %d: no leader to forward op %d of session 0x%x to", self.my_sid,
+                        op, session_id)
+            return
+        self._send(lrn.conn_id, QuorumPacket(PacketType.REQUEST, -1,
+                                             encode_request_body(session_id, cxid, op, body),
+                                             tuple(auth_ids)))
+
+    def revalidate_session(self, session_id: int, timeout: int) -> None:
+        """``service.revalidate_request``: ask the leader whether a session is live."""
+        lrn = self._learner
+        if lrn is None or lrn.phase != "broadcast":
+            log.warning("sid %d: no leader to revalidate session 0x%x with", self.my_sid,
+                        session_id)
+            return
+        self._send(lrn.conn_id, QuorumPacket(PacketType.REVALIDATE, -1,
+                                             encode_revalidate_request(session_id, timeout)))
+
+    # ------------------------------------------------------------------ durability (ZAB)
+
+    def _on_txns_durable(self, zxid: int, now_ms: int) -> None:
+        self.durable_zxid = max(self.durable_zxid, zxid)
+        lr = self._leader
+        if lr is not None and lr.broadcasting and lr.tracker is not None:
+            self._commit(lr, lr.tracker.ack_upto(self.my_sid, zxid), now_ms)
+        lrn = self._learner
+        if lrn is not None and lrn.log is not None:
+            lrn.log.durable(zxid)
+            self._check_newleader_durable(lrn)
+            self._send_acks(lrn)
+
+    def _on_log_truncated(self, ev: LogTruncated, now_ms: int) -> None:
+        service = self.service
+        assert service is not None, "LogTruncated without a service"
+        service.load_database(ev.tree, ev.sessions, now_ms=now_ms)
+        self.committed.reset(ev.committed)
+        self.last_zxid = ev.zxid
+        self.durable_zxid = ev.zxid
+        lrn = self._learner
+        if lrn is None or not lrn.truncating:
+            return
+        lrn.truncating = False
+        items, lrn.buffered = lrn.buffered, []
+        self._leader_items(lrn, items, now_ms)
+
+    def _on_snapshot_durable(self, zxid: int, now_ms: int) -> None:
+        if self._snap_wait == zxid:
+            self._snap_wait = None
+            if self._deferred:
+                self._out.append(AppendTxns(self._deferred))
+                self._deferred = []
+        lrn = self._learner
+        if lrn is not None and lrn.snapshot_pending and lrn.snap_zxid == zxid:
+            lrn.snapshot_pending = False
+            self._check_newleader_durable(lrn)
 
     def _learner_tick(self, now_ms: int) -> None:
         lrn = self._learner
@@ -766,6 +1427,10 @@ class QuorumPeerCore:
             self._learner_lost(now_ms, "connectToLeader exceeded (initLimit)")
         elif lrn.phase == "registering":
             self._learner_lost(now_ms, "read timed out waiting for LEADERINFO (initLimit)")
+        elif lrn.phase in ("sync", "syncing"):
+            self._learner_lost(now_ms, "read timed out during sync (initLimit)")
+        elif lrn.phase in ("newleader", "newleader_epoch", "synced", "broadcast"):
+            self._learner_lost(now_ms, "read timed out (syncLimit)")
 
     # ------------------------------------------------------------------ durability
 
@@ -795,4 +1460,7 @@ class QuorumPeerCore:
         elif self._learner is not None:
             lrn = self._learner
             if kind == "accepted" and lrn.phase == "epoch_write" and epoch == lrn.new_epoch:
-                self._send_ackepoch(lrn, self.current_epoch)
+                self._send_ackepoch(lrn, self.current_epoch, now_ms)
+            elif kind == "current" and lrn.phase == "newleader_epoch" \
+                    and epoch == lrn.newleader_zxid >> 32:
+                self._ack_newleader(lrn)
