@@ -34,7 +34,7 @@ import struct
 from typing import Any
 
 from ..storage.recovery import Recovered
-from .cluster import PeerCluster, SimClient, StandaloneCluster, StandaloneNode
+from .cluster import AnyClient, PeerCluster, PeerNode, SimClient, StandaloneCluster, StandaloneNode
 
 __all__ = ["Violation", "PeerChecker", "StandaloneChecker"]
 
@@ -51,6 +51,12 @@ class PeerChecker:
         self.max_epochs: dict[int, tuple[int, int]] = {}
         self.checks = 0
         cluster.world.after_step.append(self.check)
+        # A wiped peer (an observer: a wiped voter would void the quorum intersection the
+        # invariants rest on) starts again from epoch 0.
+        cluster.on_wipe_hooks.append(self.forget)
+
+    def forget(self, node: PeerNode) -> None:
+        self.max_epochs.pop(node.sid, None)
 
     def check(self) -> None:
         self.checks += 1
@@ -153,7 +159,7 @@ class StandaloneChecker:
             prev = zxid
         self.last_appended = prev
 
-    def on_send(self, node: StandaloneNode, cl: SimClient, data: bytes) -> None:
+    def on_send(self, node: StandaloneNode, cl: AnyClient, data: bytes) -> None:
         off = 0
         while off + 4 <= len(data):
             (n,) = struct.unpack_from(">i", data, off)

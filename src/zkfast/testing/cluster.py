@@ -50,6 +50,7 @@ from ..wire.peer_codec import (
     decode_quorum_packet,
     split_quorum_packets,
 )
+from .linearizability import History
 from .rawclient import OP, OPEN_ACL, Reader, Writer
 from .sim_env import (
     DiskFaults,
@@ -62,6 +63,7 @@ from .sim_env import (
     SimServerEnv,
     World,
 )
+from .workload import RegisterClient, arm_read_timeout
 
 __all__ = ["PeerCluster", "PeerNode", "StandaloneCluster", "StandaloneNode", "SimClient",
            "make_verifier"]
@@ -96,7 +98,11 @@ class PeerNode:
     def __init__(self, cluster: PeerCluster, sid: int, last_zxid: int) -> None:
         self.cluster = cluster
         self.sid = sid
-        self.disk = SimDisk(random.Random(cluster.world.rng.random()), cluster.disk_faults)
+        self.disk = SimDisk(random.Random(cluster.world.rng.random()), cluster.disk_faults,
+                            cluster.world)
+        #: Paused: events wait in ``_held`` (in order) until ``unpause``.
+        self.paused = False
+        self._held: list[Callable[[], None]] = []
         #: Peers log no txns yet (sync and broadcast come later): the last zxid is fixed.
         self.last_zxid = last_zxid
         self.core: QuorumPeerCore | None = None
@@ -121,9 +127,15 @@ class PeerNode:
             name = epoch_files.epoch_file_name(kind)
             return d.get(DATA, name) if name in d.list(DATA) else None
         st = epoch_files.resolve_epochs(read("accepted"), read("current"), self.last_zxid)
-        for kind, epoch in st.writes:
-            d.write_atomic(DATA, epoch_files.epoch_file_name(kind),
-                           epoch_files.format_epoch(epoch))
+        try:
+            for kind, epoch in st.writes:
+                d.write_atomic(DATA, epoch_files.epoch_file_name(kind),
+                               epoch_files.format_epoch(epoch))
+        except OSError as e:
+            # The process exits at startup; a supervisor starts it again later.
+            w.log(f"p{self.sid} START FAILED {e}")
+            w.after(w.rng.randint(100, 2_000), lambda: None if self.alive else self.start())
+            return
         self.incarnation += 1
         cfg = c.config_for(self.sid)
         core = QuorumPeerCore(cfg, last_zxid=self.last_zxid, accepted_epoch=st.accepted_epoch,
@@ -148,12 +160,52 @@ class PeerNode:
         w.log(f"p{self.sid} CRASH")
         self.driver = self.core = self.env = None
         self.role = None
+        self.paused = False
+        self._held.clear()
         self.disk.crash()
         self.cluster.drop_conns_of(self.sid)
 
+    def wipe(self) -> None:
+        """Crash and lose the data directory (a replaced disk); the peer comes back empty."""
+        w = self.cluster.world
+        if self.alive:
+            self.crash()
+        w.fault("wipe", f"p{self.sid} WIPE")
+        self.disk = SimDisk(random.Random(w.rng.random()), self.cluster.disk_faults, w)
+        self.last_zxid = 0
+        self.cluster.on_wipe(self)
+
+    def run(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in this process now, or at ``unpause`` if it is paused."""
+        if self.paused:
+            self._held.append(fn)
+        else:
+            fn()
+
+    def pause(self) -> None:
+        """Stop the process (SIGSTOP, a long GC pause): nothing runs, events wait."""
+        if self.alive and not self.paused:
+            self.paused = True
+            self.cluster.world.fault("pause", f"p{self.sid} PAUSE")
+
+    def unpause(self) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        w = self.cluster.world
+        w.log(f"p{self.sid} UNPAUSE ({len(self._held)} events waited)")
+        held, self._held = self._held, []
+        for fn in held:
+            w.after(0, fn)
+
     def step(self, event: Any) -> None:
-        if self.driver is not None:
-            self.driver.step(event)
+        drv = self.driver
+        if drv is None:
+            return
+        if self.paused:
+            self._held.append(lambda: drv.step(event) if self.driver is drv else None)
+            return
+        drv.step(event)
 
     # ---- SimPeerEnv callbacks
     def send_to_peer(self, sid: int, payload: bytes) -> None:
@@ -161,18 +213,27 @@ class PeerNode:
         self.cluster.deliver_election(self.sid, sid, payload)
 
     def write_epoch(self, kind: str, epoch: int) -> None:
-        """Epoch writes run one at a time, in the order asked (as aio_peers does)."""
+        """Epoch writes run one at a time, in the order asked (as aio_peers does): the
+        temporary file is written and fsync'd, renamed into place (visible, but a crash may
+        still keep the old file), and durable when the directory fsync returns."""
         env = self.env
         w = self.cluster.world
-        self._epoch_free_at = max(w.now, self._epoch_free_at) + self.disk.fsync_ms()
+        renamed_at = max(w.now, self._epoch_free_at) + self.disk.fsync_ms()
+        self._epoch_free_at = renamed_at + self.disk.fsync_ms()
         w.log(f"p{self.sid} WRITE {kind}Epoch={epoch} (durable at {self._epoch_free_at})")
+        name = epoch_files.epoch_file_name(kind)
+        disk = self.disk
+
+        def renamed() -> None:
+            if self.env is env:
+                disk.rename_into_place(DATA, name, epoch_files.format_epoch(epoch))
 
         def done() -> None:
             if self.env is env:
-                self.disk.write_atomic(DATA, epoch_files.epoch_file_name(kind),
-                                       epoch_files.format_epoch(epoch))
+                disk.rename_durable(DATA, name)
                 w.log(f"p{self.sid} {kind}Epoch={epoch} durable")
                 self.step(EpochDurable(kind, epoch))
+        w.at(renamed_at, renamed)
         w.at(self._epoch_free_at, done)
 
     def connect_to_leader(self, conn_id: int, host: str, port: int) -> None:
@@ -215,6 +276,7 @@ class PeerCluster:
         self.conns: dict[tuple[int, int], _QConn] = {}
         self._next_leader_conn = 1
         self.on_start_hooks: list[Callable[[PeerNode], None]] = []
+        self.on_wipe_hooks: list[Callable[[PeerNode], None]] = []
         zx = last_zxids or {}
         self.nodes: dict[int, PeerNode] = {
             sid: PeerNode(self, sid, zx.get(sid, 0)) for sid in range(1, n + 1)}
@@ -228,6 +290,10 @@ class PeerCluster:
 
     def on_start(self, node: PeerNode) -> None:
         for h in self.on_start_hooks:
+            h(node)
+
+    def on_wipe(self, node: PeerNode) -> None:
+        for h in self.on_wipe_hooks:
             h(node)
 
     def start_all(self) -> None:
@@ -327,12 +393,14 @@ class PeerCluster:
                 self.nodes[dest].step(LearnerPacketsReceived(qc.leader_conn, packets))
             else:
                 self.nodes[dest].step(LeaderPacketsReceived(qc.learner_conn, packets))
-        self.net.stream(sid, dest, deliver, lambda: self.drop_conn(qc, closer=None))
+        self.net.stream(sid, dest, deliver, lambda: self.drop_conn(qc, closer=None),
+                        conn=("q", qc.learner, qc.learner_conn))
 
     def drop_conn(self, qc: _QConn, closer: int | None) -> None:
         if self.conns.pop((qc.learner, qc.learner_conn), None) is None:
             return
         self.conns.pop((qc.leader, qc.leader_conn), None)
+        self.net.forget(("q", qc.learner, qc.learner_conn))
         self.world.log(f"qconn p{qc.learner}-p{qc.leader} closed")
         ln, ld = self.nodes[qc.learner], self.nodes[qc.leader]
         if closer != qc.learner:
@@ -381,6 +449,8 @@ class SimClient:
         self.last_zxid = 0
         self.conn_id: int | None = None
         self.connected = False
+        #: Reads from the server so far (the read timeout watches it).
+        self.frames_seen = 0
         self._buf = bytearray()
         self._xid = 0
         #: xid -> (path, value index of a write, or -1 - the acked index a read must see)
@@ -404,6 +474,7 @@ class SimClient:
         w.buffer(self.passwd).bool(False)
         c.node.client_open(self, conn_id)
         c.node.client_frames(self, conn_id, [bytes(w.out)])
+        arm_read_timeout(self, c.world, c.node)
 
     def closed(self, conn_id: int) -> None:
         """The connection ended (reset, partition, server close or crash)."""
@@ -417,6 +488,7 @@ class SimClient:
     def received(self, conn_id: int, data: bytes) -> None:
         if conn_id != self.conn_id:
             return
+        self.frames_seen += 1
         self._buf += data
         while len(self._buf) >= 4:
             (n,) = struct.unpack_from(">i", self._buf, 0)
@@ -477,6 +549,7 @@ class SimClient:
             self.pending[self._xid] = (path, -pm.acked_index - 1)
             self.ops_sent += 1
             self.cluster.node.client_frames(self, self.conn_id, [bytes(body.out)])
+            arm_read_timeout(self, self.cluster.world, self.cluster.node)
             return
         value = f"{self.cid}:{len(pm.values)}:{rng.randrange(1 << 30)}".encode()
         pm.values.append(value)
@@ -489,6 +562,11 @@ class SimClient:
         self.pending[self._xid] = (path, len(pm.values) - 1)
         self.ops_sent += 1
         self.cluster.node.client_frames(self, self.conn_id, [bytes(body.out)])
+        arm_read_timeout(self, self.cluster.world, self.cluster.node)
+
+
+#: A client of the standalone server: one that writes its own paths, or a register client.
+AnyClient = SimClient | RegisterClient
 
 
 class StandaloneNode:
@@ -497,7 +575,10 @@ class StandaloneNode:
     def __init__(self, cluster: StandaloneCluster) -> None:
         self.cluster = cluster
         w = cluster.world
-        self.disk = SimDisk(random.Random(w.rng.random()), cluster.disk_faults)
+        self.disk = SimDisk(random.Random(w.rng.random()), cluster.disk_faults, w)
+        #: The process is paused (SIGSTOP): events wait in ``_held`` until ``unpause``.
+        self.stopped = False
+        self._held: list[Callable[[], None]] = []
         self.core: ServerCore | None = None
         self.driver: Driver | None = None
         self.env: SimServerEnv | None = None
@@ -506,7 +587,7 @@ class StandaloneNode:
         self.last_appended = 0
         self.recovered: Recovered | None = None
         #: Open connections of this incarnation: conn_id -> (client, paused, held frames)
-        self.conns: dict[int, SimClient] = {}
+        self.conns: dict[int, AnyClient] = {}
         self.paused: dict[int, list[list[bytes]]] = {}
         self.failed = False
 
@@ -517,16 +598,24 @@ class StandaloneNode:
     def alive_check(self, env: Any) -> Callable[[], bool]:
         return lambda: self.env is env
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Recover from the disk and run; False when startup failed on a disk error (the
+        process exited; the caller starts it again later)."""
         c, w = self.cluster, self.cluster.world
-        rec = recover(self.disk, DATA, DATA, log=lambda m: w.log(f"srv recovery: {m}"))
+        try:
+            rec = recover(self.disk, DATA, DATA, log=lambda m: w.log(f"srv recovery: {m}"))
+        except OSError as e:
+            w.log(f"srv START FAILED {e}")
+            self.disk.crash()  # the process is gone; unsynced state too
+            return False
         self.recovered = rec
         c.on_recovered(self, rec)
         cfg = ServerConfig(data_dir="/data", tick_ms=2000)
         core = ServerCore(cfg, now_ms=w.now_ms(), rng=random.Random(w.rng.random()),
                           tree=rec.tree, sessions=rec.sessions)
         holder: list[SimServerEnv] = []
-        loop: Any = SimLoop(w, self.disk, lambda: bool(holder) and self.env is holder[0])
+        loop: Any = SimLoop(w, self.disk, lambda: bool(holder) and self.env is holder[0],
+                            self.run)
         lg = DiskTxnLog(loop,
                         DATA, LogSettings(pre_alloc_size_kb=4, snap_count=c.snap_count),
                         files=self.disk, rng=random.Random(w.rng.random()))
@@ -543,12 +632,44 @@ class StandaloneNode:
               f"truncated={rec.truncated}")
         self.conns.clear()
         self.paused.clear()
+        return True
+
+    def run(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in this process now, or at ``unpause`` if it is paused."""
+        if self.stopped:
+            self._held.append(fn)
+        else:
+            fn()
+
+    def pause(self) -> None:
+        """Stop the process (SIGSTOP, a long GC pause): nothing runs, events wait."""
+        if self.alive and not self.stopped:
+            self.stopped = True
+            self.cluster.world.fault("pause", "srv PAUSE")
+
+    def unpause(self) -> None:
+        if not self.stopped:
+            return
+        self.stopped = False
+        w = self.cluster.world
+        w.log(f"srv UNPAUSE ({len(self._held)} events waited)")
+        held, self._held = self._held, []
+        for fn in held:
+            w.after(0, fn)
+
+    def _step(self, event: Any) -> None:
+        drv = self.driver
+        if drv is None:
+            return
+        self.run(lambda: drv.step(event) if self.driver is drv else None)
 
     def crash(self) -> None:
         w = self.cluster.world
         w.log("srv CRASH")
         self.driver = self.core = self.env = None
         self.txn_log = None
+        self.stopped = False
+        self._held.clear()
         self.disk.crash()
         conns, self.conns = self.conns, {}
         self.paused.clear()
@@ -559,7 +680,7 @@ class StandaloneNode:
     def _durable(self, env: SimServerEnv, zxid: int) -> None:
         if self.env is env and self.driver is not None:
             self.durable_zxid = max(self.durable_zxid, zxid)
-            self.driver.step(TxnsDurable(zxid))
+            self.driver.step(TxnsDurable(zxid))  # the log calls back inside the process
             if self.core is not None:
                 self.cluster.on_applied(self, self.core.tree.last_processed_zxid,
                                         self.core.tree.digest())
@@ -571,7 +692,7 @@ class StandaloneNode:
             self.driver.step(StorageFailed(reason))
 
     # ---- client side of the network
-    def client_open(self, cl: SimClient, conn_id: int) -> None:
+    def client_open(self, cl: AnyClient, conn_id: int) -> None:
         env = self.env
 
         def deliver() -> None:
@@ -579,10 +700,11 @@ class StandaloneNode:
                 self.cluster.world.after(0, lambda: cl.closed(conn_id))
                 return
             self.conns[conn_id] = cl
-            self.driver.step(ClientConnected(conn_id, f"10.1.0.{cl.cid}", 50000 + cl.cid))
-        self.cluster.net.stream(cl.name, "srv", deliver, lambda: cl.closed(conn_id))
+            self._step(ClientConnected(conn_id, f"10.1.0.{cl.cid}", 50000 + cl.cid))
+        self.cluster.net.stream(cl.name, "srv", deliver, lambda: cl.closed(conn_id),
+                                conn=("client", conn_id))
 
-    def client_frames(self, cl: SimClient, conn_id: int, frames: list[bytes]) -> None:
+    def client_frames(self, cl: AnyClient, conn_id: int, frames: list[bytes]) -> None:
         def deliver() -> None:
             if conn_id not in self.conns or self.driver is None:
                 return
@@ -590,15 +712,16 @@ class StandaloneNode:
             if held is not None:
                 held.append(frames)
                 return
-            self.driver.step(ClientFramesReceived(conn_id, frames))
-        self.cluster.net.stream(cl.name, "srv", deliver, lambda: self.reset(conn_id, cl))
+            self._step(ClientFramesReceived(conn_id, frames))
+        self.cluster.net.stream(cl.name, "srv", deliver, lambda: self.reset(conn_id, cl),
+                                conn=("client", conn_id))
 
-    def reset(self, conn_id: int, cl: SimClient) -> None:
+    def reset(self, conn_id: int, cl: AnyClient) -> None:
         """The connection broke: both ends learn it."""
         if self.conns.pop(conn_id, None) is not None:
             self.paused.pop(conn_id, None)
-            if self.driver is not None:
-                self.driver.step(ClientDisconnected(conn_id))
+            self._step(ClientDisconnected(conn_id))
+        self.cluster.net.forget(("client", conn_id))
         cl.closed(conn_id)
 
     # ---- SimServerEnv callbacks
@@ -608,7 +731,7 @@ class StandaloneNode:
             return
         self.cluster.on_send(self, cl, data)
         self.cluster.net.stream("srv", cl.name, lambda: cl.received(conn_id, data),
-                                lambda: self.reset(conn_id, cl))
+                                lambda: self.reset(conn_id, cl), conn=("client", conn_id))
 
     def server_close(self, conn_id: int, reason: str) -> None:
         cl = self.conns.pop(conn_id, None)
@@ -618,7 +741,7 @@ class StandaloneNode:
         w = self.cluster.world
         w.at(self.cluster.net.stream_time("srv", cl.name), lambda: cl.closed(conn_id))
         env = self.env
-        w.after(0, lambda: self.driver.step(ClientDisconnected(conn_id))
+        w.after(0, lambda: self._step(ClientDisconnected(conn_id))
                 if self.env is env and self.driver is not None else None)
 
     def server_pause(self, conn_id: int, pause: bool) -> None:
@@ -630,7 +753,7 @@ class StandaloneNode:
 
         def feed(frames: list[bytes]) -> None:
             if self.env is env and self.driver is not None and conn_id in self.conns:
-                self.driver.step(ClientFramesReceived(conn_id, frames))
+                self._step(ClientFramesReceived(conn_id, frames))
         for frames in held:
             self.cluster.world.after(0, functools.partial(feed, frames))
 
@@ -640,12 +763,13 @@ class StandaloneNode:
 
 
 class StandaloneCluster:
-    """One standalone server and M clients, each writing its own paths."""
+    """One standalone server; M clients each writing its own paths, and R register clients
+    sharing ``keys`` shared paths (their operations go into ``history``)."""
 
     def __init__(self, world: World, clients: int, *, net_faults: NetFaults | None = None,
                  disk_faults: DiskFaults | None = None, paths: int = 3,
                  think_ms: int = 20, snap_count: int = 100000,
-                 read_ratio: float = 0.0) -> None:
+                 read_ratio: float = 0.0, registers: int = 0, keys: int = 2) -> None:
         self.world = world
         self.read_ratio = read_ratio
         self.net = Network(world, net_faults)
@@ -653,11 +777,15 @@ class StandaloneCluster:
         self.think_ms = think_ms
         self.snap_count = snap_count
         self._next_conn = 0
-        self.conn_clients: dict[int, SimClient] = {}
+        self.conn_clients: dict[int, AnyClient] = {}
         self.node = StandaloneNode(self)
         self.clients = [SimClient(self, i, paths) for i in range(1, clients + 1)]
+        self.history = History()
+        self.keys = [f"/r{k}" for k in range(keys)]
+        self.reg_clients = [RegisterClient(self, 100 + i, self.keys, self.history)
+                            for i in range(1, registers + 1)]
         self.ack_hooks: list[Callable[[SimClient, str, int, int], None]] = []
-        self.send_hooks: list[Callable[[StandaloneNode, SimClient, bytes], None]] = []
+        self.send_hooks: list[Callable[[StandaloneNode, AnyClient, bytes], None]] = []
         self.append_hooks: list[Callable[[StandaloneNode, list[tuple[int, bytes]]], None]] = []
         self.recovered_hooks: list[Callable[[StandaloneNode, Recovered], None]] = []
         self.applied_hooks: list[Callable[[StandaloneNode, int, int], None]] = []
@@ -667,9 +795,15 @@ class StandaloneCluster:
         self._next_conn += 1
         return self._next_conn
 
+    def server_for(self, client: Any) -> StandaloneNode:
+        return self.node
+
+    def all_clients(self) -> list[AnyClient]:
+        return [*self.clients, *self.reg_clients]
+
     def start(self) -> None:
         self.node.start()
-        for cl in self.clients:
+        for cl in self.all_clients():
             self.world.after(self.world.rng.randint(0, 50), cl.connect)
 
     def on_ack(self, cl: SimClient, path: str, idx: int, zxid: int) -> None:
@@ -685,7 +819,7 @@ class StandaloneCluster:
         for h in self.read_hooks:
             h(cl, path, acked_index, err, data)
 
-    def on_send(self, node: StandaloneNode, cl: SimClient, data: bytes) -> None:
+    def on_send(self, node: StandaloneNode, cl: AnyClient, data: bytes) -> None:
         for h in self.send_hooks:
             h(node, cl, data)
 

@@ -73,6 +73,14 @@ class World:
         self.steps = 0
         #: Called after every event (checkers hook in here).
         self.after_step: list[Callable[[], None]] = []
+        #: Faults injected so far, by kind (the campaign summary adds them up).
+        self.faults: dict[str, int] = {}
+
+    def fault(self, kind: str, text: str | None = None) -> None:
+        """Count one injected fault (and trace it when ``text`` is given)."""
+        self.faults[kind] = self.faults.get(kind, 0) + 1
+        if text is not None:
+            self.log(text)
 
     def now_ms(self) -> int:
         """Wall-clock-like ms (virtual), for cores that stamp times."""
@@ -143,21 +151,36 @@ class NetFaults:
 
 
 class Network:
-    """Links between named nodes (ints for peers, ``("c", n)`` tuples for clients)."""
+    """Links between named nodes (ints for peers, ``("c", n)`` tuples for clients).
+
+    Cuts are directed: ``partition`` cuts both directions between groups, ``cut_one_way``
+    only one (asymmetric reachability, a broken route). A datagram on a cut direction is lost.
+    A stream send on a cut direction resets the connection (the route is gone and TCP gives
+    up); a send into a *black hole* is lost silently and so is everything after it on that
+    connection (TCP would retransmit forever): the ends notice only by their own timeouts.
+    ``stall`` holds every byte on a direction until a time (a congested or frozen route),
+    FIFO kept. A reset loses whatever was not delivered yet, in flight or not sent.
+    """
 
     def __init__(self, world: World, faults: NetFaults | None = None) -> None:
         self.world = world
         self.faults = faults or NetFaults()
+        #: Directed cuts (a, b): nothing from a reaches b.
         self._blocked: set[tuple[Any, Any]] = set()
+        #: Directed black holes: stream bytes vanish, connections hang.
+        self._holes: set[tuple[Any, Any]] = set()
+        #: Connections that lost bytes to a black hole: nothing more gets through.
+        self._hung: set[Any] = set()
         #: Per directed link, the time its last stream byte arrives (FIFO).
         self._fifo: dict[tuple[Any, Any], int] = {}
 
-    @staticmethod
-    def _key(a: Any, b: Any) -> tuple[Any, Any]:
-        return (a, b) if repr(a) <= repr(b) else (b, a)
-
     def linked(self, a: Any, b: Any) -> bool:
-        return self._key(a, b) not in self._blocked
+        """Can a reach b (and b reach a)? Streams need both directions."""
+        return (a, b) not in self._blocked and (b, a) not in self._blocked
+
+    def reaches(self, a: Any, b: Any) -> bool:
+        """Does a datagram from a reach b?"""
+        return (a, b) not in self._blocked
 
     def partition(self, groups: list[list[Any]]) -> None:
         """Cut every link between members of different groups (others stay as they are)."""
@@ -165,11 +188,33 @@ class Network:
             for h in groups[i + 1:]:
                 for a in g:
                     for b in h:
-                        self._blocked.add(self._key(a, b))
-        self.world.log("PARTITION " + " | ".join(",".join(map(str, g)) for g in groups))
+                        self._blocked.add((a, b))
+                        self._blocked.add((b, a))
+        self.world.fault("partition", "PARTITION "
+                         + " | ".join(",".join(map(str, g)) for g in groups))
+
+    def cut_one_way(self, src: list[Any], dst: list[Any]) -> None:
+        """Nothing from ``src`` reaches ``dst``; the other direction still works."""
+        for a in src:
+            for b in dst:
+                if a != b:
+                    self._blocked.add((a, b))
+        self.world.fault("one_way_cut", "CUT " + ",".join(map(str, src)) + " -> "
+                         + ",".join(map(str, dst)))
+
+    def black_hole(self, a: Any, b: Any) -> None:
+        """Stream bytes from a to b vanish without a reset (until ``heal``)."""
+        self._holes.add((a, b))
+        self.world.fault("black_hole", f"BLACKHOLE {a} -> {b}")
+
+    def stall(self, a: Any, b: Any, until: int) -> None:
+        """Nothing on a->b arrives before ``until`` (order kept)."""
+        self._fifo[(a, b)] = max(self._fifo.get((a, b), 0), until)
+        self.world.fault("stall", f"STALL {a} -> {b} until {until}")
 
     def heal(self) -> None:
         self._blocked.clear()
+        self._holes.clear()
         self.world.log("HEAL")
 
     def _delay(self) -> int:
@@ -179,29 +224,51 @@ class Network:
     def datagram(self, a: Any, b: Any, deliver: Callable[[], None]) -> None:
         """Send one message a->b: maybe dropped, duplicated, delayed out of order."""
         rng, f, w = self.world.rng, self.faults, self.world
-        if not self.linked(a, b) or rng.random() < f.drop:
+        if not self.reaches(a, b):
             return
-        copies = 2 if rng.random() < f.duplicate else 1
+        if rng.random() < f.drop:
+            w.fault("drop")
+            return
+        copies = 1
+        if rng.random() < f.duplicate:
+            w.fault("duplicate")
+            copies = 2
         for _ in range(copies):
             d = self._delay()
             if rng.random() < f.reorder:
+                w.fault("reorder")
                 d += rng.randint(0, 10 * max(1, f.delay_max_ms))
-                w.after(d, lambda: deliver() if self.linked(a, b) else None)
+                w.after(d, lambda: deliver() if self.reaches(a, b) else None)
             else:
                 t = max(w.now + d, self._fifo.get((a, b), 0))
                 self._fifo[(a, b)] = t
-                w.at(t, lambda: deliver() if self.linked(a, b) else None)
+                w.at(t, lambda: deliver() if self.reaches(a, b) else None)
 
     def stream(self, a: Any, b: Any, deliver: Callable[[], None],
-               reset: Callable[[], None]) -> None:
-        """Send bytes a->b on a connection: FIFO; a partition or a reset fault breaks it."""
+               reset: Callable[[], None], conn: Any = None) -> None:
+        """Send bytes a->b on a connection: FIFO; a cut or a reset fault breaks it; a black
+        hole swallows them (and, for a named ``conn``, everything after them)."""
         w = self.world
-        if not self.linked(a, b) or w.rng.random() < self.faults.reset:
+        if conn is not None and conn in self._hung:
+            return
+        if (a, b) in self._holes:
+            if conn is not None:
+                self._hung.add(conn)
+            return
+        if not self.linked(a, b):
+            w.after(0, reset)
+            return
+        if w.rng.random() < self.faults.reset:
+            w.fault("reset", f"RESET {a} -> {b}")
             w.after(0, reset)
             return
         t = max(w.now + self._delay(), self._fifo.get((a, b), 0))
         self._fifo[(a, b)] = t
         w.at(t, deliver)
+
+    def forget(self, conn: Any) -> None:
+        """A connection closed: its hung state goes with it."""
+        self._hung.discard(conn)
 
     def stream_time(self, a: Any, b: Any) -> int:
         """When a close sent now on a->b arrives (after the bytes already in flight)."""
@@ -215,7 +282,7 @@ class Network:
 
 @dataclass
 class DiskFaults:
-    """fsync latency (ms) and crash behaviour."""
+    """fsync latency (ms), crash behaviour and injected errors."""
 
     fsync_min_ms: int = 1
     fsync_max_ms: int = 3
@@ -224,8 +291,13 @@ class DiskFaults:
     fsync_slow_ms: int = 200
     #: Chance a crash keeps part of the unsynced bytes of one log (a torn last write).
     torn: float = 0.0
-    #: Chance one writer job fails with EIO (StorageFailed).
+    #: Chance one writer job fails (StorageFailed): on a write, extend, create or fsync.
     error: float = 0.0
+    #: Of those failures, the share that is ENOSPC (the rest is EIO).
+    enospc: float = 0.0
+    #: Chance a metadata operation (truncate, remove, write_atomic, directory fsync) fails
+    #: with EIO; at startup that stops the process, which is restarted later.
+    meta_error: float = 0.0
 
 
 class _SimHandle(_MemHandle):
@@ -243,18 +315,39 @@ class SimDisk(MemoryFiles):
     ``SimLoop`` finishes the job. A crash in between loses them.
     """
 
-    def __init__(self, rng: random.Random, faults: DiskFaults | None = None) -> None:
+    def __init__(self, rng: random.Random, faults: DiskFaults | None = None,
+                 world: World | None = None) -> None:
         super().__init__()
         self.rng = rng
         self.faults = faults or DiskFaults()
+        self.world = world
         self.pending_syncs: list[tuple[str, str | None]] = []
         self.fail_next = False
+        self.fail_errno = 5
         self.crashes = 0
+        #: Renames done but whose directory fsync has not returned: (directory, name) ->
+        #: (new content, old content or None). A crash keeps either, as a disk may.
+        self.renames: dict[tuple[str, str], tuple[bytes, bytes | None]] = {}
+
+    def _fault(self, kind: str) -> None:
+        if self.world is not None:
+            self.world.fault(kind)
 
     def before(self, op: str, name: str) -> None:
-        if self.fail_next and op in ("write", "sync"):
+        if self.fail_next and op in ("write", "extend", "create", "sync"):
             self.fail_next = False
+            err = self.fail_errno
+            self._fault("enospc" if err == 28 else "eio")
+            raise OSError(err, f"simulated {'ENOSPC' if err == 28 else 'EIO'} on {op}", name)
+        if op in ("truncate", "remove", "write_atomic", "sync_dir") and (
+                self.faults.meta_error > 0 and self.rng.random() < self.faults.meta_error):
+            self._fault("eio_" + op)
             raise OSError(5, f"simulated EIO on {op}", name)
+
+    def arm_failure(self) -> None:
+        """The next write, extend, create or fsync fails (EIO, or ENOSPC at its share)."""
+        self.fail_next = True
+        self.fail_errno = 28 if self.rng.random() < self.faults.enospc else 5
 
     def create_log(self, directory: str, name: str) -> _MemHandle:
         self.before("create", name)
@@ -265,6 +358,17 @@ class SimDisk(MemoryFiles):
     def sync_dir(self, directory: str) -> None:
         self.before("sync_dir", directory)
         self.pending_syncs.append((directory, None))
+
+    def rename_into_place(self, directory: str, name: str, data: bytes) -> None:
+        """The rename of an fsync'd temporary file onto ``name``: visible at once, durable
+        only at ``rename_durable`` (the directory fsync)."""
+        old = self.get(directory, name) if name in self.list(directory) else None
+        self.put(directory, name, data)
+        prev = self.renames.get((directory, name))
+        self.renames[(directory, name)] = (data, prev[1] if prev is not None else old)
+
+    def rename_durable(self, directory: str, name: str) -> None:
+        self.renames.pop((directory, name), None)
 
     def complete_syncs(self) -> None:
         for directory, name in self.pending_syncs:
@@ -278,6 +382,7 @@ class SimDisk(MemoryFiles):
     def fsync_ms(self) -> int:
         f = self.faults
         if self.rng.random() < f.slow:
+            self._fault("slow_fsync")
             return f.fsync_slow_ms
         return self.rng.randint(f.fsync_min_ms, max(f.fsync_min_ms, f.fsync_max_ms))
 
@@ -285,6 +390,16 @@ class SimDisk(MemoryFiles):
         """Power loss: unsynced writes are lost, or (torn) partly kept for one log file."""
         self.pending_syncs.clear()
         self.crashes += 1
+        # A rename whose directory fsync did not return: the disk kept the old or the new name.
+        for (d, n), (_new, old_data) in sorted(self.renames.items()):
+            if self.rng.random() < 0.5:
+                continue
+            self._fault("rename_lost")
+            if old_data is None:
+                self.dirs[d].pop(n, None)
+            else:
+                self.put(d, n, old_data)
+        self.renames.clear()
         torn: tuple[str, str, bytes] | None = None
         if self.rng.random() < self.faults.torn:
             cands = []
@@ -305,6 +420,7 @@ class SimDisk(MemoryFiles):
                 torn = (d, n, new[: first + keep] + old[first + keep:])
         super().crash()
         if torn is not None:
+            self._fault("torn_write")
             d, n, data = torn
             self.dirs[d][n].data = bytearray(data)
             self.dirs[d][n].synced = data
@@ -341,19 +457,22 @@ class SimLoop:
     (``alive`` false) means the completion never arrives, as the process is gone.
     """
 
-    def __init__(self, world: World, disk: SimDisk, alive: Callable[[], bool]) -> None:
+    def __init__(self, world: World, disk: SimDisk, alive: Callable[[], bool],
+                 run: Callable[[Callable[[], None]], None] | None = None) -> None:
         self.world = world
         self.disk = disk
         self.alive = alive
+        #: Runs a callback in the process (a paused process holds it until resumed).
+        self.run: Callable[[Callable[[], None]], None] = run or (lambda fn: fn())
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.world.after(0, lambda: fn(*args) if self.alive() else None)
+        self.world.after(0, lambda: self.run(lambda: fn(*args) if self.alive() else None))
 
     def run_in_executor(self, _executor: Any, fn: Callable[..., Any], *args: Any) -> SimFuture:
         fut = SimFuture()
         exc: BaseException | None = None
         if self.disk.rng.random() < self.disk.faults.error:
-            self.disk.fail_next = True
+            self.disk.arm_failure()
         try:
             fn(*args)
         except OSError as e:
@@ -364,11 +483,13 @@ class SimLoop:
         def done() -> None:
             if not self.alive():
                 return
+            # The fsync returned (the disk has the bytes) even if the process is paused;
+            # the process learns it when it runs.
             if exc is None:
                 self.disk.complete_syncs()
             else:
                 self.disk.pending_syncs.clear()
-            fut.finish(exc)
+            self.run(lambda: fut.finish(exc) if self.alive() else None)
         self.world.after(delay, done)
         return fut
 
@@ -412,8 +533,11 @@ class SimServerEnv:
         self.timer = _Timer(world, self._fire, owner.alive_check(self))
 
     def _fire(self) -> None:
-        assert self.driver is not None
-        self.driver.timer_fired()
+        drv = self.driver
+        assert drv is not None
+        # A paused process runs its timer when it is resumed (if it still runs by then).
+        self.owner.run(lambda: drv.timer_fired() if self.driver is drv
+                       and self.owner.env is self else None)
 
     def now_ms(self) -> int:
         return self.world.now_ms()
@@ -448,8 +572,11 @@ class SimPeerEnv:
         self.timer = _Timer(world, self._fire, owner.alive_check(self))
 
     def _fire(self) -> None:
-        assert self.driver is not None
-        self.driver.timer_fired()
+        drv = self.driver
+        assert drv is not None
+        # A paused process runs its timer when it is resumed (if it still runs by then).
+        self.owner.run(lambda: drv.timer_fired() if self.driver is drv
+                       and self.owner.env is self else None)
 
     def now_ms(self) -> int:
         return self.world.now_ms()

@@ -11,16 +11,21 @@ exits 1 with the seed and the tail of the trace. The same seed replays the same 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
+import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .checkers import PeerChecker, StandaloneChecker, Violation
-from .cluster import PeerCluster, StandaloneCluster
+from .cluster import PeerCluster, SimClient, StandaloneCluster
 from .sim_env import DiskFaults, NetFaults, World
+from .workload import RegisterClient, check_history
 
-__all__ = ["RunResult", "run", "run_election", "run_standalone", "main"]
+__all__ = ["RunResult", "Campaign", "run", "run_election", "run_standalone", "main", "report",
+           "mode_of", "MODES"]
 
 #: After healing, a leader must be established (and followed by a quorum) within this.
 ELECTION_LIVENESS_MS = 180_000
@@ -41,6 +46,9 @@ class RunResult:
     trace: str = ""
     stats: dict[str, int] = field(default_factory=dict)
     digest: str = ""
+    #: Faults injected, by kind.
+    faults: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
 
 
 def _net_faults(world: World, *, datagrams: bool) -> NetFaults:
@@ -55,61 +63,94 @@ def _net_faults(world: World, *, datagrams: bool) -> NetFaults:
     )
 
 
-def run_election(seed: int, *, peers: int | None = None, steps: int | None = None,
-                 fault_ms: int | None = None, verbose: bool = False) -> RunResult:
-    """Election under faults: N peers, partitions, crashes, restarts; then heal and converge."""
+#: Fault kinds of a peer run, with their weights (the seed also scales some to zero).
+PEER_FAULTS = {"crash": 18, "restart": 18, "partition": 14, "one_way_cut": 6, "heal": 16,
+               "pause": 8, "stall": 8, "black_hole": 6, "wipe_observer": 3}
+
+
+def run_election(seed: int, *, peers: int | None = None, observers: int | None = None,
+                 steps: int | None = None, fault_ms: int | None = None,
+                 verbose: bool = False) -> RunResult:
+    """Election under faults: 3-7 voters and 0-2 observers; crashes, restarts, pauses,
+    symmetric and one-way partitions, stalls, black holes, wiped observers; then heal and
+    converge."""
     world = World(seed, verbose=verbose)
     rng = world.rng
-    n = peers or rng.choice([3, 5])
+    voters = peers or rng.randint(3, 7)
+    n_obs = observers if observers is not None else rng.choice([0, 0, 1, 2])
+    n = voters + n_obs
     net = _net_faults(world, datagrams=True)
     disk = DiskFaults(slow=rng.choice([0.0, 0.1, 0.5]), fsync_slow_ms=rng.choice([50, 500]))
     last_zxids = {sid: (rng.randint(0, 2) << 32) | rng.randint(0, 5) for sid in range(1, n + 1)}
-    observers = (n,) if n == 5 and rng.random() < 0.3 else ()
+    obs = tuple(range(voters + 1, n + 1))
     readonly = rng.random() < 0.3
     cluster = PeerCluster(world, n, net_faults=net, disk_faults=disk, last_zxids=last_zxids,
-                          observers=observers, readonly=readonly)
+                          observers=obs, readonly=readonly)
     checker = PeerChecker(cluster)
     fault_end = fault_ms if fault_ms is not None else rng.randint(10_000, 60_000)
     fault_gap_ms = rng.choice([1_000, 5_000, 12_000])
     steps_max = steps if steps is not None else 200_000
-    summary = (f"mode=election peers={n} observers={observers} readonly={readonly} "
+    weights = dict(PEER_FAULTS)
+    for kind in ("one_way_cut", "pause", "stall", "black_hole"):
+        if rng.random() < 0.3:
+            weights[kind] = 0
+    summary = (f"mode=election voters={voters} observers={obs} readonly={readonly} "
                f"fault_ms={fault_end} gap_ms={fault_gap_ms} net={net} "
-               f"disk_slow={disk.slow} zxids={[hex(z) for z in last_zxids.values()]}")
-    stats = {"crashes": 0, "partitions": 0}
-
+               f"disk_slow={disk.slow} zxids={[hex(z) for z in last_zxids.values()]} "
+               f"faults={weights}")
+    stats: dict[str, int] = {}
     faulting = [True]
+    kinds = sorted(weights)
 
     def fault() -> None:
         if world.now >= fault_end or not faulting[0]:
             return
-        r = rng.random()
-        dead = [s for s, nd in sorted(cluster.nodes.items()) if not nd.alive]
-        live = [s for s, nd in sorted(cluster.nodes.items()) if nd.alive]
-        if r < 0.25 and live:
-            cluster.nodes[rng.choice(live)].crash()
-            stats["crashes"] += 1
-        elif r < 0.5 and dead:
-            cluster.nodes[rng.choice(dead)].start()
-        elif r < 0.75:
-            sids = sorted(cluster.nodes)
+        kind = rng.choices(kinds, [weights[k] for k in kinds])[0]
+        nodes = cluster.nodes
+        dead = [s for s, nd in sorted(nodes.items()) if not nd.alive]
+        live = [s for s, nd in sorted(nodes.items()) if nd.alive and not nd.paused]
+        if kind == "crash" and live:
+            world.fault("crash")
+            nodes[rng.choice(live)].crash()
+        elif kind == "restart" and dead:
+            world.fault("restart")
+            nodes[rng.choice(dead)].start()
+        elif kind in ("partition", "one_way_cut"):
+            sids = sorted(nodes)
             rng.shuffle(sids)
             k = rng.randint(1, n - 1)
-            cluster.partition([sorted(sids[:k]), sorted(sids[k:])])
-            stats["partitions"] += 1
-        else:
+            side_a, side_b = sorted(sids[:k]), sorted(sids[k:])
+            if kind == "partition":
+                cluster.partition([side_a, side_b])
+            else:
+                cluster.net.cut_one_way(side_a, side_b)
+        elif kind == "heal":
             cluster.heal()
+        elif kind == "pause" and live:
+            nd = nodes[rng.choice(live)]
+            nd.pause()
+            world.after(rng.randint(100, 3 * cluster.tick_ms), nd.unpause)
+        elif kind in ("stall", "black_hole"):
+            a, b = rng.sample(sorted(nodes), 2)
+            if kind == "stall":
+                cluster.net.stall(a, b, world.now + rng.randint(100, 5_000))
+            else:
+                cluster.net.black_hole(a, b)
+        elif kind == "wipe_observer" and obs:
+            nodes[rng.choice(obs)].wipe()
         world.after(rng.randint(fault_gap_ms // 10, fault_gap_ms), fault)
 
     def body() -> None:
         cluster.start_all()
         world.after(rng.randint(0, fault_gap_ms), fault)
         world.run_until(fault_end, steps_max=steps_max)
-        # Heal: calm network, every peer up.
+        # Heal: calm network, every peer up and running.
         faulting[0] = False
         world.log("HEALING")
         cluster.net.faults = NetFaults.calm()
         cluster.heal()
         for sid in sorted(cluster.nodes):
+            cluster.nodes[sid].unpause()
             if not cluster.nodes[sid].alive:
                 cluster.nodes[sid].start()
         deadline = world.now + ELECTION_LIVENESS_MS
@@ -133,26 +174,40 @@ def run_election(seed: int, *, peers: int | None = None, steps: int | None = Non
                             "checks": checker.checks})
 
 
+#: Fault kinds of a standalone run, with their weights.
+STANDALONE_FAULTS = {"crash": 25, "client_partition": 25, "heal": 25, "pause": 8,
+                     "stall": 8, "black_hole": 5}
+
+
 def run_standalone(seed: int, *, steps: int | None = None,
                    fault_ms: int | None = None, verbose: bool = False) -> RunResult:
-    """A standalone server with clients writing under crashes, torn/lost writes, slow fsync,
-    EIO, connection resets and client partitions; every acknowledged write must survive."""
+    """A standalone server with clients under crashes, torn/lost writes, slow fsync, EIO and
+    ENOSPC, failed restarts, pauses, connection resets, stalls, black holes and client
+    partitions. Every acknowledged write must survive; the register clients' history on
+    shared paths must be linearizable."""
     world = World(seed, verbose=verbose)
     rng = world.rng
     n_clients = rng.randint(1, 5)
     net = _net_faults(world, datagrams=False)
     disk = DiskFaults(slow=rng.choice([0.0, 0.1, 0.5]), fsync_slow_ms=rng.choice([50, 300]),
-                      torn=rng.choice([0.0, 0.5, 1.0]), error=rng.choice([0.0, 0.0, 0.01]))
+                      torn=rng.choice([0.0, 0.5, 1.0]), error=rng.choice([0.0, 0.0, 0.01]),
+                      enospc=rng.choice([0.0, 0.5]), meta_error=rng.choice([0.0, 0.0, 0.2]))
     cluster = StandaloneCluster(world, n_clients, net_faults=net, disk_faults=disk,
                                 paths=rng.randint(1, 4), think_ms=rng.choice([0, 5, 50]),
                                 snap_count=rng.choice([10, 100, 100000]),
-                                read_ratio=rng.choice([0.0, 0.3, 0.6]))
+                                read_ratio=rng.choice([0.0, 0.3, 0.6]),
+                                registers=rng.randint(1, 5), keys=rng.randint(1, 3))
     checker = StandaloneChecker(cluster)
     fault_end = fault_ms if fault_ms is not None else rng.randint(3_000, 10_000)
     steps_max = steps if steps is not None else 200_000
-    summary = (f"mode=standalone clients={n_clients} fault_ms={fault_end} net={net} "
-               f"disk={disk}")
-    stats = {"crashes": 0}
+    weights = dict(STANDALONE_FAULTS)
+    for kind in ("pause", "stall", "black_hole"):
+        if rng.random() < 0.3:
+            weights[kind] = 0
+    summary = (f"mode=standalone clients={n_clients} registers={len(cluster.reg_clients)} "
+               f"keys={len(cluster.keys)} fault_ms={fault_end} net={net} disk={disk} "
+               f"faults={weights}")
+    stats: dict[str, int] = {}
     node = cluster.node
     restart_pending = [False]
 
@@ -165,7 +220,8 @@ def run_standalone(seed: int, *, steps: int | None = None,
             restart_pending[0] = False
             if node.alive:
                 node.crash()  # the process stopped (exit 1 after StorageFailed)
-            node.start()
+            if not node.start():
+                restart_later(rng.randint(100, 2_000))  # the supervisor tries again
         world.after(delay, go)
 
     def watch_failed() -> None:
@@ -174,22 +230,34 @@ def run_standalone(seed: int, *, steps: int | None = None,
     world.after_step.append(watch_failed)
 
     faulting = [True]
+    kinds = sorted(weights)
+    clients = cluster.all_clients()
 
     def fault() -> None:
         if world.now >= fault_end or not faulting[0]:
             return
-        r = rng.random()
-        if r < 0.3 and node.alive and not restart_pending[0]:
+        kind = rng.choices(kinds, [weights[k] for k in kinds])[0]
+        if kind == "crash" and node.alive and not restart_pending[0]:
+            world.fault("crash")
             node.crash()
-            stats["crashes"] += 1
             restart_later(rng.randint(0, 3_000))
-        elif r < 0.6:
-            cl = rng.choice(cluster.clients)
+        elif kind == "client_partition":
+            cl = rng.choice(clients)
             cluster.net.partition([[cl.name], ["srv"]])
             if cl.conn_id is not None and cl.conn_id in node.conns:
                 node.reset(cl.conn_id, cl)
-        else:
+        elif kind == "heal":
             cluster.net.heal()
+        elif kind == "pause" and node.alive and not node.stopped:
+            node.pause()
+            world.after(rng.randint(100, 3_000), node.unpause)
+        elif kind in ("stall", "black_hole"):
+            cl = rng.choice(clients)
+            a, b = (cl.name, "srv") if rng.random() < 0.5 else ("srv", cl.name)
+            if kind == "stall":
+                cluster.net.stall(a, b, world.now + rng.randint(100, 3_000))
+            else:
+                cluster.net.black_hole(a, b)
         world.after(rng.randint(100, 3_000), fault)
 
     def body() -> None:
@@ -200,30 +268,42 @@ def run_standalone(seed: int, *, steps: int | None = None,
         world.log("HEALING")
         cluster.net.faults = NetFaults(delay_min_ms=1, delay_max_ms=net.delay_max_ms)
         cluster.net.heal()
-        disk.error = 0.0
+        disk.error = disk.meta_error = 0.0
+        node.unpause()
         if not node.alive and not restart_pending[0]:
-            node.start()
-        base = {cl.cid: cl.acks for cl in cluster.clients}
+            restart_later(0)
+        base = {cl.cid: _progress(cl) for cl in clients}
         deadline = world.now + STANDALONE_LIVENESS_MS
         while world.now < deadline:
             world.run_until(world.now + 100)
-            if all(cl.acks > base[cl.cid] for cl in cluster.clients):
+            if all(_progress(cl) > base[cl.cid] for cl in clients):
                 break
         else:
-            raise Violation("liveness: a client got no write acknowledged within "
+            raise Violation("liveness: a client completed no operation within "
                             f"{STANDALONE_LIVENESS_MS} ms of healing")
-        for cl in cluster.clients:
+        for cl in clients:
             cl.stopped = True
         world.run_until(world.now + 1_000)
         node.crash()  # a last power loss: recovery must still hold every acknowledged write
-        node.start()
+        if not node.start():
+            raise Violation("the server does not start on a calm disk")
+        res = check_history(cluster.history)
+        stats["history_ops"] = len(cluster.history.ops)
+        stats["lin_inconclusive"] = int(res.inconclusive)
+        if res.violations():
+            raise Violation("linearizability: " + res.explain())
 
     return _finish(world, "standalone", summary, body, stats,
-                   lambda: {"acks": sum(cl.acks for cl in cluster.clients),
-                            "ops": sum(cl.ops_sent for cl in cluster.clients),
+                   lambda: {"acks": sum(cl.acks for cl in clients),
+                            "ops": sum(cl.ops_sent for cl in clients),
                             "recoveries": checker.recoveries, "reads": checker.reads,
                             "digests_compared": checker.digests_compared,
                             "max_acked_zxid": checker.max_acked_zxid})
+
+
+def _progress(cl: SimClient | RegisterClient) -> int:
+    """Writes acknowledged (own-path clients) or operations completed (register clients)."""
+    return cl.done if isinstance(cl, RegisterClient) else cl.acks
 
 
 class _TraceHandler(logging.Handler):
@@ -252,26 +332,36 @@ def _finish(world: World, mode: str, summary: str, body: object, stats: dict[str
 
 def _run_body(world: World, mode: str, summary: str, body: object, stats: dict[str, int],
               more: object) -> RunResult:
+    res = RunResult(world.seed, mode, True, summary, stats=stats, faults=world.faults)
     try:
         body()  # type: ignore[operator]
     except Violation as e:
-        return RunResult(world.seed, mode, False, summary, f"{e}", world.tail(), stats)
+        res.ok, res.error = False, f"{e}"
     except Exception as e:  # noqa: BLE001 - a core's assert or a crash is a finding too
-        return RunResult(world.seed, mode, False, summary,
-                         f"{type(e).__name__}: {e}\n{traceback.format_exc()}", world.tail(),
-                         stats)
-    stats.update(more())  # type: ignore[operator]
-    stats["virtual_ms"] = world.now
-    stats["steps"] = world.steps
-    return RunResult(world.seed, mode, True, summary, trace=world.tail(), stats=stats,
-                     digest=world.digest())
+        res.ok, res.error = False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+    res.steps = world.steps
+    res.trace = world.tail()
+    if res.ok:
+        stats.update(more())  # type: ignore[operator]
+        stats["virtual_ms"] = world.now
+        stats["steps"] = world.steps
+        res.digest = world.digest()
+    return res
+
+
+MODES = ("election", "standalone")
+
+
+def mode_of(seed: int) -> str:
+    """The mode a seed runs when none is asked for."""
+    return MODES[seed % len(MODES)]
 
 
 def run(seed: int, *, mode: str | None = None, peers: int | None = None,
         steps: int | None = None, verbose: bool = False) -> RunResult:
     """One seeded run; the seed picks the mode when ``mode`` is None."""
     if mode is None:
-        mode = "election" if seed % 2 == 0 else "standalone"
+        mode = mode_of(seed)
     if mode == "election":
         return run_election(seed, peers=peers, steps=steps, verbose=verbose)
     if mode == "standalone":
@@ -279,31 +369,113 @@ def run(seed: int, *, mode: str | None = None, peers: int | None = None,
     raise ValueError(f"unknown mode {mode!r}")
 
 
+@dataclass
+class Campaign:
+    """What a series of runs found."""
+
+    runs: int = 0
+    steps: int = 0
+    virtual_ms: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
+    violations: list[RunResult] = field(default_factory=list)
+
+    def add(self, res: RunResult) -> None:
+        self.runs += 1
+        self.steps += res.steps
+        self.virtual_ms += res.stats.get("virtual_ms", 0)
+        self.modes[res.mode] = self.modes.get(res.mode, 0) + 1
+        for k, v in res.faults.items():
+            self.faults[k] = self.faults.get(k, 0) + v
+        if not res.ok:
+            self.violations.append(res)
+
+    def summary(self, wall_s: float | None = None) -> str:
+        """The campaign summary; its last line is ``runs=N steps=S violations=V``."""
+        lines = ["modes: " + " ".join(f"{k}={v}" for k, v in sorted(self.modes.items())),
+                 "faults injected: " + (" ".join(f"{k}={v}" for k, v in
+                                                 sorted(self.faults.items())) or "none"),
+                 f"faults total={sum(self.faults.values())} virtual_s={self.virtual_ms // 1000}"]
+        if wall_s is not None and wall_s > 0:
+            lines.append(f"wall_s={wall_s:.1f} steps_per_s={self.steps / wall_s:.0f}")
+        if self.violations:
+            lines.append("violating seeds: " + " ".join(
+                f"{r.seed}({r.mode})" for r in self.violations))
+        lines.append(f"runs={self.runs} steps={self.steps} violations={len(self.violations)}")
+        return "\n".join(lines)
+
+
+def report(res: RunResult, *, tail: int = 40) -> str:
+    """A violation: the seed, the invariant, the last events, the replay command."""
+    trace = "\n".join(res.trace.splitlines()[-tail:])
+    return (f"VIOLATION seed={res.seed} mode={res.mode}: {res.error}\n{res.summary}\n"
+            f"--- last events ---\n{trace}\n"
+            f"replay: python -m zkfast.testing.vopr --seed {res.seed} --mode {res.mode}")
+
+
+def _seed_range(text: str) -> range:
+    a, sep, b = text.partition("..")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected A..B, got {text!r}")
+    lo, hi = int(a), int(b)
+    if hi < lo:
+        raise argparse.ArgumentTypeError(f"empty seed range {text!r}")
+    return range(lo, hi + 1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m zkfast.testing.vopr", description=__doc__)
-    p.add_argument("--seed", type=int, required=True)
+    p = argparse.ArgumentParser(prog="zkfast-sim", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--seed", type=int, help="one run (replays exactly)")
+    which.add_argument("--seeds", type=_seed_range, metavar="A..B",
+                       help="a campaign over seeds A to B (inclusive)")
+    which.add_argument("--minutes", type=float,
+                       help="a campaign over seeds --first, --first+1, ... for M minutes")
+    p.add_argument("--first", type=int, default=0, help="first seed of --minutes")
     p.add_argument("--steps", type=int, default=None, help="events in the fault phase (max)")
-    p.add_argument("--peers", type=int, choices=(3, 5), default=None)
-    p.add_argument("--mode", choices=("election", "standalone"), default=None)
+    p.add_argument("--peers", type=int, choices=range(3, 8), default=None, metavar="3..7",
+                   help="voters (election mode)")
+    p.add_argument("--mode", choices=MODES, default=None)
     p.add_argument("--trace", action="store_true", help="print the trace tail on success too")
     p.add_argument("--verbose", action="store_true",
                    help="trace every election message and quorum packet as well")
     args = p.parse_args(argv)
+    if args.seed is not None:
+        return _one(args)
+    seeds: Iterable[int] = args.seeds if args.seeds is not None else itertools.count(args.first)
+    # Wall time decides only how many runs a --minutes campaign makes, never what one does.
+    start = time.monotonic()
+    stop_at = start + args.minutes * 60 if args.minutes is not None else None
+    camp = Campaign()
+    for seed in seeds:
+        if stop_at is not None and time.monotonic() >= stop_at:
+            break
+        res = run(seed, mode=args.mode, peers=args.peers, steps=args.steps,
+                  verbose=args.verbose)
+        camp.add(res)
+        if not res.ok:
+            print(report(res), flush=True)
+    print(camp.summary(time.monotonic() - start), flush=True)
+    return 1 if camp.violations else 0
+
+
+def _one(args: argparse.Namespace) -> int:
     print(f"seed={args.seed}", flush=True)
     res = run(args.seed, mode=args.mode, peers=args.peers, steps=args.steps,
               verbose=args.verbose)
     print(res.summary)
+    camp = Campaign()
+    camp.add(res)
     if res.ok:
         print("ok " + " ".join(f"{k}={v}" for k, v in sorted(res.stats.items()))
               + f" digest={res.digest}")
         if args.trace:
             print(res.trace)
-        return 0
-    print(f"VIOLATION seed={res.seed} mode={res.mode}: {res.error}")
-    print("--- trace (last events) ---")
-    print(res.trace)
-    print(f"replay: python -m zkfast.testing.vopr --seed {res.seed} --mode {res.mode}")
-    return 1
+    else:
+        print(report(res, tail=80))
+    print(camp.summary())
+    return 0 if res.ok else 1
 
 
 if __name__ == "__main__":
