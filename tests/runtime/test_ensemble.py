@@ -1,12 +1,13 @@
-"""Real zkfast quorum peers on loopback (issue 4): they elect one leader, agree on it, elect again
-after the leader is SIGKILLed, and a peer cut off by TcpProxy goes LOOKING and comes back.
+"""Real zkfast quorum peers on loopback (issues 4 and 5): they elect one leader, agree on it, sync
+and serve, elect again after the leader is SIGKILLed, and a peer cut off by TcpProxy goes
+LOOKING and comes back.
 
-Agreement is read from every peer's `srvr` (`Mode: leader|follower`) and from the leader's
-`mntr` (`zk_learners`: the followers connected to it and through the epoch handshake, so they
-follow *this* leader). With equal zxids and epochs FastLeaderElection's total order picks the
-highest sid; after the handshake the learners' acceptedEpoch is 1 and the leader's currentEpoch
-is 1 (ZAB sync, issue 5, is what would raise the learners' currentEpoch). Each ensemble is
-stopped through its own handle; every wait polls with a generous bound.
+Agreement is read from every peer's `srvr` (`Mode: leader|follower`, which a peer shows only
+once it serves, in BROADCAST) and from the leader's `mntr` (`zk_learners`: the learners
+connected to it, and `zk_peer_state` "leading - broadcast"). With equal zxids and epochs
+FastLeaderElection's total order picks the highest sid; after sync every peer's acceptedEpoch
+and currentEpoch is 1. A kazoo client writes through one peer and reads through another. Each
+ensemble is stopped through its own handle; every wait polls with a generous bound.
 
 The process tests run on uvloop (the CLI's default); `test_in_process_peers_on_both_event_loops`
 runs three QuorumPeerServers inside one asyncio or uvloop loop. The election listener's
@@ -22,6 +23,7 @@ import struct
 from collections.abc import Callable
 
 import pytest
+from kazoo.client import KazooClient
 
 from zkfast.config import config_from_properties
 from zkfast.runtime.quorum_server import QuorumPeerServer
@@ -53,7 +55,7 @@ def _learners(ens: Ensemble, sid: int) -> int:
 
 def _settled(ens: Ensemble, sids: list[int]) -> int:
     """Wait until exactly one of `sids` leads, the others follow and are connected to it, and
-    the leader has a quorum's ACKEPOCH (it holds in SYNCHRONIZATION until issue 5)."""
+    every one of them serves (BROADCAST)."""
     def check() -> int | None:
         modes = ens.settled_modes(sids)
         if modes is None:
@@ -61,7 +63,7 @@ def _settled(ens: Ensemble, sids: list[int]) -> int:
         leader = next(s for s, m in modes.items() if m == "leader")
         if _learners(ens, leader) != len(sids) - 1:
             return None
-        return leader if _peer_state(ens, leader) == "leading - synchronization" else None
+        return leader if _peer_state(ens, leader) == "leading - broadcast" else None
     leader = wait_until(check, SETTLE_S, f"one leader among {sids} with every other following")
     assert isinstance(leader, int)
     return leader
@@ -76,14 +78,32 @@ def _peer_state(ens: Ensemble, sid: int) -> str | None:
     return m.group(1) if m else None
 
 
-def _connect_request_closed(port: int) -> bool:
-    # ConnectRequest: protocolVersion 0, lastZxidSeen 0, timeOut 30000, sessionId 0,
-    # passwd (16 zero bytes), readOnly false.
-    body = struct.pack(">iqiqi", 0, 0, 30000, 0, 16) + bytes(16) + b"\x00"
-    with socket.create_connection((LOOPBACK, port), timeout=SETTLE_S) as s:
-        s.sendall(struct.pack(">i", len(body)) + body)
-        s.settimeout(SETTLE_S)
-        return s.recv(4096) == b""
+def _client(ens: Ensemble, sid: int) -> KazooClient:
+    zk = KazooClient(hosts=f"{LOOPBACK}:{ens.servers[sid].client_port}", timeout=10.0,
+                     connection_retry={"max_tries": 3, "delay": 0.1})
+    zk.start(timeout=SETTLE_S)
+    return zk
+
+
+def _write_and_read_across(ens: Ensemble, writer: int, readers: list[int], path: str,
+                           value: bytes) -> None:
+    """Create ``path`` through ``writer``; every reader sees it after a sync (a follower's
+    read is local, so `sync` first, as a client wanting the latest must)."""
+    zk = _client(ens, writer)
+    try:
+        zk.create(path, value, makepath=True)
+        assert zk.get(path)[0] == value
+    finally:
+        zk.stop()
+        zk.close()
+    for sid in readers:
+        zk = _client(ens, sid)
+        try:
+            zk.sync(path)
+            assert zk.get(path)[0] == value, f"peer {sid} reading {path}"
+        finally:
+            zk.stop()
+            zk.close()
 
 
 def _others(sids: list[int], leader: int) -> list[int]:
@@ -101,26 +121,38 @@ def test_three_peers_elect_one_leader_and_again_after_a_sigkill(tmp_path):
             assert ens.logged_roles(sid)[:2] == [
                 "LOOKING", "LEADING" if sid == leader else "FOLLOWING"]
         follower = _others([1, 2, 3], leader)[0]
-        assert _peer_state(ens, follower) == "following - synchronization"
-        # No role serves sessions before ZAB sync (issue 5): a ConnectRequest is closed, as
-        # Apache's "ZooKeeperServer not running".
-        for sid in (leader, follower):
-            assert _connect_request_closed(ens.servers[sid].client_port)
+        assert _peer_state(ens, follower) == "following - broadcast"
+        for sid in (1, 2, 3):
+            assert (tmp_path / f"s{sid}" / "data" / "version-2" / "currentEpoch").read_text() \
+                == "1"
+        # Writes through a follower (forwarded) and through the leader, read everywhere.
+        _write_and_read_across(ens, follower, [leader, 1, 2, 3], "/via-follower", b"f")
+        _write_and_read_across(ens, leader, [1, 2, 3], "/via-leader", b"l")
         # The leader dies without a word: the followers lose their quorum connection, look,
-        # and elect the higher of the two that are left.
+        # and elect the higher of the two that are left, which holds every committed write.
         ens.servers[leader].kill()
         rest = _others([1, 2, 3], leader)
         assert _settled(ens, rest) == max(rest)
         assert "LOOKING" in ens.logged_roles(min(rest))[2:]
         assert ens.logged_role(min(rest)) == "FOLLOWING"
-        # The old leader comes back (currentEpoch 1, ahead of the others' 0): a peer LOOKING
-        # amid an established ensemble joins it (FastLeaderElection checkLeader,
-        # ZOOKEEPER-1732) instead of taking over.
+        _write_and_read_across(ens, min(rest), rest, "/after-failover", b"a")
+        # The old leader comes back: a peer LOOKING amid an established ensemble joins it
+        # (FastLeaderElection checkLeader, ZOOKEEPER-1732) instead of taking over, and syncs
+        # the write it missed.
         ens.start([leader])
         new = max(rest)
         wait_until(lambda: ens.mode(leader) == "follower" and _learners(ens, new) == 2,
                    SETTLE_S, "the restarted peer following the new leader")
         assert ens.mode(new) == "leader" and ens.mode(min(rest)) == "follower"
+        zk = _client(ens, leader)
+        try:
+            zk.sync("/after-failover")
+            for path, value in (("/via-follower", b"f"), ("/via-leader", b"l"),
+                                ("/after-failover", b"a")):
+                assert zk.get(path)[0] == value
+        finally:
+            zk.stop()
+            zk.close()
         mntr = ens.servers[new].four_letter_word("mntr")
         assert "zk_server_state\tleader" in mntr
         assert re.search(r"^zk_cnt_election_time\t[1-9]", mntr, re.MULTILINE), mntr
@@ -175,7 +207,8 @@ def test_observer_observes_the_elected_leader(tmp_path):
             return leader if _learners(ens, leader) == 3 else None
         leader = wait_until(check, SETTLE_S, "three voters settled, the observer observing")
         assert leader in (1, 2, 3) and leader != 4
-        assert _peer_state(ens, 4) in ("observing - discovery", "observing - synchronization")
+        assert _peer_state(ens, 4) == "observing - broadcast"
+        _write_and_read_across(ens, 4, [leader, 4], "/via-observer", b"o")
 
 
 @pytest.mark.slow
@@ -263,7 +296,7 @@ async def _poll(cond: Callable[[], object], what: str, timeout_s: float = SETTLE
 
 
 def _held(servers: dict[int, QuorumPeerServer]) -> int | None:
-    """The leader's sid once it holds every other peer past the epoch handshake, else None."""
+    """The leader's sid once every peer broadcasts under it, else None."""
     roles = {sid: s.role for sid, s in servers.items()}
     if any(r is None for r in roles.values()):
         return None
@@ -271,17 +304,17 @@ def _held(servers: dict[int, QuorumPeerServer]) -> int | None:
     if len(leaders) != 1:
         return None
     leader = leaders[0]
-    ok = all(r is not None and r.leader_sid == leader and r.zab_state == "SYNCHRONIZATION"
+    ok = all(r is not None and r.leader_sid == leader and r.zab_state == "BROADCAST"
              for r in roles.values())
-    peer = servers[leader].peer
-    assert peer is not None
-    return leader if ok and len(peer.status().learners) == len(servers) - 1 else None
+    node = servers[leader].node
+    assert node is not None
+    return leader if ok and len(node.status().learners) == len(servers) - 1 else None
 
 
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_in_process_peers_on_both_event_loops(tmp_path, loop_kind):
     """Three QuorumPeerServers in one event loop (each loop kind): elect, agree (every peer's
-    RoleChanged names the same leader, in SYNCHRONIZATION), stop the leader, elect again; the
+    RoleChanged names the same leader, in BROADCAST), stop the leader, elect again; the
     epoch files hold the agreed epochs."""
     ports = {sid: (free_port(), free_port(), free_port()) for sid in (1, 2, 3)}
     lines = {f"server.{sid}": f"{LOOPBACK}:{q}:{e}" for sid, (_, q, e) in ports.items()}
@@ -298,7 +331,7 @@ def test_in_process_peers_on_both_event_loops(tmp_path, loop_kind):
                      "clientPortAddress": LOOPBACK, "4lw.commands.whitelist": "*"}, {})
                 servers[sid] = QuorumPeerServer(cfg)
                 await servers[sid].start()
-            await _poll(lambda: _held(servers), "a leader holding both followers")
+            await _poll(lambda: _held(servers), "a leader broadcasting to both followers")
             leader = _held(servers)
             assert leader is not None
             epoch_dir = tmp_path / f"s{leader}" / "version-2"
@@ -308,7 +341,9 @@ def test_in_process_peers_on_both_event_loops(tmp_path, loop_kind):
             new = _held(servers)
             assert new == max(servers)
             for sid in servers:
-                assert (tmp_path / f"s{sid}" / "version-2" / "acceptedEpoch").read_text() == "2"
+                epoch_dir = tmp_path / f"s{sid}" / "version-2"
+                assert (epoch_dir / "acceptedEpoch").read_text() == "2"
+                assert (epoch_dir / "currentEpoch").read_text() == "2"
         finally:
             for s in servers.values():
                 await s.stop()

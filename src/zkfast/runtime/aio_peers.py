@@ -1,7 +1,12 @@
 """The quorum peer's network and epoch files over asyncio: QuorumCnxManager's job and the quorum port.
 
-``PeerRuntime`` drives one ``core.peer.QuorumPeerCore``: it feeds the core events and carries
-out its actions (docs/architecture.md, "Quorum peer"). It owns three things.
+``PeerRuntime`` is the network half of a quorum peer's ``PeerEnv`` (runtime/env.py): the
+``QuorumDriver`` hands it the peer actions of the process's one ``QuorumNode``
+(``send_to_peer``, ``write_epoch``, ``connect_to_leader``, ``send_quorum_packet``,
+``close_quorum_conn``, ``role_changed``), and it feeds what the network and the epoch files
+report back through ``step`` (the same Driver, so the node has one timer and one event path;
+docs/architecture.md, "Quorum peer"; docs/zab.md §1). It never steps from inside one of those
+calls: every event comes from a socket callback, a timer or a task. It owns three things.
 
 Election port (Apache's ``QuorumCnxManager``)
     One listener on this peer's election address (``server.N``'s second port; every interface
@@ -33,17 +38,28 @@ Quorum port
     ``peer.LEARNER_CONN_ID_BASE``) and report ``LearnerConnected``/``LearnerPacketsReceived``/
     ``LearnerDisconnected``. Learner side: ``ConnectToLeader`` is one attempt with an
     initLimit*tickTime connect timeout, answered by ``LeaderConnected`` or
-    ``LeaderConnectFailed``; then ``LeaderPacketsReceived``/``LeaderDisconnected``. Both split
-    the stream with ``peer_codec.split_quorum_packets`` (bounded by jute.maxbuffer); a
-    ``ProtocolError`` there closes that connection.
+    ``LeaderConnectFailed``; then ``LeaderPacketsReceived``/``LeaderDisconnected``.
+
+    Reading: each connection splits its stream with ``peer_codec.QuorumStreamSplitter``: whole
+    QuorumPackets, each bounded by jute.maxbuffer (plus headroom), except that the item right
+    after a SNAP packet is the raw snapshot stream, whose total size has no bound (the
+    splitter bounds each record inside it). Everything one read completed goes into one
+    ``*PacketsReceived``; a ``ProtocolError`` closes that connection (and reports it).
+
+    Writing: ``SendQuorumPacket`` bytes go to the transport as they are (a SNAP stream can be
+    the whole database). A learner that does not read cannot make the leader hold its
+    proposals without bound: when a connection's unsent bytes exceed
+    ``QUORUM_WRITE_BUFFER_MAX_BYTES`` beyond the largest single write still draining (so one
+    big snapshot fits), the connection is aborted and reported closed, as Apache's leader
+    drops a learner that falls syncLimit behind.
 
 Epoch files
     ``WriteEpoch`` writes ``<dataDir>/version-2/acceptedEpoch|currentEpoch`` atomically (a
     ``.tmp`` file, fsync, rename, fsync of the directory) in the default executor, then reports
     ``EpochDurable``. Writes run one at a time, in the order the core asked for them.
 
-Every step goes through ``_step``: an exception from the core (a broken invariant) is logged
-and stops the peer (``on_fatal``); nothing the network sends can do that.
+Every event goes through ``step`` (``AioEnv.step_global``: an exception from the node, a
+broken invariant, is logged and stops the peer); nothing the network sends can do that.
 """
 
 from __future__ import annotations
@@ -79,17 +95,16 @@ from ..core.events import (
     PeerLinkDown,
     PeerLinkUp,
     PeerMessageReceived,
-    Ticked,
 )
-from ..core.peer import LEARNER_CONN_ID_BASE, QuorumPeerCore
+from ..core.peer import LEARNER_CONN_ID_BASE
 from ..storage.epochs import epoch_file_name, format_epoch
 from ..wire.peer_codec import (
     ELECTION_MESSAGE_BYTES_MAX,
     PROTOCOL_V1,
     ElectionHandshake,
+    QuorumStreamSplitter,
     decode_handshake,
     encode_handshake,
-    split_quorum_packets,
 )
 
 __all__ = ["PeerRuntime", "write_file_atomically"]
@@ -102,6 +117,12 @@ RECONNECT_DELAY_MIN_S = 0.1
 RECONNECT_DELAY_MAX_S = 3.2
 #: Pause between attempts to bind the election port (QuorumCnxManager.Listener).
 BIND_RETRY_DELAY_S = 1.0
+#: Unsent bytes a quorum connection may hold beyond its largest write still draining; past
+#: that the peer is not reading and the connection is aborted.
+QUORUM_WRITE_BUFFER_MAX_BYTES = 64 << 20
+#: The transport's own flow-control marks for quorum connections (pause_writing above HIGH).
+QUORUM_WRITE_HIGH_WATER_BYTES = 4 << 20
+QUORUM_WRITE_LOW_WATER_BYTES = 1 << 20
 
 
 def write_file_atomically(path: str, data: bytes) -> None:
@@ -262,10 +283,14 @@ class _QuorumConn(asyncio.Protocol):
         #: True: we are the learner (the connection goes to a leader).
         self.learner_side = learner_side
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        # Only a learner reads SNAP streams; a leader reading a learner expects packets only.
+        self.splitter = QuorumStreamSplitter(rt.packet_bytes_max, snapshots=learner_side)
         self.closed = False
         self.quiet = False  # closed at the core's request: no *Disconnected event
         self.remote = "?"
+        #: The largest single write that may still sit in the transport's buffer.
+        self.burst_bytes = 0
+        self.write_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
@@ -276,6 +301,8 @@ class _QuorumConn(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport.set_write_buffer_limits(QUORUM_WRITE_HIGH_WATER_BYTES,
+                                               QUORUM_WRITE_LOW_WATER_BYTES)
         self.rt.quorum_conns[self.conn_id] = self
         if not self.learner_side:
             if self.rt.role_state != "LEADING":
@@ -287,15 +314,12 @@ class _QuorumConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.buf += data
         try:
-            packets, used = split_quorum_packets(self.buf, 0, self.rt.packet_bytes_max)
+            packets = self.splitter.feed(data)
         except ProtocolError as e:
             log.warning("quorum connection %s: %s; closing it", self.remote, e)
             self.close(f"protocol error: {e}")
             return
-        if used:
-            del self.buf[:used]
         if packets:
             if self.learner_side:
                 self.rt.step(LeaderPacketsReceived(self.conn_id, packets))
@@ -303,8 +327,29 @@ class _QuorumConn(asyncio.Protocol):
                 self.rt.step(LearnerPacketsReceived(self.conn_id, packets))
 
     def send(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
+        """Write ``data`` as it is; abort when the peer stopped reading (module docstring)."""
+        t = self.transport
+        if t is None or self.closed or t.is_closing():
+            return
+        n = len(data)
+        if n > self.burst_bytes:
+            self.burst_bytes = n
+        t.write(data)
+        buffered = t.get_write_buffer_size()
+        if buffered > QUORUM_WRITE_BUFFER_MAX_BYTES + self.burst_bytes:
+            log.warning("quorum connection %s: %d bytes unsent (the peer is not reading); "
+                        "dropping it", self.remote, buffered)
+            # connection_lost follows from the loop, never from inside this call: the Driver
+            # is in the middle of carrying out the node's actions.
+            t.abort()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        # Below the low-water mark: whatever big write was buffered has gone out.
+        self.write_paused = False
+        self.burst_bytes = 0
 
     def close(self, reason: str = "") -> None:
         if self.closed:
@@ -314,6 +359,10 @@ class _QuorumConn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         self._lost()
+
+    def buffered_bytes(self) -> int:
+        """Bytes read but not yet handed to the node (a snapshot stream on its way)."""
+        return self.splitter.buffered_bytes
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost()
@@ -336,29 +385,28 @@ class _QuorumConn(asyncio.Protocol):
 
 
 class PeerRuntime:
-    """Runs one QuorumPeerCore on an asyncio loop (see the module docstring).
+    """The network half of a quorum peer's ``PeerEnv`` (see the module docstring).
 
     Args:
-        core: the peer core, not yet started.
+        step: feeds one event to the node (``AioEnv.step_global``; the Driver carries out
+            what the node answers).
         config: the server configuration (``config.quorum`` set).
         loop: the running loop.
-        now_ms: the wall clock in ms (the core's time base).
         on_role_changed: called with every ``RoleChanged`` after the runtime handled it.
-        on_fatal: called once when the core broke an invariant or the election port cannot be
-            bound: the peer must stop.
+        on_fatal: called once when an epoch file cannot be written or carrying out an action
+            failed: the peer must stop.
     """
 
-    def __init__(self, core: QuorumPeerCore, config: ServerConfig,
-                 loop: asyncio.AbstractEventLoop, *, now_ms: Callable[[], int],
+    def __init__(self, step: Callable[[Any], None], config: ServerConfig,
+                 loop: asyncio.AbstractEventLoop, *,
                  on_role_changed: Callable[[RoleChanged], None] | None = None,
                  on_fatal: Callable[[BaseException], None] | None = None) -> None:
         q = config.quorum
         assert q is not None
-        self.core = core
+        self._step = step
         self.config = config
         self.quorum = q
         self.loop = loop
-        self.now_ms = now_ms
         self.my_sid = q.my_sid
         self.on_role_changed = on_role_changed
         self.on_fatal = on_fatal
@@ -391,24 +439,15 @@ class PeerRuntime:
         # epochs
         self._epoch_writes: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         self._epoch_writer: asyncio.Task[None] | None = None
-        # timer and lifecycle
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: int | None = None
+        # lifecycle
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stopped = False
         self.failed: BaseException | None = None
-        self._dispatch: dict[type, Callable[[Any], None]] = {
-            SendToPeer: self._send_to_peer,
-            WriteEpoch: self._write_epoch,
-            ConnectToLeader: self._connect_to_leader,
-            SendQuorumPacket: self._send_quorum_packet,
-            CloseQuorumConn: self._close_quorum_conn,
-            RoleChanged: self._role_changed,
-        }
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        """Bind the election port (with retries), then start the core's first election.
+        """Bind the election port (with retries) and start the epoch writer; the node's first
+        election round is the caller's (``QuorumDriver.start``).
 
         Raises:
             OSError: the election port could not be bound after ``electionPortBindRetry``
@@ -433,16 +472,12 @@ class PeerRuntime:
         log.info("election port listening on %s; myid %d",
                  _addr_text(self.election_host, self.election_port), self.my_sid)
         self._epoch_writer = self.loop.create_task(self._run_epoch_writes())
-        self._apply(self.core.start(self.now_ms()))
 
     def stop(self) -> None:
-        """Close every listener and connection; stop the timer and the tasks."""
+        """Close every listener and connection; stop the retry timers and the tasks."""
         if self.stopped:
             return
         self.stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         for h in self.retry_timers.values():
             h.cancel()
         self.retry_timers.clear()
@@ -463,39 +498,9 @@ class PeerRuntime:
 
     # ---- stepping ------------------------------------------------------------------------
     def step(self, event: Any) -> None:
-        """Feed one event to the core and carry out its actions."""
-        if self.stopped:
-            return
-        try:
-            actions = self.core.step(event, self.now_ms())
-        except Exception as exc:  # noqa: BLE001 - a broken invariant: stop this peer, loudly
-            self._fail(exc, f"the peer core failed on {type(event).__name__}")
-            return
-        self._apply(actions)
-
-    def _apply(self, actions: list[Any]) -> None:
-        for a in actions:
-            if self.stopped:
-                return
-            try:
-                self._dispatch[type(a)](a)
-            except Exception as exc:  # noqa: BLE001 - our own bug: stop rather than diverge
-                self._fail(exc, f"carrying out {type(a).__name__} failed")
-                return
-        d = self.core.deadline_ms()
-        if d != self._deadline:
-            self._deadline = d
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if d is not None:
-                delay = max(0.0, (d - self.now_ms()) / 1000.0)
-                self._timer = self.loop.call_later(delay, self._timer_fired)
-
-    def _timer_fired(self) -> None:
-        self._timer = None
-        self._deadline = None
-        self.step(Ticked())
+        """Feed one event to the node (nothing once stopped)."""
+        if not self.stopped:
+            self._step(event)
 
     def _fail(self, exc: BaseException, what: str) -> None:
         log.critical("%s; stopping the peer", what, exc_info=exc)
@@ -511,7 +516,7 @@ class PeerRuntime:
         return t
 
     # ---- election: sending ---------------------------------------------------------------
-    def _send_to_peer(self, a: SendToPeer) -> None:
+    def send_to_peer(self, a: SendToPeer) -> None:
         sid = a.sid
         if sid == self.my_sid:
             return
@@ -653,7 +658,7 @@ class PeerRuntime:
             self.step(PeerMessageReceived(conn.sid, payload))
 
     # ---- quorum port ---------------------------------------------------------------------
-    def _role_changed(self, a: RoleChanged) -> None:
+    def role_changed(self, a: RoleChanged) -> None:
         was = self.role_state
         self.role_state = a.state
         log.info("role: %s/%s leader=%s%s", a.state, a.zab_state, a.leader_sid,
@@ -708,7 +713,7 @@ class PeerRuntime:
         assert conn_id < LEARNER_CONN_ID_BASE
         return _QuorumConn(self, conn_id, learner_side=False)
 
-    def _connect_to_leader(self, a: ConnectToLeader) -> None:
+    def connect_to_leader(self, a: ConnectToLeader) -> None:
         async def attempt() -> None:
             try:
                 await asyncio.wait_for(self.loop.create_connection(
@@ -720,19 +725,19 @@ class PeerRuntime:
             self.step(LeaderConnected(a.conn_id))
         self._spawn(attempt())
 
-    def _send_quorum_packet(self, a: SendQuorumPacket) -> None:
+    def send_quorum_packet(self, a: SendQuorumPacket) -> None:
         qc = self.quorum_conns.get(a.conn_id)
         if qc is not None:
             qc.send(a.data)
 
-    def _close_quorum_conn(self, a: CloseQuorumConn) -> None:
+    def close_quorum_conn(self, a: CloseQuorumConn) -> None:
         qc = self.quorum_conns.get(a.conn_id)
         if qc is not None:
             qc.quiet = True
             qc.close(a.reason)
 
     # ---- epochs --------------------------------------------------------------------------
-    def _write_epoch(self, a: WriteEpoch) -> None:
+    def write_epoch(self, a: WriteEpoch) -> None:
         self._epoch_writes.put_nowait((a.kind, a.epoch))
 
     async def _run_epoch_writes(self) -> None:

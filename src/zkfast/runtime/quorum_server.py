@@ -1,36 +1,41 @@
-"""Assembles a quorum peer process: config -> recovery -> epochs -> QuorumPeerCore + client port.
+"""Assembles a quorum peer process: config -> recovery -> epochs -> one QuorumNode + its ports.
 
 ``QuorumPeerServer`` is ``ZkfastServer`` for a zoo.cfg with ``server.N`` lines (``config.quorum``
 set). Start order (Apache's ``QuorumPeer.start``: ``loadDataBase``, ``startServerCnxnFactory``,
 ``startLeaderElection``):
 
 1. recover the database from dataDir/dataLogDir (``ZkfastServer._restore``) for the last
-   logged zxid;
+   logged zxid and the committed tail (the last commitLogCount txns replayed);
 2. read ``version-2/acceptedEpoch``, ``currentEpoch`` (and ``currentEpoch.tmp``), decide with
    ``storage.epochs.resolve_epochs`` and write the files it lists atomically; a
    ``CorruptDataError`` stops the start (Apache refuses to start the same way);
-3. bind the client port (four-letter words answer at once);
-4. ``runtime/aio_peers.PeerRuntime`` binds the election port and runs the core's first election.
+3. build the one sans-IO ``core.node.QuorumNode`` (docs/zab.md §1) over a ``ServerCore`` of the
+   recovered database, the epochs, the committed tail and a ``LogHistory`` over the real log
+   directory (the DIFF source when this peer leads);
+4. bind the client port (four-letter words answer at once);
+5. ``aio_peers.PeerRuntime`` binds the election port, and the node's first election round
+   runs.
 
-Client service. The ``ServerCore`` built from the recovered database sits behind
-``ClientGate``, which the peer's ``RoleChanged`` switches. Until issue 5 brings ZAB sync and
-broadcast, no role reaches BROADCAST, so the gate never serves sessions: a ConnectRequest is
-answered by closing the connection, as Apache's ``ZooKeeperServer not running`` does, and the
-ServerCore gets no ticks (restored sessions must not expire into txns a quorum never agreed
-on). Four-letter words work throughout: while LOOKING the serving words say "This ZooKeeper
-instance is not currently serving requests"; while a role is held (LEADING/FOLLOWING/
-OBSERVING, in discovery or held at synchronization) ``srvr``/``stat`` show ``Mode: leader|
-follower|observer`` and ``mntr`` adds ``zk_peer_state`` and the election metrics, read from
-``QuorumPeerCore.status()``. (Apache answers "not serving" until its learner has synced;
-zkfast shows the decided role, which the ensemble tests rely on.)
+One Driver. ``driver.QuorumDriver`` steps the node with every event: client events from
+``aio_client``, ``TxnsDurable`` from the disk log, election and quorum-port events from
+``PeerRuntime``, ``EpochDurable`` from the epoch writer, ``LogTruncated``/``SnapshotDurable``
+from ``node_storage.NodeStorage``, and ``Ticked`` from its one timer (``node.deadline_ms()``).
+It carries out client and txn-log actions through ``AioEnv``, peer actions through
+``PeerRuntime`` and ``TruncateLog``/``TakeSnapshot`` through ``NodeStorage``. An exception from
+the node on an event that belongs to no client is a broken invariant: the peer stops (exit 1).
 
-Read-only mode: the core emits ``RoleChanged(read_only=True)`` after the grace period (max(2 s,
-tickTime) in LOOKING with ``readonlymode.enabled``). The gate then steps the ServerCore into its
-read-only service (``ReadOnlyModeChanged(True)``, core/read_only.py): clients that asked for
-read-only get local sessions (no txn) over the recovered tree, reads are served, writes get
-NOTREADONLY, other clients are closed without a reply; ``isro`` says ``ro`` and ``srvr``
-``Mode: read-only``. The next RoleChanged without ``read_only`` (the election ended) stops that
-service and closes its connections, as Apache shuts its ReadOnlyZooKeeperServer down.
+Client service. Whether clients are served (a role in BROADCAST, or the read-only service
+while LOOKING) is the node's business (it closes the connections and answers "not running");
+this module keeps what is IO: the quorum listener follows ``RoleChanged`` (in PeerRuntime),
+and the role is logged with Apache's ``LOOKING``/``LEADING``/``FOLLOWING``/``OBSERVING``
+lines. Four-letter words read ``node.service`` and ``node.status()``: the serving words answer
+"This ZooKeeper instance is not currently serving requests" unless the node serves;
+``srvr``/``stat`` say ``Mode: leader|follower|observer|read-only``; ``mntr`` adds the quorum
+lines of the status (``zk_peer_state``, election metrics, a leader's learner counts).
+
+Shutdown (SIGTERM): the quorum and election sockets close first (no new proposals arrive),
+then the client connections, then the disk log finishes its batch in flight and closes, and
+the snapshotter stops.
 """
 
 from __future__ import annotations
@@ -45,9 +50,18 @@ from typing import Any
 from .. import ZK_COMPAT_VERSION, __version__
 from .._impl import IMPLEMENTATION
 from ..config import ServerConfig
-from ..core.actions import CloseClient, RoleChanged
-from ..core.events import ClientFramesReceived, ReadOnlyModeChanged, Ticked
-from ..core.peer import QuorumPeerCore
+from ..core.actions import (
+    CloseQuorumConn,
+    ConnectToLeader,
+    RoleChanged,
+    SendQuorumPacket,
+    SendToPeer,
+    TakeSnapshot,
+    TruncateLog,
+    WriteEpoch,
+)
+from ..core.node import QuorumNode
+from ..core.server import ServerCore
 from ..storage.epochs import (
     ACCEPTED_EPOCH_FILE,
     CURRENT_EPOCH_FILE,
@@ -55,83 +69,81 @@ from ..storage.epochs import (
     format_epoch,
     resolve_epochs,
 )
+from ..storage.recovery import LogHistory
 from .aio_client import ClientHub
 from .aio_env import AioEnv
 from .aio_peers import PeerRuntime, write_file_atomically
-from .driver import Driver
-from .server import DEFAULT_BACKLOG, GcPolicy, ZkfastServer, _bound, _durable_core, _fmt
+from .driver import QuorumDriver
+from .node_storage import NodeStorage
+from .server import DEFAULT_BACKLOG, GcPolicy, ZkfastServer, _bound, _fmt
 
-__all__ = ["QuorumPeerServer", "ClientGate", "PeerCoreView", "read_epochs"]
+__all__ = ["QuorumPeerServer", "NodeView", "read_epochs"]
 
 log = logging.getLogger("zkfast.quorum")
 
-NOT_RUNNING = "ZooKeeperServer not running"
 
+class NodeView:
+    """What runtime/admin reads: the node's ServerCore, plus ``peer_status()``.
 
-class ClientGate:
-    """The client service of a quorum peer: a ServerCore that serves only when told to.
-
-    ``serving``: the full service (a role in BROADCAST). ``read_only``: the ServerCore runs its
-    read-only service; a ``ReadOnlyModeChanged`` event passing through sets it.
+    ``storage_failed`` also reports "not serving" while the node does not serve (no role in
+    BROADCAST, not read-only): the serving four-letter words refuse then, as Apache's do while
+    its ZooKeeperServer is not running.
     """
 
-    def __init__(self, core: Any) -> None:
-        self.core = core
-        self.serving = False
-        self.read_only = False
-
-    def step(self, event: Any, now_ms: int) -> list[Any]:
-        if self.serving or self.read_only:
-            if type(event) is ReadOnlyModeChanged:
-                self.read_only = event.read_only
-            actions: list[Any] = self.core.step(event, now_ms)
-            return actions
-        t = type(event)
-        if t is ReadOnlyModeChanged:
-            self.read_only = event.read_only
-        if t is Ticked:
-            return []
-        if t is ClientFramesReceived:
-            # NIOServerCnxn.readConnectRequest: "ZooKeeperServer not running".
-            return [CloseClient(event.conn_id, NOT_RUNNING)]
-        actions = self.core.step(event, now_ms)
-        return actions
-
-    def deadline_ms(self) -> int | None:
-        if not self.serving and not self.read_only:
-            return None
-        d: int | None = self.core.deadline_ms()
-        return d
-
-
-class PeerCoreView:
-    """What runtime/admin reads: the ServerCore's attributes plus ``peer_status()``.
-
-    ``storage_failed`` also reports "not serving" while the peer is LOOKING (and not
-    read-only), which is when the serving four-letter words must refuse.
-    """
-
-    def __init__(self, core: Any, peer: QuorumPeerCore) -> None:
-        object.__setattr__(self, "_core", core)
-        object.__setattr__(self, "_peer", peer)
+    def __init__(self, node: Any) -> None:
+        object.__setattr__(self, "_node", node)
 
     def peer_status(self) -> Any:
-        return self._peer.status()
+        return self._node.status()
 
     @property
     def storage_failed(self) -> str | None:
-        failed: str | None = self._core.storage_failed
+        failed: str | None = self._node.service.storage_failed
         if failed is not None:
             return failed
-        if self._peer.status().server_state is None:
-            return "not serving (looking for a leader)"
+        node = self._node
+        if not (node.serving or node.read_only):
+            return "not serving"
         return None
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._core, name)
+        return getattr(self._node.service, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._core, name, value)
+        setattr(self._node.service, name, value)
+
+
+class _AioPeerEnv:
+    """The ``PeerEnv`` of a process: network and epochs to PeerRuntime, reloads to
+    NodeStorage."""
+
+    def __init__(self, peers: PeerRuntime, storage: NodeStorage) -> None:
+        self.peers = peers
+        self.storage = storage
+
+    def send_to_peer(self, a: SendToPeer) -> None:
+        self.peers.send_to_peer(a)
+
+    def write_epoch(self, a: WriteEpoch) -> None:
+        self.peers.write_epoch(a)
+
+    def connect_to_leader(self, a: ConnectToLeader) -> None:
+        self.peers.connect_to_leader(a)
+
+    def send_quorum_packet(self, a: SendQuorumPacket) -> None:
+        self.peers.send_quorum_packet(a)
+
+    def close_quorum_conn(self, a: CloseQuorumConn) -> None:
+        self.peers.close_quorum_conn(a)
+
+    def role_changed(self, a: RoleChanged) -> None:
+        self.peers.role_changed(a)
+
+    def truncate_log(self, a: TruncateLog) -> None:
+        self.storage.truncate_log(a)
+
+    def take_snapshot(self, a: TakeSnapshot) -> None:
+        self.storage.take_snapshot(a)
 
 
 def read_epochs(data_dir: str) -> tuple[bytes | None, bytes | None, bytes | None]:
@@ -152,15 +164,16 @@ class QuorumPeerServer(ZkfastServer):
     def __init__(self, config: ServerConfig, *, gc_policy: GcPolicy | None = None) -> None:
         assert config.quorum is not None, "QuorumPeerServer needs server.N lines"
         super().__init__(config, durable=True, gc_policy=gc_policy)
-        self.peer: QuorumPeerCore | None = None
+        self.node: QuorumNode | None = None
         self.peer_runtime: PeerRuntime | None = None
-        self.gate: ClientGate | None = None
+        self.node_storage: NodeStorage | None = None
+        self.driver: QuorumDriver | None = None
         self.role: RoleChanged | None = None
         #: Called with every RoleChanged (tests and benchmarks watch elections with it).
         self.on_role_changed: Callable[[RoleChanged], None] | None = None
 
     async def start(self) -> None:
-        """Recover, resolve the epochs, bind the client port, then start electing.
+        """Recover, resolve the epochs, build the node, bind the client port, start electing.
 
         Raises:
             RecoveryError, CorruptDataError: the data directory cannot be used.
@@ -184,18 +197,34 @@ class QuorumPeerServer(ZkfastServer):
             write_file_atomically(os.path.join(cfg.data_dir, "version-2", epoch_file_name(kind)),
                                   format_epoch(epoch))
         env = AioEnv(loop, txn_log)
-        server_core = _durable_core(cfg, env.now_ms(), random.SystemRandom(), rec)
-        gate = ClientGate(server_core)
-        env.driver = Driver(gate, env)
         env.on_fatal = self._fatal
-        self.env, self.core, self.gate = env, server_core, gate
-        self._start_gc_policy(loop, server_core)
-        peer = QuorumPeerCore(cfg, last_zxid=rec.last_zxid,
-                              accepted_epoch=epochs.accepted_epoch,
-                              current_epoch=epochs.current_epoch, now_ms=env.now_ms())
-        self.peer = peer
-        view = PeerCoreView(server_core, peer)
-        hub = ClientHub(env, cfg, four_letter=_four_letter_fn(view, cfg, env),
+        env.on_storage_failed = self._storage_failed
+        service = ServerCore(cfg, now_ms=env.now_ms(), rng=random.SystemRandom(),
+                             tree=rec.tree, sessions=rec.sessions)
+        files = self._files
+        node = QuorumNode(cfg, service=service, last_zxid=rec.last_zxid,
+                          accepted_epoch=epochs.accepted_epoch,
+                          current_epoch=epochs.current_epoch, now_ms=env.now_ms(),
+                          committed=list(rec.committed),
+                          history=LogHistory(files, os.path.join(cfg.log_dir, "version-2")),
+                          snapshot_bytes=_snapshot_bytes(files, cfg, rec))
+        self.node = node
+        self.env, self.core = env, service
+        peers = PeerRuntime(env.step_global, cfg, loop, on_role_changed=self._role_changed,
+                            on_fatal=self._fatal)
+        self.peer_runtime = peers
+        assert self.snapshotter is not None
+        storage = NodeStorage(loop, cfg, txn_log=txn_log, snapshotter=self.snapshotter,
+                              files=files, service=lambda: node.service,
+                              step=env.step_global, on_failed=self._fatal,
+                              gc_policy=self.gc_policy)
+        self.node_storage = storage
+        driver = QuorumDriver(node, env, _AioPeerEnv(peers, storage))
+        env.driver = driver
+        self.driver = driver
+        self._attach_snapshots(txn_log, service)
+        self._start_gc_policy(loop, service)
+        hub = ClientHub(env, cfg, four_letter=_four_letter_fn(NodeView(node), cfg, env),
                         on_fatal=self._fatal)
         self.hub = hub
         backlog = cfg.client_port_listen_backlog if cfg.client_port_listen_backlog > 0 \
@@ -213,17 +242,16 @@ class QuorumPeerServer(ZkfastServer):
                     backlog=backlog, reuse_address=True)
                 self._servers.append(srv)
                 self.client_addresses = _bound(srv)
-            rt = PeerRuntime(peer, cfg, loop, now_ms=env.now_ms,
-                             on_role_changed=self._role_changed, on_fatal=self._fatal)
-            self.peer_runtime = rt
-            await rt.start()
+            await peers.start()
         except OSError:
             for bound in self._servers:
                 bound.close()
+            peers.stop()
             env.shutdown()
             if self.snapshotter is not None:
                 self.snapshotter.close()
             raise
+        driver.start(node.start(env.now_ms()))
         loop_name = type(loop).__module__.split(".")[0]
         log.info(
             "zkfast %s (ZooKeeper %s protocol) quorum peer myid=%d (%s) of %d servers: clients "
@@ -236,19 +264,6 @@ class QuorumPeerServer(ZkfastServer):
 
     def _role_changed(self, a: RoleChanged) -> None:
         self.role = a
-        gate = self.gate
-        if gate is not None and gate.serving and a.state == "LOOKING":
-            # Leaving a serving role: ZooKeeperServer.shutdown closes every client.
-            gate.serving = False
-            if self.hub is not None:
-                self.hub.close_all("ZooKeeperServer not running")
-        want_ro = a.read_only and a.state == "LOOKING"
-        env = self.env
-        if gate is not None and gate.read_only != want_ro and env is not None \
-                and env.driver is not None:
-            # ReadOnlyZooKeeperServer startup / shutdown, through the Driver so the closes are
-            # carried out and the session-expiry timer is re-armed.
-            env.driver.step(ReadOnlyModeChanged(want_ro))
         # Apache's QuorumPeer.run log lines, which operators and tests grep for.
         if a.zab_state in ("ELECTION", "DISCOVERY"):
             log.info("%s", a.state if not a.read_only else "LOOKING (read-only)")
@@ -256,9 +271,23 @@ class QuorumPeerServer(ZkfastServer):
             self.on_role_changed(a)
 
     async def stop(self) -> None:
+        """Close the quorum and election sockets, then shut down as a standalone server does
+        (clients, disk log, snapshotter)."""
         if self.peer_runtime is not None:
             self.peer_runtime.stop()
+        if self.node_storage is not None:
+            self.node_storage.close()
         await super().stop()
+
+
+def _snapshot_bytes(files: Any, config: ServerConfig, rec: Any) -> int:
+    """The size of the snapshot recovery started from (``zookeeper.snapshotSizeFactor``)."""
+    if not rec.snapshot_name:
+        return 0
+    try:
+        return int(files.size(os.path.join(config.data_dir, "version-2"), rec.snapshot_name))
+    except OSError:
+        return 0
 
 
 def _four_letter_fn(view: Any, config: ServerConfig, env: AioEnv
@@ -270,4 +299,3 @@ def _four_letter_fn(view: Any, config: ServerConfig, env: AioEnv
         return None
     return lambda word, remote: run_four_letter_word(word, view, config, env.now_ms(),
                                                      remote=remote)
-
