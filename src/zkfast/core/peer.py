@@ -1157,6 +1157,7 @@ class QuorumPeerCore:
             lrn.deadline_ms = now_ms + self.init_limit_ms
             lrn.sync_start_ms = now_ms
             lrn.log = LearnerLog(self.last_zxid)
+            lrn.log.durable_zxid = min(self.durable_zxid, self.last_zxid)
         self._set_zab(ZabState.SYNCHRONIZATION)
 
     # ------------------------------------------------------------------ learner: sync
@@ -1279,7 +1280,7 @@ class QuorumPeerCore:
         assert lrn.log is not None
         if lrn.phase != "newleader" or lrn.truncating or lrn.snapshot_pending:
             return
-        if self.durable_zxid < lrn.newleader_need:
+        if lrn.log.durable_zxid < lrn.newleader_need:
             return
         lrn.phase = "newleader_epoch"
         self._write_epoch("current", lrn.newleader_zxid >> 32)
