@@ -365,6 +365,8 @@ class ServerCore:
             return None
         if self.read_only_service is not None:
             return self.read_only_service.deadline_ms()
+        if not self._expiring:
+            return None  # learners and a server that is off expire and reap nothing
         d = self.sessions.deadline_ms()
         c = self._next_container_check_ms
         if c is not None and (self.tree.containers or self.tree.ttls):
@@ -1286,6 +1288,10 @@ class ServerCore:
         now = self._now_ms
         if self.storage_failed is not None:
             return
+        if self.mode != "leader":
+            log.warning("learner request on session 0x%x while %s: dropped",
+                        session_id & _U64, self.mode)
+            return
         if op == -10:
             if len(body) < 4:
                 log.warning("createSession 0x%x from a learner without a timeout: dropped",
@@ -1705,8 +1711,9 @@ class ServerCore:
     # ================================================================== timers
 
     def _on_ticked(self, ev: Ticked) -> None:
-        if self.storage_failed is not None:
-            return  # no closeSession / deleteContainer txns after a storage failure
+        if self.storage_failed is not None or not self._expiring:
+            return  # no closeSession / deleteContainer txns after a storage failure, nor
+            # on a learner or while off (the leader expires and reaps)
         now = self._now_ms
         for sid in self.sessions.poll_expired(now):
             self._expire_session(sid)
