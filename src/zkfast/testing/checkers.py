@@ -36,7 +36,7 @@ from typing import Any
 from ..storage.recovery import Recovered
 from .cluster import AnyClient, PeerCluster, PeerNode, SimClient, StandaloneCluster, StandaloneNode
 
-__all__ = ["Violation", "PeerChecker", "StandaloneChecker"]
+__all__ = ["Violation", "PeerChecker", "StandaloneChecker", "ZabChecker"]
 
 
 class Violation(AssertionError):
@@ -212,3 +212,118 @@ class StandaloneChecker:
                                     f"{pm.values[pm.acked_index]!r} at {pm.acked_zxid:#x}")
                 if zn.mzxid < pm.acked_zxid:
                     raise Violation(f"{path} mzxid {zn.mzxid:#x} < acked {pm.acked_zxid:#x}")
+
+
+class ZabChecker:
+    """The ensemble's invariants, checked after every step (``vopr.run_zab``).
+
+    - at most one established leader per epoch (LEADING past DISCOVERY);
+    - a peer's acceptedEpoch >= currentEpoch; durable epochs never go back on a peer, across
+      restarts (its recovery resolves them from disk) too;
+    - agreement: every txn logged anywhere at one zxid has the same bytes, forever;
+    - equal digests at equal zxids: every tree applied up to zxid z, on any peer and after any
+      recovery or truncation, has one digest;
+    - commit after a quorum: a serving peer applies z only once a quorum of voters have logged
+      through z durably (their durable zxid >= z);
+    - zxids a peer logs strictly increase within an incarnation and above what it recovered.
+    """
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.epoch_leader: dict[int, int] = {}
+        self.durable_epochs: dict[tuple[int, str], int] = {}
+        self.txn_at: dict[int, bytes] = {}
+        self.digests: dict[int, int] = {}
+        self.applied: dict[int, int] = {}
+        self.last_logged: dict[int, int] = {}
+        self.checks = 0
+        self.commits_checked = 0
+        cluster.append_hooks.append(self.on_append)
+        cluster.recovered_hooks.append(self.on_recovered)
+        cluster.truncated_hooks.append(self.on_truncated)
+        cluster.epoch_hooks.append(self.on_epoch)
+        cluster.world.after_step.append(self.check)
+
+    def on_append(self, node: Any, txns: list[tuple[int, bytes]]) -> None:
+        prev = self.last_logged.get(node.sid, -1)
+        for zxid, data in txns:
+            if zxid <= prev:
+                raise Violation(f"p{node.sid} logged zxid {zxid:#x} after {prev:#x}")
+            prev = zxid
+            old = self.txn_at.setdefault(zxid, data)
+            if old != data:
+                raise Violation(f"agreement: p{node.sid} logged a different txn at zxid "
+                                f"{zxid:#x}")
+        self.last_logged[node.sid] = prev
+
+    def on_recovered(self, node: Any, rec: Any) -> None:
+        self.last_logged[node.sid] = rec.last_zxid
+        self.applied.pop(node.sid, None)
+        self._digest(node.sid, rec.last_zxid, rec.tree.digest(), "recovered")
+
+    def on_truncated(self, node: Any, zxid: int) -> None:
+        self.last_logged[node.sid] = zxid
+        self.applied.pop(node.sid, None)
+
+    def on_epoch(self, node: Any, kind: str, epoch: int) -> None:
+        key = (node.sid, kind)
+        prev = self.durable_epochs.get(key, -1)
+        if epoch < prev:
+            raise Violation(f"p{node.sid}: durable {kind}Epoch went back {prev} -> {epoch}")
+        self.durable_epochs[key] = epoch
+
+    def _digest(self, sid: int, zxid: int, digest: int, how: str) -> None:
+        old = self.digests.setdefault(zxid, digest)
+        if old != digest:
+            raise Violation(f"p{sid} ({how}) has digest {digest:#x} at zxid {zxid:#x}; another "
+                            f"tree had {old:#x}")
+
+    def check(self) -> None:
+        self.checks += 1
+        c = self.cluster
+        for sid, node in sorted(c.zab_nodes.items()):
+            peer = node.peer
+            if peer is None or node.core is None:
+                continue
+            acc, cur = peer.accepted_epoch, peer.current_epoch
+            if acc < cur:
+                raise Violation(f"p{sid}: acceptedEpoch {acc} < currentEpoch {cur}")
+            for kind, e in (("accepted", acc), ("current", cur)):
+                if e < self.durable_epochs.get((sid, kind), -1):
+                    raise Violation(f"p{sid}: {kind}Epoch {e} below its durable "
+                                    f"{self.durable_epochs[(sid, kind)]}")
+            if peer.state.name == "LEADING" and peer.zab_state.name not in ("DISCOVERY",
+                                                                             "ELECTION"):
+                first = self.epoch_leader.setdefault(cur, sid)
+                if first != sid:
+                    raise Violation(f"two leaders established epoch {cur}: p{first} and p{sid}")
+            tree = node.core.tree
+            z = tree.last_processed_zxid
+            if self.applied.get(sid) != z:
+                before = self.applied.get(sid)
+                self.applied[sid] = z
+                self._digest(sid, z, tree.digest(), "applied")
+                if (node.qnode is not None and node.qnode.serving and before is not None
+                        and z > before):
+                    self._quorum_durable(sid, z)
+
+    def _quorum_durable(self, sid: int, zxid: int) -> None:
+        c = self.cluster
+        have = {s for s, n in c.zab_nodes.items() if n.durable_zxid >= zxid}
+        self.commits_checked += 1
+        if not c.verifier.contains_quorum(have):
+            raise Violation(f"p{sid} applied zxid {zxid:#x} while only {sorted(have)} had it "
+                            f"durable (no quorum of voters)")
+
+    def settled(self) -> int | None:
+        """A leader in BROADCAST that a quorum of voters follows in BROADCAST."""
+        c = self.cluster
+        live = [n for _, n in sorted(c.zab_nodes.items()) if n.peer is not None]
+        leaders = [n for n in live if n.peer.state.name == "LEADING"
+                   and n.peer.zab_state.name == "BROADCAST"]
+        if len(leaders) != 1:
+            return None
+        ld = leaders[0].sid
+        synced = {n.sid for n in live if n.peer.zab_state.name == "BROADCAST"
+                  and (n.sid == ld or n.peer.leader_sid == ld)}
+        return ld if c.verifier.contains_quorum(synced) else None

@@ -588,8 +588,12 @@ class StandaloneNode:
         self.recovered: Recovered | None = None
         #: Open connections of this incarnation: conn_id -> (client, paused, held frames)
         self.conns: dict[int, AnyClient] = {}
-        self.paused: dict[int, list[list[bytes]]] = {}
+        self.conn_paused: dict[int, list[list[bytes]]] = {}
         self.failed = False
+        #: This server's name on the network.
+        self.net_name: Any = "srv"
+        #: How the trace names this process.
+        self.label = "srv"
 
     @property
     def alive(self) -> bool:
@@ -631,7 +635,7 @@ class StandaloneNode:
         w.log(f"srv START last_zxid={rec.last_zxid:#x} replayed={rec.txns_replayed} "
               f"truncated={rec.truncated}")
         self.conns.clear()
-        self.paused.clear()
+        self.conn_paused.clear()
         return True
 
     def run(self, fn: Callable[[], None]) -> None:
@@ -665,16 +669,16 @@ class StandaloneNode:
 
     def crash(self) -> None:
         w = self.cluster.world
-        w.log("srv CRASH")
+        w.log(f"{self.label} CRASH")
         self.driver = self.core = self.env = None
         self.txn_log = None
         self.stopped = False
         self._held.clear()
         self.disk.crash()
         conns, self.conns = self.conns, {}
-        self.paused.clear()
+        self.conn_paused.clear()
         for conn_id, cl in sorted(conns.items()):
-            t = self.cluster.net.stream_time("srv", cl.name)
+            t = self.cluster.net.stream_time(self.net_name, cl.name)
             w.at(t, functools.partial(cl.closed, conn_id))
 
     def _durable(self, env: SimServerEnv, zxid: int) -> None:
@@ -701,25 +705,25 @@ class StandaloneNode:
                 return
             self.conns[conn_id] = cl
             self._step(ClientConnected(conn_id, f"10.1.0.{cl.cid}", 50000 + cl.cid))
-        self.cluster.net.stream(cl.name, "srv", deliver, lambda: cl.closed(conn_id),
+        self.cluster.net.stream(cl.name, self.net_name, deliver, lambda: cl.closed(conn_id),
                                 conn=("client", conn_id))
 
     def client_frames(self, cl: AnyClient, conn_id: int, frames: list[bytes]) -> None:
         def deliver() -> None:
             if conn_id not in self.conns or self.driver is None:
                 return
-            held = self.paused.get(conn_id)
+            held = self.conn_paused.get(conn_id)
             if held is not None:
                 held.append(frames)
                 return
             self._step(ClientFramesReceived(conn_id, frames))
-        self.cluster.net.stream(cl.name, "srv", deliver, lambda: self.reset(conn_id, cl),
+        self.cluster.net.stream(cl.name, self.net_name, deliver, lambda: self.reset(conn_id, cl),
                                 conn=("client", conn_id))
 
     def reset(self, conn_id: int, cl: AnyClient) -> None:
         """The connection broke: both ends learn it."""
         if self.conns.pop(conn_id, None) is not None:
-            self.paused.pop(conn_id, None)
+            self.conn_paused.pop(conn_id, None)
             self._step(ClientDisconnected(conn_id))
         self.cluster.net.forget(("client", conn_id))
         cl.closed(conn_id)
@@ -730,25 +734,25 @@ class StandaloneNode:
         if cl is None:
             return
         self.cluster.on_send(self, cl, data)
-        self.cluster.net.stream("srv", cl.name, lambda: cl.received(conn_id, data),
+        self.cluster.net.stream(self.net_name, cl.name, lambda: cl.received(conn_id, data),
                                 lambda: self.reset(conn_id, cl), conn=("client", conn_id))
 
     def server_close(self, conn_id: int, reason: str) -> None:
         cl = self.conns.pop(conn_id, None)
         if cl is None:
             return
-        self.paused.pop(conn_id, None)
+        self.conn_paused.pop(conn_id, None)
         w = self.cluster.world
-        w.at(self.cluster.net.stream_time("srv", cl.name), lambda: cl.closed(conn_id))
+        w.at(self.cluster.net.stream_time(self.net_name, cl.name), lambda: cl.closed(conn_id))
         env = self.env
         w.after(0, lambda: self._step(ClientDisconnected(conn_id))
                 if self.env is env and self.driver is not None else None)
 
     def server_pause(self, conn_id: int, pause: bool) -> None:
         if pause:
-            self.paused.setdefault(conn_id, [])
+            self.conn_paused.setdefault(conn_id, [])
             return
-        held = self.paused.pop(conn_id, None) or []
+        held = self.conn_paused.pop(conn_id, None) or []
         env = self.env
 
         def feed(frames: list[bytes]) -> None:

@@ -11,6 +11,7 @@ exits 1 with the seed and the tail of the trace. The same seed replays the same 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import logging
 import sys
@@ -19,10 +20,12 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .checkers import PeerChecker, StandaloneChecker, Violation
+from .checkers import PeerChecker, StandaloneChecker, Violation, ZabChecker
 from .cluster import PeerCluster, SimClient, StandaloneCluster
 from .sim_env import DiskFaults, NetFaults, World
+from .linearizability import NONODE, History, check
 from .workload import RegisterClient, check_history
+from .zab_cluster import ZabCluster, ZabNode
 
 __all__ = ["RunResult", "Campaign", "run", "run_election", "run_standalone", "main", "report",
            "mode_of", "MODES"]
@@ -301,6 +304,170 @@ def run_standalone(seed: int, *, steps: int | None = None,
                             "max_acked_zxid": checker.max_acked_zxid})
 
 
+#: Fault kinds of an ensemble run, with their weights.
+ZAB_FAULTS = {"crash": 18, "restart": 18, "partition": 14, "one_way_cut": 5, "heal": 16,
+              "pause": 8, "stall": 8, "black_hole": 5}
+#: After healing, a leader with a quorum must serve and every client complete an op within.
+ZAB_LIVENESS_MS = 120_000
+
+
+def run_zab(seed: int, *, peers: int | None = None, observers: int | None = None,
+            steps: int | None = None, fault_ms: int | None = None,
+            verbose: bool = False) -> RunResult:
+    """An ensemble of QuorumNodes (election, sync, broadcast, the replicated service) with
+    register clients on shared znodes, under crashes, restarts, pauses, partitions (symmetric
+    and one-way), stalls, black holes, resets, slow fsyncs, torn writes and EIO. Checked every
+    step (``ZabChecker``); at the end the writes' history must be linearizable, with the
+    healed ensemble's final state as a last read of every key."""
+    world = World(seed, verbose=verbose)
+    rng = world.rng
+    voters = peers or rng.randint(3, 7)
+    n_obs = observers if observers is not None else rng.choice([0, 0, 1, 2])
+    n = voters + n_obs
+    net = _net_faults(world, datagrams=True)
+    disk = DiskFaults(slow=rng.choice([0.0, 0.1, 0.5]), fsync_slow_ms=rng.choice([50, 300]),
+                      torn=rng.choice([0.0, 0.5, 1.0]), error=rng.choice([0.0, 0.0, 0.005]),
+                      enospc=rng.choice([0.0, 0.5]))
+    obs = tuple(range(voters + 1, n + 1))
+    cluster = ZabCluster(world, n, net_faults=net, disk_faults=disk, observers=obs,
+                         registers=rng.randint(2, 5), keys=rng.randint(1, 3),
+                         think_ms=rng.choice([0, 20, 100]))
+    checker = ZabChecker(cluster)
+    fault_end = fault_ms if fault_ms is not None else rng.randint(10_000, 40_000)
+    fault_gap_ms = rng.choice([1_000, 3_000, 8_000])
+    steps_max = steps if steps is not None else 300_000
+    weights = dict(ZAB_FAULTS)
+    for kind in ("one_way_cut", "pause", "stall", "black_hole"):
+        if rng.random() < 0.3:
+            weights[kind] = 0
+    summary = (f"mode=zab voters={voters} observers={obs} registers={len(cluster.reg_clients)} "
+               f"keys={len(cluster.keys)} fault_ms={fault_end} gap_ms={fault_gap_ms} net={net} "
+               f"disk={disk} faults={weights}")
+    stats: dict[str, int] = {}
+    faulting = [True]
+    kinds = sorted(weights)
+    nodes = cluster.zab_nodes
+
+    def fault() -> None:
+        if world.now >= fault_end or not faulting[0]:
+            return
+        kind = rng.choices(kinds, [weights[k] for k in kinds])[0]
+        dead = [s for s, nd in sorted(nodes.items()) if not nd.alive]
+        live = [s for s, nd in sorted(nodes.items()) if nd.alive and not nd.stopped]
+        if kind == "crash" and live:
+            world.fault("crash")
+            nodes[rng.choice(live)].crash()
+        elif kind == "restart" and dead:
+            world.fault("restart")
+            nodes[rng.choice(dead)].start()
+        elif kind in ("partition", "one_way_cut"):
+            sids = sorted(nodes)
+            rng.shuffle(sids)
+            k = rng.randint(1, n - 1)
+            side_a, side_b = sorted(sids[:k]), sorted(sids[k:])
+            if kind == "partition":
+                cluster.partition([side_a, side_b])
+            else:
+                cluster.net.cut_one_way(side_a, side_b)
+        elif kind == "heal":
+            cluster.heal()
+        elif kind == "pause" and live:
+            nd = nodes[rng.choice(live)]
+            nd.pause()
+            world.after(rng.randint(100, 3 * cluster.tick_ms), nd.unpause)
+        elif kind in ("stall", "black_hole"):
+            a, b = rng.sample(sorted(nodes), 2)
+            if kind == "stall":
+                cluster.net.stall(a, b, world.now + rng.randint(100, 5_000))
+            else:
+                cluster.net.black_hole(a, b)
+        world.after(rng.randint(fault_gap_ms // 10, fault_gap_ms), fault)
+
+    def restart_failed() -> None:
+        for sid, nd in sorted(nodes.items()):
+            if nd.failed and nd.alive:
+                world.log(f"p{sid} exits after a storage failure")
+                nd.crash()
+                world.after(rng.randint(100, 2_000), functools.partial(_restart, nd))
+    world.after_step.append(restart_failed)
+
+    def body() -> None:
+        cluster.start()
+        world.after(rng.randint(0, fault_gap_ms), fault)
+        world.run_until(fault_end, steps_max=steps_max)
+        faulting[0] = False
+        world.log("HEALING")
+        cluster.net.faults = NetFaults(delay_min_ms=1, delay_max_ms=net.delay_max_ms)
+        cluster.heal()
+        disk.error = 0.0
+        for sid in sorted(nodes):
+            nodes[sid].unpause()
+            if not nodes[sid].alive:
+                nodes[sid].start()
+        clients = cluster.reg_clients
+        base = {cl.cid: cl.done for cl in clients}
+        deadline = world.now + ZAB_LIVENESS_MS
+        while world.now < deadline:
+            world.run_until(world.now + 100)
+            if checker.settled() is not None and all(cl.done > base[cl.cid] for cl in clients):
+                break
+        else:
+            raise Violation(f"liveness: no serving leader with a quorum, or a client completed "
+                            f"no operation, within {ZAB_LIVENESS_MS} ms of healing "
+                            f"(leader {checker.settled()})")
+        for cl in clients:
+            cl.stopped = True
+        world.run_until(world.now + 5_000)
+        leader = checker.settled()
+        if leader is None:
+            raise Violation("liveness: the ensemble lost its leader after healing")
+        _check_zab_history(cluster, leader)
+        stats["history_ops"] = len(cluster.history.ops)
+
+    return _finish(world, "zab", summary, body, stats,
+                   lambda: {"acks": sum(cl.acks for cl in cluster.reg_clients),
+                            "ops": sum(cl.ops_sent for cl in cluster.reg_clients),
+                            "established_epochs": len(checker.epoch_leader),
+                            "commits_checked": checker.commits_checked,
+                            "digests": len(checker.digests),
+                            "truncations": sum(nd.truncations for nd in nodes.values()),
+                            "snapshots": sum(nd.snapshots for nd in nodes.values()),
+                            "checks": checker.checks})
+
+
+def _restart(node: ZabNode) -> None:
+    if not node.alive:
+        node.start()
+
+
+def _check_zab_history(cluster: ZabCluster, leader: int) -> None:
+    """Writes linearizable per key, ending in the healed leader's state of every key.
+
+    Reads are left out: ZooKeeper serves them from the server's own copy (sequentially
+    consistent, not linearizable). The final state of each key, read from the leader's tree
+    after every client stopped, is appended as a read that follows every other operation, so
+    a write acknowledged and then lost fails the check.
+    """
+    hist = cluster.history
+    hist.close()
+    tree = cluster.zab_nodes[leader].core
+    assert tree is not None
+    ops = [op for op in hist.ops if op.kind != "read"]
+    final = History()
+    final._clock = max((op.complete or op.invoke for op in hist.ops), default=0) + 1
+    for key in cluster.keys:
+        zn = tree.tree.nodes.get(key)
+        r = final.invoke("final", "read", key)
+        if zn is None:
+            final.ok(r, error=NONODE)
+        else:
+            final.ok(r, out_value=zn.data, out_version=zn.version)
+        r.id = len(hist.ops) + len(final.ops)
+    res = check(ops + final.ops)
+    if res.violations():
+        raise Violation("linearizability (writes, then the final state): " + res.explain())
+
+
 def _progress(cl: SimClient | RegisterClient) -> int:
     """Writes acknowledged (own-path clients) or operations completed (register clients)."""
     return cl.done if isinstance(cl, RegisterClient) else cl.acks
@@ -349,7 +516,7 @@ def _run_body(world: World, mode: str, summary: str, body: object, stats: dict[s
     return res
 
 
-MODES = ("election", "standalone")
+MODES = ("election", "standalone", "zab")
 
 
 def mode_of(seed: int) -> str:
@@ -366,6 +533,8 @@ def run(seed: int, *, mode: str | None = None, peers: int | None = None,
         return run_election(seed, peers=peers, steps=steps, verbose=verbose)
     if mode == "standalone":
         return run_standalone(seed, steps=steps, verbose=verbose)
+    if mode == "zab":
+        return run_zab(seed, peers=peers, steps=steps, verbose=verbose)
     raise ValueError(f"unknown mode {mode!r}")
 
 
