@@ -875,3 +875,29 @@ def test_a_create_ttl_txn_with_a_ttl_out_of_range_creates_nothing(ttl: int) -> N
     t.apply_txn(hdr(2, 14), subs)
     assert "/t" not in t.nodes and "/u" in t.nodes
     check_digest(t)
+
+
+def test_apply_multi_results_matches_apply_txn_and_reports_each_ops_stat() -> None:
+    subs = [
+        (1, ("/m", b"", OPEN_ACL_UNSAFE, False, 1)),
+        (5, ("/m", b"ab", 1)),
+        (19, ("/m/k", b"k", OPEN_ACL_UNSAFE, 1)),
+        (5, ("/m", b"abc", 2)),
+        (13, ("/m", 2)),
+        (20, ("/m/k",)),
+        (2, ("/nope",)),
+    ]
+    plain, with_results = DataTree(), DataTree()
+    triggers = plain.apply_txn(hdr(5, 14), subs)
+    got_triggers, results = with_results.apply_multi_results(hdr(5, 14), subs)
+    assert got_triggers == triggers
+    assert with_results.digest() == plain.digest() and with_results.last_processed_zxid == 5
+    assert [(r[0], r[1]) for r in results] == [
+        (1, "/m"), (5, "/m"), (19, "/m/k"), (5, "/m"), (13, "/m"), (2, "/m/k"), (-1, -101)]
+    assert results[1][2][4] == 1 and results[1][2][9] == 0  # version 1, no child yet
+    assert results[3][2][4] == 2 and results[3][2][9] == 1  # version 2, one child
+    assert results[2][2][0] == 5 and results[2][2][7] == 0  # a container reports owner 0
+    failed = [(1, ("/x", b"", OPEN_ACL_UNSAFE, False, 1)), (-1, (-101,))]
+    before = with_results.digest()
+    assert with_results.apply_multi_results(hdr(6, 14), failed) == ([], [])
+    assert with_results.digest() == before and with_results.last_processed_zxid == 6

@@ -175,6 +175,8 @@ class Ensemble:
 
 def frame(xid: int, op: int, rec: Any) -> bytes:
     """A request frame without its length prefix; a bytes ``rec`` is the raw body."""
+    if op == 100:
+        return cc.encode_auth(*rec)[4:]
     if isinstance(rec, bytes):
         return cc.encode_request(xid, op, ())[4:] + rec
     return cc.encode_request(xid, op, rec)[4:]
@@ -206,6 +208,10 @@ SCRIPT: list[list[tuple[int, int, Any]]] = [
     [(22, 2, ("/a/b", 5)), (23, 2, ("/a/b", -1)), (24, 3, ("/a/b", True)),
      (25, 1, ("/a/b", b"again", OPEN, 0))],
     [(26, 20, b"\0\0\0\x04/m/k"), (27, 5, ("/zookeeper", b"", -1))],
+    [(-4, 100, ("digest", b"user:secret")), (29, 1, ("/t", b"", [(31, ("auth", ""))], 0)),
+     (30, 6, ("/t",)), (-2, 11, ()), (31, 3, ("/t", False))],
+    [(32, 14, [(1, ("/p", b"", OPEN, 0)), (5, ("/p", b"v", -1)), (19, ("/p/c", b"", OPEN, 4)),
+               (5, ("/p", b"w", -1)), (2, ("/p/c", -1)), (5, ("/p", b"x", 2))])],
     [(28, -11, ())],
 ]
 SCRIPT_OPS = {xid: op for batch in SCRIPT for xid, op, _ in batch}
@@ -228,7 +234,7 @@ def test_a_follower_answers_byte_for_byte_as_the_leader() -> None:
     a = on_leader.raw(1, 7)
     b = on_follower.raw(1, 7)
     decoded = replies(a, SCRIPT_OPS)
-    assert [r[0] for r in decoded if r[0] != -1] == sorted(SCRIPT_OPS)
+    assert [r[0] for r in decoded if r[0] != -1] == [x for b in SCRIPT for x, _, _ in b]
     assert len(a) == len(b)
     for i, (x, y) in enumerate(zip(a, b, strict=True)):
         assert x == y, (i, cc.decode_reply(x, None), cc.decode_reply(y, None))
@@ -262,6 +268,12 @@ def test_script_outcomes_as_a_client_sees_them() -> None:
     assert got[22][2] == BADVERSION and got[23][2] == 0 and got[24][2] == NONODE
     assert got[26][2] == BADARGS  # deleteContainer from a client (NUL in the path)
     assert got[28][2] == 0
+    stats = [r[2] for r in got[32][3]]  # each op's Stat as that op left the node
+    assert [(st[0][4], st[0][9]) for st in (stats[1], stats[3], stats[5])] == [
+        (1, 0), (2, 1), (3, 0)]
+    assert stats[2][1][0] == got[32][1]  # the container's own Stat
+    acl = got[30][3][0]  # the auth ACL expanded from the ids the follower forwarded
+    assert [e[1][0] for e in acl] == ["digest"] and acl[0][1][1].startswith("user:")
     # watches fired on the follower: getData /a (changed), getChildren /a (child deleted),
     # exists /a/b (created again)
     assert (3, 3, "/a") in events and (4, 3, "/a") in events and (1, 3, "/a/b") in events
@@ -500,6 +512,8 @@ def test_learner_requests_are_prepped_like_local_ones() -> None:
     assert txns[1][1][2] == [(31, ("digest", "u:h"))]  # auth ACL from the learner's ids
     assert [t[1][0] for t in txns[2:]] == [NONODE, BADARGS, -5, SESSIONEXPIRED]
     assert leader.sessions.is_live(sid)
+    leader.step(TxnsDurable(append.txns[-1][0]), T0)  # durable is not committed
+    assert leader.last_processed_zxid == 0
     leader.commit(append.txns[-1][0], now_ms=T0)
     assert leader.last_processed_zxid == append.txns[-1][0]
     assert not [a for a in leader.flush_actions() if isinstance(a, SendToClient)]
@@ -625,3 +639,17 @@ def test_standalone_is_unchanged_by_the_mode_machinery() -> None:
     assert decode_txn(append.txns[0][1])[0][0] >> 56 == 1  # standalone: server id 1
     core.step(TxnsDurable(append.txns[-1][0]), T0)
     core.step(ClientDisconnected(1), T0)
+
+
+def test_a_commit_for_a_gone_connection_answers_no_one() -> None:
+    ens = Ensemble()
+    ens.connect(2, 1)
+    ens.hold = True
+    ens.send(2, 1, (1, 1, ("/gone", b"", OPEN, 0)), (2, 9, ("/",)))
+    ens.step(2, ClientDisconnected(1))
+    ens.hold = False
+    ens.pump()
+    follower = ens.learners[2].core
+    assert "/gone" in follower.tree.nodes
+    assert not follower._forwarded and not follower._forwarded_syncs
+    assert len(ens.raw(2, 1)) == 1  # only the ConnectResponse

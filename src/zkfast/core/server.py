@@ -981,7 +981,10 @@ class ServerCore:
     # ================================================================== apply
 
     def _on_durable(self, ev: TxnsDurable) -> None:
-        self._apply_upto(ev.zxid)
+        # In a quorum mode durable is not committed: the peer acks it, and the service
+        # applies at ``commit`` (leader) or ``apply_committed`` (learner).
+        if self.mode == "standalone":
+            self._apply_upto(ev.zxid)
 
     def _apply_upto(self, upto: int) -> None:
         if self.storage_failed is not None:
