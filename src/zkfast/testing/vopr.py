@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from .checkers import PeerChecker, StandaloneChecker, Violation, ZabChecker
 from .cluster import PeerCluster, SimClient, StandaloneCluster
-from .sim_env import DiskFaults, NetFaults, World
 from .linearizability import NONODE, History, check
+from .sim_env import DiskFaults, NetFaults, World
 from .workload import RegisterClient, check_history
 from .zab_cluster import ZabCluster, ZabNode
 
@@ -519,9 +519,14 @@ def _run_body(world: World, mode: str, summary: str, body: object, stats: dict[s
 MODES = ("election", "standalone", "zab")
 
 
+#: The modes a seed picks by itself. ``zab`` runs only when asked for (``--mode zab``) until
+#: its open findings (docs/simulator.md) are settled.
+SEED_MODES = ("election", "standalone")
+
+
 def mode_of(seed: int) -> str:
     """The mode a seed runs when none is asked for."""
-    return MODES[seed % len(MODES)]
+    return SEED_MODES[seed % len(SEED_MODES)]
 
 
 def run(seed: int, *, mode: str | None = None, peers: int | None = None,

@@ -131,6 +131,8 @@ class ZabNode(StandaloneNode):
             return False
         self.recovered = rec
         c.on_recovered(self, rec)
+        c.on_epoch(self, "accepted", st.accepted_epoch)
+        c.on_epoch(self, "current", st.current_epoch)
         self.incarnation += 1
         service = ServerCore(cfg, now_ms=w.now_ms(), rng=random.Random(w.rng.random()),
                              tree=rec.tree, sessions=rec.sessions)
@@ -285,6 +287,8 @@ class ZabNode(StandaloneNode):
                 self.failed = True
                 return
             self.snapshots += 1
+            # Everything up to the snapshot's zxid is durable here now (a SNAP sync).
+            self.durable_zxid = max(self.durable_zxid, tree.last_processed_zxid)
             w.log(f"p{self.sid} SNAPSHOT {name} durable")
             self.step(SnapshotDurable(zxid))
         w.after(delay, done)
