@@ -22,6 +22,12 @@ Session ids follow ``SessionTrackerImpl.initializeNextSessionId``: the first is
 next one. Passwords are ``java.util.Random(session_id ^ 0xB3415C00).nextBytes(16)``, reproduced
 exactly (zk-formats §1.2), so any Apache server verifies a zkfast password and vice versa.
 
+In a quorum (docs/zab.md §3) ids are made with ``server_id = myid``. A learner's table is the
+set of committed sessions: it allocates an id without tracking it (``allocate_id``;
+``LearnerSessionTracker.createSession``), adds the session when its createSession txn is applied
+and never polls for expiry; the leader's table expires for everyone. Each role starts from
+``retracked``: every session of the database touched from now, none closing.
+
 This module is a core: no clock, no IO; time comes in as ``now_ms``.
 """
 
