@@ -80,3 +80,17 @@ def test_poll_catches_up_after_a_long_pause_in_bucket_order() -> None:
 def test_bad_tick() -> None:
     with pytest.raises(ValueError):
         SessionTracker(tick_ms=0, now_ms=0)
+
+
+def test_allocate_id_does_not_track_and_retracked_starts_over() -> None:
+    t = SessionTracker(tick_ms=2000, now_ms=1_000_000, server_id=2)
+    sid = t.allocate_id()
+    assert sid >> 56 == 2 and sid not in t.sessions
+    assert t.create_session(4000, 1_000_000) == sid + 1
+    t.add_session(7, 6000, 1_000_000)
+    t.set_closing(7)
+    fresh = t.retracked(now_ms=2_000_000, server_id=5)
+    assert sorted(fresh.sessions) == sorted(t.sessions)
+    assert fresh.is_live(7) and fresh.sessions[7].timeout_ms == 6000
+    assert fresh.sessions[7].expiry_ms == round_to_next_interval(2_006_000, 2000)
+    assert fresh.allocate_id() >> 56 == 5
