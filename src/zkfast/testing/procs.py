@@ -35,6 +35,8 @@ from types import TracebackType
 __all__ = [
     "APACHE_JARS",
     "Ensemble",
+    "LEADER_SYNC_LINE",
+    "SYNC_LINES",
     "ServerProcess",
     "ServerStartError",
     "TcpProxy",
@@ -267,6 +269,12 @@ class ServerProcess:
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def log_text_since_start(self) -> str:
+        """The log written since the last `start()` (each start writes a ``==== start`` line)."""
+        text = self.log_text()
+        i = text.rfind("==== start ")
+        return text if i < 0 else text[i:]
 
     def rss_bytes(self) -> int:
         """Resident set size of the process, from /proc/<pid>/status (VmRSS)."""
@@ -599,6 +607,23 @@ def wait_until(
 _ROLE_LINE = re.compile(r"(?:\] | - )(LOOKING|LEADING|FOLLOWING|OBSERVING)\s*$", re.MULTILINE)
 _MODE_LINE = re.compile(r"^Mode: (\S+)", re.MULTILINE)
 
+#: What a learner logs when the leader's sync starts (Apache 3.8 ``Learner.syncWithLeader``,
+#: INFO): a DIFF, a SNAP, or a TRUNC (for TRUNC+DIFF too). zkfast logs the same words; the
+#: match ignores case and an optional "the" ("Getting a snapshot from leader 0x..").
+SYNC_LINES = {
+    "DIFF": re.compile(r"getting a diff from (?:the )?leader 0x([0-9a-f]+)", re.IGNORECASE),
+    "SNAP": re.compile(r"getting a snapshot from (?:the )?leader 0x([0-9a-f]+)", re.IGNORECASE),
+    "TRUNC": re.compile(r"truncating log to get in sync with (?:the )?leader 0x([0-9a-f]+)",
+                        re.IGNORECASE),
+}
+#: What the leader logs per learner (Apache 3.8 ``LearnerHandler.syncFollower`` and ``run``):
+#: "Sending DIFF zxid=0x.. for peer sid: N", "Sending TRUNC zxid=0x..  for peer sid: N",
+#: "Sending snapshot last zxid of peer is 0x.., ...".
+LEADER_SYNC_LINE = re.compile(
+    r"Sending (?:DIFF zxid=0x[0-9a-fA-F]+\s+for peer sid: ?\d+"
+    r"|TRUNC(?: to follower zxidToSend=| zxid=)0x[0-9a-fA-F]+\s+for peer sid: ?\d+"
+    r"|snapshot last zxid of peer is 0x[0-9a-fA-F]+)")
+
 
 class Ensemble:
     """N quorum peers on loopback, each zkfast or Apache, with its own dataDir, myid and zoo.cfg.
@@ -646,6 +671,10 @@ class Ensemble:
                     if i != j:
                         _, qp, ep = self.ports[j]
                         self.proxies[(i, j)] = (TcpProxy(qp), TcpProxy(ep))
+        self.props = dict(props or {})
+        self.jvm_props = dict(jvm_props or {})
+        self.env = dict(env) if env is not None else None
+        self.settings: dict[int, dict[str, str]] = {}
         self.servers: dict[int, ServerProcess] = {}
         for sid, kind in self.kinds.items():
             d = self.workdir / f"s{sid}"
@@ -658,10 +687,39 @@ class Ensemble:
                         **(cfg or {}), "dataDir": str(data),
                         "clientPort": str(self.ports[sid][0])}
             settings.update(self._server_lines(sid))
-            if kind == "zkfast":
-                self.servers[sid] = zkfast_server(d, settings, props, env=env, start=False)
-            else:
-                self.servers[sid] = apache_server(d, settings, jvm_props, start=False)
+            self.settings[sid] = settings
+            self.servers[sid] = self._make(sid, kind)
+
+    def _make(self, sid: int, kind: str,
+              extra_props: Mapping[str, str] | None = None) -> ServerProcess:
+        d = self.workdir / f"s{sid}"
+        if kind == "zkfast":
+            return zkfast_server(d, self.settings[sid], {**self.props, **(extra_props or {})},
+                                 env=self.env, start=False)
+        return apache_server(d, self.settings[sid], {**self.jvm_props, **(extra_props or {})},
+                             start=False)
+
+    def replace(self, sid: int, kind: str, *, props: Mapping[str, str] | None = None,
+                start: bool = True, timeout_s: float = 60.0) -> ServerProcess:
+        """Stop peer `sid` (SIGTERM) and put a server of `kind` in its place: the same zoo.cfg,
+        ports, myid and dataDir (the path by which an operator swaps one implementation for
+        the other). `props` are extra -D properties for this server only. The new server is
+        started (and waited for, as `start`) unless `start` is false."""
+        assert kind in ("zkfast", "apache"), kind
+        self.servers[sid].stop()
+        self.kinds[sid] = kind
+        self.servers[sid] = self._make(sid, kind, props)
+        if start:
+            self.start([sid], timeout_s)
+        return self.servers[sid]
+
+    def restart(self, sid: int, *, props: Mapping[str, str] | None = None,
+                timeout_s: float = 60.0) -> ServerProcess:
+        """Start peer `sid` again (after `kill()` or `stop()`), optionally with extra -D props."""
+        if props is not None:
+            return self.replace(sid, self.kinds[sid], props=props, timeout_s=timeout_s)
+        self.start([sid], timeout_s)
+        return self.servers[sid]
 
     def _server_lines(self, me: int) -> dict[str, str]:
         out = {}
@@ -726,6 +784,36 @@ class Ensemble:
                 for p in pair:
                     p.heal()
 
+    def _links(self, sid: int, peers: Sequence[int] | None, quorum_only: bool) -> list[TcpProxy]:
+        out: list[TcpProxy] = []
+        for (i, j), (q, e) in self.proxies.items():
+            if sid not in (i, j):
+                continue
+            other = j if i == sid else i
+            if peers is not None and other not in peers:
+                continue
+            out.extend([q] if quorum_only else [q, e])
+        return out
+
+    def pause(self, sid: int, peers: Sequence[int] | None = None, *,
+              quorum_only: bool = False) -> None:
+        """Stall the links of `sid` (to `peers`, default all; with `quorum_only`, the quorum
+        links only): connections stay open and bytes are held, not lost, until `resume` (or
+        thrown away by `drop`). Unlike `partition`, nobody sees a closed connection."""
+        for p in self._links(sid, peers, quorum_only):
+            p.pause()
+
+    def resume(self, sid: int, peers: Sequence[int] | None = None, *,
+               quorum_only: bool = False) -> None:
+        for p in self._links(sid, peers, quorum_only):
+            p.resume()
+
+    def drop(self, sid: int, peers: Sequence[int] | None = None, *,
+             quorum_only: bool = False) -> int:
+        """Reset the current connections of the links of `sid` (bytes held by a pause are
+        thrown away). Returns how many were reset."""
+        return sum(p.drop_connections() for p in self._links(sid, peers, quorum_only))
+
     # -- observation ------------------------------------------------------------------------
     def mode(self, sid: int) -> str | None:
         """`Mode:` from `srvr` (leader, follower, ...), or None while not serving / down."""
@@ -746,6 +834,82 @@ class Ensemble:
 
     def modes(self, sids: Sequence[int] | None = None) -> dict[int, str | None]:
         return {sid: self.mode(sid) for sid in (sids or list(self.kinds))}
+
+    def mntr(self, sid: int) -> dict[str, str]:
+        """`mntr` as a dict (``zk_peer_state`` -> ``following - broadcast``); {} when down."""
+        try:
+            text = self.servers[sid].four_letter_word("mntr", timeout_s=2.0)
+        except OSError:
+            return {}
+        out: dict[str, str] = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition("\t")
+            if sep:
+                out[key] = value
+        return out
+
+    def peer_state(self, sid: int) -> str | None:
+        """``zk_peer_state`` of `mntr`: e.g. ``leading - broadcast`` (both kinds say it)."""
+        return self.mntr(sid).get("zk_peer_state")
+
+    def last_zxid(self, sid: int) -> int | None:
+        """The ``Zxid:`` of `srvr` (the last applied txn), or None when not serving."""
+        try:
+            answer = self.servers[sid].four_letter_word("srvr", timeout_s=2.0)
+        except OSError:
+            return None
+        m = re.search(r"^Zxid: 0x([0-9a-fA-F]+)", answer, re.MULTILINE)
+        return int(m.group(1), 16) if m else None
+
+    def serving(self, sids: Sequence[int] | None = None) -> int | None:
+        """The leader's sid when every one of `sids` (default: all) is in ZAB's broadcast
+        phase (`mntr` ``zk_peer_state``: leading/following/observing - broadcast), exactly one
+        leads and the observers observe; else None."""
+        chosen = list(self.kinds) if sids is None else list(sids)
+        leaders = []
+        for sid in chosen:
+            state = self.peer_state(sid)
+            want = ("observing",) if sid in self.observers else ("leading", "following")
+            if state is None or not any(state == f"{w} - broadcast" for w in want):
+                return None
+            if state.startswith("leading"):
+                leaders.append(sid)
+        return leaders[0] if len(leaders) == 1 else None
+
+    def wait_serving(self, sids: Sequence[int] | None = None, timeout_s: float = 120.0) -> int:
+        """Poll until `serving(sids)` names a leader; return its sid."""
+        leader = wait_until(lambda: self.serving(sids), timeout_s,
+                            f"peers {list(sids) if sids else list(self.kinds)} serving, one leader")
+        assert isinstance(leader, int)
+        return leader
+
+    def digests(self, sid: int) -> dict[int, int]:
+        """{zxid: digest} from the `hash` four-letter word ({} when down or digests are off).
+
+        Apache 3.8 answers with its digest log (one entry every 128 txns, DataTree
+        DIGEST_LOG_INTERVAL); zkfast answers with the digest at its last applied zxid.
+        """
+        try:
+            text = self.servers[sid].four_letter_word("hash", timeout_s=2.0)
+        except OSError:
+            return {}
+        out: dict[int, int] = {}
+        for m in re.finditer(r"^([0-9a-fA-F]+): (-?\d+)\s*$", text, re.MULTILINE):
+            out[int(m.group(1), 16)] = int(m.group(2))
+        return out
+
+    def sync_path(self, sid: int) -> str | None:
+        """How learner `sid` was brought up to date in its current run: "DIFF", "TRUNC" or
+        "SNAP" (the last of them), from its log since its last start (`SYNC_LINES`)."""
+        text = self.servers[sid].log_text_since_start()
+        found = [(m.start(), path) for path, rx in SYNC_LINES.items()
+                 for m in rx.finditer(text)]
+        return max(found)[1] if found else None
+
+    def leader_sync_lines(self, sid: int) -> list[str]:
+        """The leader-side "Sending DIFF/TRUNC/snapshot" lines of `sid` (`LEADER_SYNC_LINE`),
+        in order, from every run."""
+        return [m.group(0) for m in LEADER_SYNC_LINE.finditer(self.servers[sid].log_text())]
 
     def settled_modes(self, sids: Sequence[int] | None = None) -> dict[int, str] | None:
         """`srvr` modes when exactly one of `sids` leads and every other follows, else None."""
