@@ -564,6 +564,12 @@ class PeerRuntime:
                 return
             assert isinstance(conn, _ElectionConn)
             assert conn.transport is not None
+            if conn.closed or conn.transport.is_closing():
+                # The target closed (or a proxy in front of it dropped) the connection before
+                # our first write: uvloop refuses to write to a closed transport.
+                log.debug("election connection to sid %d at %s closed at once", sid,
+                          _addr_text(host, port))
+                return
             conn.transport.write(self.handshake)
             ok = True
             if sid > self.my_sid:
