@@ -1,0 +1,156 @@
+"""zkfast and Apache ZooKeeper 3.8 replicate together (issue 5).
+
+Mixed ensembles of three voters and an observer, in both directions:
+
+* a zkfast leader with Apache followers and an Apache observer;
+* an Apache leader with zkfast followers and a zkfast observer.
+
+Who leads is forced by the election's total order, the highest (currentEpoch, last zxid, sid):
+the intended leader (sid 3) starts from a dataDir holding a short txn history written by a
+standalone server of its own kind, the others start empty, so it wins whatever the start
+order. The learners sync from it (the path is whatever the leader picks for a learner with no
+history), then the same kazoo workload as tests/runtime/test_zab_ensemble.py runs through every
+server. The leader is then SIGKILLed: the voters of the other kind elect one of theirs, take
+writes, and the old leader rejoins as their follower. Every server ends with the same tree and
+the same digest at an equal zxid (Apache's digest log, `hash`).
+
+The rolling replacement starts from an all-Apache ensemble under a steady write load and
+replaces each server in turn (voters and the observer) by zkfast on its own dataDir, ports and
+myid; it ends all-zkfast holding every acknowledged write.
+
+Each test also runs with Apache in every role (`all-apache`, marked slow): the reference for
+what the assertions expect. Every process is stopped through its own handle; every wait polls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zkfast.testing.ensemble_checks import (
+    AckedWriter,
+    Clients,
+    assert_same_digests,
+    assert_same_trees,
+    check_acked,
+    pad_to_digest_point,
+    run_workload,
+)
+from zkfast.testing.procs import Ensemble, apache_available, apache_server, zkfast_server
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(not apache_available(), reason="needs the Debian Apache ZooKeeper 3.8"),
+]
+
+CFG = {"tickTime": "500", "initLimit": "10", "syncLimit": "5"}
+SERVE_S = 120.0
+HISTORY_TXNS = 5
+LEADER = 3
+OBSERVER = 4
+
+#: id -> kinds of sids 1..4 (sid 3 leads, sid 4 observes).
+MIXES = {
+    "zkfast-leader-apache-learners": ("apache", "apache", "zkfast", "apache"),
+    "apache-leader-zkfast-learners": ("zkfast", "zkfast", "apache", "zkfast"),
+    "all-apache": ("apache", "apache", "apache", "apache"),
+}
+
+
+def _params() -> list[object]:
+    return [pytest.param(name, id=name, marks=[pytest.mark.slow] if name == "all-apache" else [])
+            for name in MIXES]
+
+
+@pytest.fixture(scope="module")
+def histories(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """kind -> a dataDir with a few txns (/h0../h4) written by a standalone server of that kind."""
+    out: dict[str, Path] = {}
+    for kind in ("zkfast", "apache"):
+        work = tmp_path_factory.mktemp(f"history-{kind}")
+        make = zkfast_server if kind == "zkfast" else apache_server
+        server = make(work)
+        try:
+            with Clients() as clients:
+                c = clients.connect(server.hosts)
+                for i in range(HISTORY_TXNS):
+                    c.create(f"/h{i}", f"history {i}".encode())
+        finally:
+            server.stop()
+        out[kind] = server.data_dir
+    yield out
+
+
+def _check_end(ens: Ensemble) -> None:
+    assert_same_trees(ens)
+    with Clients() as clients:
+        c = clients.connect(ens.servers[1].hosts)
+        zxid = pad_to_digest_point(ens, c)
+        assert_same_digests(ens, zxid)
+
+
+@pytest.mark.parametrize("mix", _params())
+def test_mixed_ensemble_serves_the_workload_and_survives_its_leader(tmp_path, histories, mix):
+    kinds = MIXES[mix]
+    data = {LEADER: histories[kinds[LEADER - 1]]}
+    with Ensemble(tmp_path / "ens", kinds, cfg=CFG, data_dirs=data, observers=[OBSERVER]) as ens:
+        ens.start()
+        assert ens.wait_serving(timeout_s=SERVE_S) == LEADER
+        for sid in (1, 2, OBSERVER):
+            assert ens.sync_path(sid) in ("DIFF", "SNAP"), ens.servers[sid].log_tail(40)
+        with Clients() as clients:
+            for sid in ens.kinds:
+                c = clients.connect(ens.servers[sid].hosts)
+                c.sync("/")
+                assert c.get("/h4")[0] == b"history 4", sid
+        run_workload(ens, "/mixed")
+        # The leader dies: the two voters of the other kind elect one of theirs (with the
+        # observer), take writes, and the old leader comes back as their follower.
+        ens.servers[LEADER].kill()
+        rest = [s for s in ens.kinds if s != LEADER]
+        assert ens.wait_serving(rest, timeout_s=SERVE_S) == 2
+        with Clients() as clients:
+            c = clients.connect(ens.servers[OBSERVER].hosts)
+            for i in range(5):
+                c.create(f"/mixed/after-failover-{i}", b"x")
+        ens.start([LEADER])
+        assert ens.wait_serving(timeout_s=SERVE_S) == 2
+        assert ens.sync_path(LEADER) in ("DIFF", "SNAP", "TRUNC"), \
+            ens.servers[LEADER].log_tail(40)
+        _check_end(ens)
+
+
+def _rolling_params() -> list[object]:
+    return [
+        pytest.param("zkfast", id="apache-to-zkfast"),
+        pytest.param("apache", id="apache-to-apache", marks=pytest.mark.slow),
+    ]
+
+
+@pytest.mark.parametrize("new_kind", _rolling_params())
+def test_rolling_replacement_under_load_keeps_every_acknowledged_write(tmp_path, new_kind):
+    """Apache voters 1-3 and observer 4 under a steady stream of creates; each server in turn
+    is stopped and replaced by `new_kind` on its own dataDir; the writer's session lives on
+    through every step (it moves to another server when its own goes)."""
+    with Ensemble(tmp_path / "ens", ["apache"] * 4, cfg=CFG, observers=[OBSERVER]) as ens:
+        ens.start()
+        ens.wait_serving(timeout_s=SERVE_S)
+        run_workload(ens, "/before")
+        hosts = ",".join(ens.servers[s].hosts for s in ens.kinds)
+        writer = AckedWriter(hosts, "/acked").start()
+        try:
+            writer.wait_acked(20)
+            for sid in (1, 2, 3, 4):
+                ens.replace(sid, new_kind, timeout_s=SERVE_S)
+                ens.wait_serving(timeout_s=SERVE_S)
+                assert ens.sync_path(sid) in ("DIFF", "SNAP", "TRUNC"), \
+                    ens.servers[sid].log_tail(40)
+                writer.more(20)
+        finally:
+            acked = writer.stop()
+        assert set(ens.kinds.values()) == {new_kind}
+        check_acked(ens, "/acked", acked)
+        run_workload(ens, "/after")
+        _check_end(ens)
