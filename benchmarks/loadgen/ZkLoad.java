@@ -24,7 +24,10 @@
  * Usage: java -cp <build>:/usr/share/java/zookeeper.jar ZkLoad --hosts 127.0.0.1:2181
  *        [--workload getData] [--sessions 8] [--outstanding 32] [--warmup-seconds 3]
  *        [--seconds 10] [--znodes 1000] [--value-bytes 128] [--root /zkload] [--no-cleanup]
- *        [--issue-mode callback|thread] [--session-timeout-ms 30000] [--seed 42]
+ *        [--issue-mode callback|thread] [--session-timeout-ms 30000] [--seed 42] [--spread]
+ * --spread: --hosts is a list of servers of one ensemble; session i connects to server
+ * i mod n only (the setup session to the first), and each session syncs before its load starts,
+ * so every server carries an equal share and has applied the setup's creates.
  * (add -Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty and the Netty
  * jars for the Netty socket; benchmarks/load.py does that and compiles this file.)
  */
@@ -151,6 +154,7 @@ public final class ZkLoad {
         int sessionTimeoutMs = 30000;
         long seed = 42;
         String issueMode = "callback";
+        boolean spread = false;
 
         static Options parse(String[] args) {
             Options o = new Options();
@@ -170,6 +174,7 @@ public final class ZkLoad {
                     case "--session-timeout-ms": o.sessionTimeoutMs = Integer.parseInt(args[++i]); break;
                     case "--seed": o.seed = Long.parseLong(args[++i]); break;
                     case "--issue-mode": o.issueMode = args[++i]; break;
+                    case "--spread": o.spread = true; break;
                     default: throw new IllegalArgumentException("unknown option " + a);
                 }
             }
@@ -309,17 +314,43 @@ public final class ZkLoad {
 
     // ---------------------------------------------------------------- helpers
 
+    /** The connect string of session `i`: one server of the list with --spread, else all. */
+    static String hostsFor(Options o, int i) {
+        if (!o.spread) {
+            return o.hosts;
+        }
+        String[] hosts = o.hosts.split(",");
+        return hosts[i % hosts.length];
+    }
+
+    /** sync(path) and wait for it: the session's server has applied what preceded it. */
+    static void syncAndWait(ZooKeeper zk, String path) throws Exception {
+        CountDownLatch done = new CountDownLatch(1);
+        int[] rc = new int[1];
+        zk.sync(path, (code, p, ctx) -> {
+            rc[0] = code;
+            done.countDown();
+        }, null);
+        if (!done.await(60, TimeUnit.SECONDS) || rc[0] != KeeperException.Code.OK.intValue()) {
+            throw new IllegalStateException("sync failed: rc=" + rc[0]);
+        }
+    }
+
     static ZooKeeper connect(Options o) throws Exception {
+        return connect(o, o.hosts);
+    }
+
+    static ZooKeeper connect(Options o, String hosts) throws Exception {
         CountDownLatch connected = new CountDownLatch(1);
         Watcher w = (WatchedEvent e) -> {
             if (e.getState() == Watcher.Event.KeeperState.SyncConnected) {
                 connected.countDown();
             }
         };
-        ZooKeeper zk = new ZooKeeper(o.hosts, o.sessionTimeoutMs, w);
+        ZooKeeper zk = new ZooKeeper(hosts, o.sessionTimeoutMs, w);
         if (!connected.await(60, TimeUnit.SECONDS)) {
             zk.close();
-            throw new IllegalStateException("could not connect to " + o.hosts);
+            throw new IllegalStateException("could not connect to " + hosts);
         }
         return zk;
     }
@@ -440,11 +471,14 @@ public final class ZkLoad {
         }
 
         long setupStart = System.nanoTime();
-        ZooKeeper admin = connect(o);
+        ZooKeeper admin = connect(o, hostsFor(o, 0));
         setup(admin, o, value);
         Session[] sessions = new Session[o.sessions];
         for (int i = 0; i < o.sessions; i++) {
-            sessions[i] = new Session(i, connect(o), o, value);
+            sessions[i] = new Session(i, connect(o, hostsFor(o, i)), o, value);
+            if (o.spread) {
+                syncAndWait(sessions[i].zk, o.root);
+            }
         }
         double setupSeconds = (System.nanoTime() - setupStart) / 1e9;
 
