@@ -26,8 +26,10 @@ import pytest
 from kazoo.client import KazooClient
 
 from zkfast.config import config_from_properties
+from zkfast.core.datatree import DataTree
 from zkfast.runtime.quorum_server import QuorumPeerServer
 from zkfast.runtime.server import run_on_loop
+from zkfast.storage.tree_io import encode_tree, snapshot_file_name
 from zkfast.testing.procs import LOOPBACK, Ensemble, free_port, wait_until
 from zkfast.wire.peer_codec import (
     PROTOCOL_V1,
@@ -42,6 +44,7 @@ from zkfast.wire.peer_codec import (
 #: Short ticks: Apache's defaults would make a lost leader take initLimit*tickTime to notice.
 CFG = {"tickTime": "500", "initLimit": "10", "syncLimit": "5"}
 SETTLE_S = 90.0
+OPEN_ACL = [(31, ("world", "anyone"))]
 
 
 def _learners(ens: Ensemble, sid: int) -> int:
@@ -182,6 +185,56 @@ def test_sigterm_stops_each_peer_cleanly_and_the_data_survives(tmp_path):
             finally:
                 zk.stop()
                 zk.close()
+
+
+def _znode_count(ens: Ensemble, sid: int) -> int:
+    try:
+        text = ens.servers[sid].four_letter_word("mntr", timeout_s=5.0)
+    except OSError:
+        return -1
+    m = re.search(r"^zk_znode_count\t(\d+)$", text, re.MULTILINE)
+    return int(m.group(1)) if m else -1
+
+
+def test_a_snapshot_far_above_the_write_bound_reaches_every_follower(tmp_path, monkeypatch):
+    """zookeeper.forceSnapshotSync and a leader whose database is a 24 MiB snapshot, three
+    times the quorum write bound (lowered for the test): the SNAP stream goes out as one write,
+    each follower reads it whole, loads it, snapshots it and serves it."""
+    nodes, size = 12_000, 2048
+    prepared = tmp_path / "prepared"
+    (prepared / "version-2").mkdir(parents=True)
+    tree = DataTree()
+    for i in range(1, nodes + 1):
+        tree.apply_txn((0, i, (1 << 32) | i, 1000, 1),
+                       (f"/big{i}", bytes([i % 251]) * size, OPEN_ACL, False, i))
+    snap = encode_tree(tree, [], digest_enabled=True)
+    assert len(snap) > 3 * (8 << 20)
+    (prepared / "version-2" / snapshot_file_name(tree.last_processed_zxid, "")).write_bytes(snap)
+    ens = Ensemble(tmp_path / "ens", ["zkfast"] * 3, cfg=CFG, data_dirs={3: prepared},
+                   props={"zookeeper.forceSnapshotSync": "true"},
+                   env={"ZKFAST_QUORUM_WRITE_BUFFER_MAX_BYTES": str(8 << 20)})
+    with ens:
+        # The peer with the data first: two empty peers up before it would elect each other
+        # and (rightly) replace its never-committed history with their empty one.
+        ens.start([3])
+        ens.start([1, 2])
+        assert _settled(ens, [1, 2, 3]) == 3
+        want = _znode_count(ens, 3)
+        assert want > nodes
+        wait_until(lambda: all(_znode_count(ens, sid) == want for sid in (1, 2)),
+                   SETTLE_S, "both followers holding the leader's tree")
+        for sid in (1, 2):
+            text = ens.servers[sid].log_text()
+            assert "snapshot from the leader" in text and "Traceback" not in text
+            snaps = list((tmp_path / "ens" / f"s{sid}" / "data" / "version-2").glob(
+                "snapshot.*"))
+            assert any(p.name == f"snapshot.{tree.last_processed_zxid:x}" for p in snaps)
+        zk = _client(ens, 1)
+        try:
+            assert zk.get(f"/big{nodes}")[0] == bytes([nodes % 251]) * size
+        finally:
+            zk.stop()
+            zk.close()
 
 
 def test_partitioned_leader_goes_looking_and_returns_as_follower(tmp_path):

@@ -118,7 +118,8 @@ RECONNECT_DELAY_MAX_S = 3.2
 #: Pause between attempts to bind the election port (QuorumCnxManager.Listener).
 BIND_RETRY_DELAY_S = 1.0
 #: Unsent bytes a quorum connection may hold beyond its largest write still draining; past
-#: that the peer is not reading and the connection is aborted.
+#: that the peer is not reading and the connection is aborted. The environment variable
+#: ``ZKFAST_QUORUM_WRITE_BUFFER_MAX_BYTES`` overrides it (tests lower it).
 QUORUM_WRITE_BUFFER_MAX_BYTES = 64 << 20
 #: The transport's own flow-control marks for quorum connections (pause_writing above HIGH).
 QUORUM_WRITE_HIGH_WATER_BYTES = 4 << 20
@@ -143,6 +144,18 @@ def write_file_atomically(path: str, data: bytes) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _write_buffer_max_bytes() -> int:
+    """``QUORUM_WRITE_BUFFER_MAX_BYTES``, or the environment's override when it parses."""
+    text = os.environ.get("ZKFAST_QUORUM_WRITE_BUFFER_MAX_BYTES")
+    if text:
+        try:
+            return max(0, int(text))
+        except ValueError:
+            log.warning("ZKFAST_QUORUM_WRITE_BUFFER_MAX_BYTES=%r is not a number; using %d",
+                        text, QUORUM_WRITE_BUFFER_MAX_BYTES)
+    return QUORUM_WRITE_BUFFER_MAX_BYTES
 
 
 def _addr_text(host: str, port: int) -> str:
@@ -336,7 +349,7 @@ class _QuorumConn(asyncio.Protocol):
             self.burst_bytes = n
         t.write(data)
         buffered = t.get_write_buffer_size()
-        if buffered > QUORUM_WRITE_BUFFER_MAX_BYTES + self.burst_bytes:
+        if buffered > self.rt.write_buffer_max_bytes + self.burst_bytes:
             log.warning("quorum connection %s: %d bytes unsent (the peer is not reading); "
                         "dropping it", self.remote, buffered)
             # connection_lost follows from the loop, never from inside this call: the Driver
@@ -413,6 +426,7 @@ class PeerRuntime:
         self.cnx_timeout_s = q.cnx_timeout_ms / 1000.0
         self.leader_connect_timeout_s = q.init_limit_ticks * config.tick_ms / 1000.0
         self.packet_bytes_max = max(config.jute_maxbuffer_bytes, 1 << 20) + 1024
+        self.write_buffer_max_bytes = _write_buffer_max_bytes()
         self.epoch_dir = os.path.join(config.data_dir, "version-2")
         me = q.my_server
         self.election_host = "0.0.0.0" if q.quorum_listen_on_all_ips else me.host
