@@ -448,6 +448,8 @@ class PeerRuntime:
         self._next_learner_conn = 1
         self.role_state = "LOOKING"
         self._quorum_server: asyncio.AbstractServer | None = None
+        #: ConnectToLeader attempts still connecting, by conn_id.
+        self._attempts: dict[int, asyncio.Task[Any]] = {}
         self._quorum_opening: asyncio.Task[None] | None = None
         self._election_server: asyncio.AbstractServer | None = None
         # epochs
@@ -734,6 +736,9 @@ class PeerRuntime:
         return _QuorumConn(self, conn_id, learner_side=False)
 
     def connect_to_leader(self, a: ConnectToLeader) -> None:
+        if self.stopped:
+            return
+
         async def attempt() -> None:
             try:
                 await asyncio.wait_for(self.loop.create_connection(
@@ -742,8 +747,10 @@ class PeerRuntime:
             except (OSError, asyncio.TimeoutError) as e:
                 self.step(LeaderConnectFailed(a.conn_id, repr(e)))
                 return
+            finally:
+                self._attempts.pop(a.conn_id, None)
             self.step(LeaderConnected(a.conn_id))
-        self._spawn(attempt())
+        self._attempts[a.conn_id] = self._spawn(attempt())
 
     def send_quorum_packet(self, a: SendQuorumPacket) -> None:
         qc = self.quorum_conns.get(a.conn_id)
@@ -751,6 +758,9 @@ class PeerRuntime:
             qc.send(a.data)
 
     def close_quorum_conn(self, a: CloseQuorumConn) -> None:
+        attempt = self._attempts.pop(a.conn_id, None)
+        if attempt is not None:
+            attempt.cancel()  # a ConnectToLeader still connecting: no event follows
         qc = self.quorum_conns.get(a.conn_id)
         if qc is not None:
             qc.quiet = True
