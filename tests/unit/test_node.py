@@ -564,3 +564,189 @@ def test_leader_without_a_quorum_steps_down() -> None:
     others = {1, 2, 3} - {leader}
     c.partition({leader}, others)
     c.run_until(lambda: c.roles[leader].state == "LOOKING", 30_000)
+
+
+# ---------------------------------------------------------------------------- a learner by hand
+#
+# Follower 1 of a three-node ensemble, driven event by event; the test plays leader 3. These
+# script the simulator's zab findings (docs/simulator.md) at the one point each turned on.
+
+LEADER = 3
+
+
+def txn(zxid: int, path: str | None = None) -> tuple[int, bytes]:
+    header = (0x77, zxid & 0xFFFF, zxid, T0, 1)
+    return zxid, encode_txn(header, (path or f"/t{zxid:x}", b"", OPEN, False, 0), None)
+
+
+def pkt(kind: PacketType, zxid: int, data: bytes | None = None) -> bytes:
+    from zkfast.wire.peer_codec import QuorumPacket, encode_quorum_packet
+    return encode_quorum_packet(QuorumPacket(kind, zxid, data))
+
+
+class Learner:
+    """One follower QuorumNode and what it did (see above)."""
+
+    def __init__(self, log: list[tuple[int, bytes]], *, epoch: int) -> None:
+        from zkfast.core.election import Decision, Vote
+        from zkfast.wire.peer_codec import ServerState
+        self.decision = Decision(Vote(LEADER, 0, 1, epoch, ServerState.LEADING),
+                                 ServerState.FOLLOWING)
+        self.disk = Disk(log=list(log), accepted=epoch, current=epoch)
+        self.cfg = Cluster().config(1)
+        tree, sessions = self.disk.rebuild()
+        self.now = T0
+        service = ServerCore(self.cfg, now_ms=T0, rng=random.Random(1), tree=tree,
+                             sessions=sessions)
+        self.node = QuorumNode(self.cfg, service=service, last_zxid=tree.last_processed_zxid,
+                               accepted_epoch=epoch, current_epoch=epoch, now_ms=T0,
+                               history=History(self.disk))
+        self.trace: list[tuple[str, dict[str, Any]]] = []
+        self.node.peer.trace = lambda event, **f: self.trace.append((event, f))
+        self.node.start(T0)
+        self.conn = -1
+
+    def step(self, ev: Any) -> list[Any]:
+        self.now += 1
+        return self.node.step(ev, self.now)
+
+    @staticmethod
+    def packets(actions: list[Any]) -> list[tuple[str, int]]:
+        """(type name, zxid) of every quorum packet among the actions."""
+        out = []
+        for a in actions:
+            if type(a) is SendQuorumPacket:
+                sp = QuorumStreamSplitter(1 << 20, snapshots=False)
+                for item in sp.feed(a.data):
+                    p = decode_quorum_packet(item)
+                    out.append((PacketType(p.type).name, p.zxid))
+        return out
+
+    def follow(self, epoch: int) -> list[Any]:
+        """Elect leader 3 by hand, connect, LEADERINFO; returns the actions after it."""
+        self.node.peer._enter_role(self.decision, self.now)  # noqa: SLF001 - no election here
+        acts = self.step(Ticked())
+        self.conn = [a for a in acts if type(a) is ConnectToLeader][-1].conn_id
+        self.step(LeaderConnected(self.conn))
+        from zkfast.wire.peer_codec import encode_int_body
+        acts = self.leader(pkt(PacketType.LEADERINFO, epoch << 32, encode_int_body(0x10000)))
+        for a in acts:
+            if type(a) is WriteEpoch:
+                acts += self.step(EpochDurable(a.kind, a.epoch))
+        return acts
+
+    def leader(self, *items: bytes) -> list[Any]:
+        return self.step(LeaderPacketsReceived(self.conn, list(items)))
+
+    def reload(self, target: int, upto: int | None = None) -> list[Any]:
+        """The env's answer to TruncateLog(target): the log cut, the tree rebuilt."""
+        upto = target if upto is None else upto
+        self.disk.log = [x for x in self.disk.log if x[0] <= upto]
+        tree, sessions = self.disk.rebuild(upto)
+        return self.step(LogTruncated(target, tree, sessions, list(self.disk.log)))
+
+    @property
+    def state(self) -> str:
+        return f"{self.node.peer.state.name}/{self.node.peer.zab_state.name}"
+
+
+def z2(counter: int) -> int:
+    return (2 << 32) | counter
+
+
+def test_a_durable_report_from_before_a_trunc_acks_nothing() -> None:
+    """Sim seed 17: the log reported the pre-TRUNC txns durable after TruncateLog left; the
+    learner counted that for the txns it logged again after the cut, wrote currentEpoch and
+    ACKed NEWLEADER (and then the proposals) before they were durable, and the leader
+    committed on acks that no log backed."""
+    ln = Learner([txn(z2(1)), txn(z2(2)), txn(z2(3))], epoch=2)
+    acts = ln.follow(2)
+    assert ("ACKEPOCH", z2(3)) in ln.packets(acts)
+    acts = ln.leader(pkt(PacketType.TRUNC, z2(1)))
+    assert [a for a in acts if type(a) is TruncateLog] == [TruncateLog(z2(1))]
+    assert ("truncate", {"zxid": z2(1), "last": z2(3)}) in ln.trace
+    # Buffered until the reload: the proposals above the cut again, NEWLEADER.
+    assert not ln.leader(pkt(PacketType.PROPOSAL, z2(2), txn(z2(2))[1]),
+                         pkt(PacketType.PROPOSAL, z2(3), txn(z2(3))[1]),
+                         pkt(PacketType.NEWLEADER, 2 << 32, b""))
+    assert not ln.step(TxnsDurable(z2(3)))  # the old log's last word
+    acts = ln.reload(z2(1))
+    assert [t for a in acts if type(a) is AppendTxns for t, _ in a.txns] == [z2(2), z2(3)]
+    assert not [a for a in acts if type(a) is WriteEpoch] and not ln.packets(acts)
+    acts = ln.step(TxnsDurable(z2(3)))
+    assert [a for a in acts if type(a) is WriteEpoch] == [WriteEpoch("current", 2)]
+    acts = ln.step(EpochDurable("current", 2))
+    assert ln.packets(acts) == [("ACK", 2 << 32)]
+    assert ln.trace[-1] == ("newleader_ack", {"zxid": 2 << 32, "need": z2(3),
+                                              "durable": z2(3), "current_epoch": 2})
+
+
+def test_proposals_during_the_current_epoch_write_are_logged() -> None:
+    """Sim seed 17 too: a PROPOSAL arriving while currentEpoch was being written (after
+    NEWLEADER) ended the learner's role as an unexpected packet."""
+    ln = Learner([txn(z2(1))], epoch=2)
+    ln.follow(2)
+    ln.leader(pkt(PacketType.DIFF, z2(1)), pkt(PacketType.NEWLEADER, 2 << 32, b""))
+    acts = ln.step(Ticked())
+    acts = ln.leader(pkt(PacketType.PROPOSAL, z2(2), txn(z2(2))[1]))
+    assert ln.state == "FOLLOWING/SYNCHRONIZATION"
+    assert [t for a in acts if type(a) is AppendTxns for t, _ in a.txns] == [z2(2)]
+    assert ln.packets(ln.step(EpochDurable("current", 2))) == [("ACK", 2 << 32)]
+    ln.step(TxnsDurable(z2(2)))
+    acts = ln.leader(pkt(PacketType.UPTODATE, -1))
+    assert ln.packets(acts) == [("ACK", 2 << 32), ("ACK", z2(2))]
+    assert ln.state == "FOLLOWING/BROADCAST"
+    assert ("ack", {"zxid": z2(2), "durable": z2(2)}) in ln.trace
+
+
+def test_a_trunc_waits_for_the_snap_snapshot_and_its_txns() -> None:
+    """Sim seed 24: a TRUNC came while the SNAP snapshot of the last sync was not durable, so
+    the txns logged after the SNAP were still held back (docs/zab.md §2); the cut found an
+    empty log and the learner then logged those txns below the zxid it had been cut to."""
+    ln = Learner([], epoch=1)
+    ln.follow(2)
+    snap_tree = Disk(log=[txn(z2(1))]).rebuild()[0]
+    stream = encode_sync_snapshot(snap_tree, [])
+    acts = ln.leader(pkt(PacketType.SNAP, z2(1)), stream,
+                     pkt(PacketType.PROPOSAL, z2(2), txn(z2(2))[1]),
+                     pkt(PacketType.PROPOSAL, z2(3), txn(z2(3))[1]))
+    assert [a for a in acts if type(a) is TakeSnapshot] == [TakeSnapshot(z2(1))]
+    assert not [a for a in acts if type(a) is AppendTxns]
+    ln.step(LeaderDisconnected(ln.conn))
+    assert ln.node.peer.state.name == "LOOKING"
+    acts = ln.follow(2)
+    assert ("ACKEPOCH", z2(3)) in ln.packets(acts)
+    acts = ln.leader(pkt(PacketType.TRUNC, z2(2)))
+    assert not [a for a in acts if type(a) is TruncateLog]
+    acts = ln.step(SnapshotDurable(z2(1)))
+    kinds = [type(a) for a in acts if type(a) in (AppendTxns, TruncateLog)]
+    assert kinds == [AppendTxns, TruncateLog]
+    assert [t for a in acts if type(a) is AppendTxns for t, _ in a.txns] == [z2(2), z2(3)]
+    assert [a for a in acts if type(a) is TruncateLog] == [TruncateLog(z2(2))]
+
+
+def test_a_reload_below_the_trunc_zxid_syncs_again() -> None:
+    """The data directory could not rebuild the TRUNC zxid (the reload ends below it): the
+    learner must not take the leader's txns that follow that zxid; it goes LOOKING and
+    proposes where it really is."""
+    ln = Learner([txn(z2(1)), txn(z2(2)), txn(z2(3))], epoch=2)
+    ln.follow(2)
+    ln.leader(pkt(PacketType.TRUNC, z2(2)), pkt(PacketType.NEWLEADER, 2 << 32, b""))
+    acts = ln.reload(z2(2), upto=z2(1))
+    assert ln.node.peer.state.name == "LOOKING"
+    assert not [a for a in acts if type(a) is AppendTxns]
+    assert ln.node.peer.last_zxid == z2(1)
+    assert ("truncated", {"zxid": z2(2), "landed": z2(1)}) in ln.trace
+
+
+def test_ackepoch_waits_for_a_truncation_of_the_last_role() -> None:
+    """A TRUNC's reload outlived the role that asked for it: the next role's ACKEPOCH must
+    name the zxid the log ends at after the cut, not the one before it."""
+    ln = Learner([txn(z2(1)), txn(z2(2)), txn(z2(3))], epoch=2)
+    ln.follow(2)
+    ln.leader(pkt(PacketType.TRUNC, z2(1)))
+    ln.step(LeaderDisconnected(ln.conn))
+    acts = ln.follow(2)
+    assert not [p for p in ln.packets(acts) if p[0] == "ACKEPOCH"]
+    acts = ln.reload(z2(1))
+    assert ("ACKEPOCH", z2(1)) in ln.packets(acts)

@@ -129,6 +129,23 @@ def test_observers_never_count() -> None:
     assert t.ack(2, 1) == [(1, b"a")]
 
 
+def test_a_learner_that_syncs_again_acks_again() -> None:
+    """An ack given before a new sync no longer counts for the proposals the sync cuts and
+    sends again (a TRUNC to the committed zxid); those below stay acked."""
+    t = ProposalTracker(verifier(5, ()), last_committed=z(1, 0))
+    t.committed_acks = []
+    for c in (1, 2, 3):
+        t.propose(z(1, c), b"%d" % c)
+    t.ack_upto(1, z(1, 3))
+    assert t.ack(2, z(1, 1)) == [] and t.ack(2, z(1, 2)) == []
+    assert t.ack(3, z(1, 1)) == [(z(1, 1), b"1")]
+    t.forget(2, z(1, 1))
+    assert t.ack(3, z(1, 2)) == []  # {1, 3}: p2's old ack is gone
+    assert t.ack(4, z(1, 2)) == [(z(1, 2), b"2")]
+    assert t.committed_acks == [(z(1, 1), frozenset({1, 2, 3})),
+                                (z(1, 2), frozenset({1, 3, 4}))]
+
+
 def test_bodies() -> None:
     assert decode_request_body(encode_request_body(7, 3, 1, b"xyz")) == (7, 3, 1, b"xyz")
     assert decode_ping_body(encode_ping_body([(1, 2), (3, 4)])) == [(1, 2), (3, 4)]

@@ -141,6 +141,7 @@ from .zab import (
     ProposalTracker,
     TxnHistory,
     ZabService,
+    ZabTrace,
     decode_ping_body,
     decode_request_body,
     decode_revalidate_reply,
@@ -276,6 +277,8 @@ class _LeaderRole:
     learners: dict[int, _Learner] = field(default_factory=dict)
     epoch_deadline_ms: int | None = None
     ack_deadline_ms: int | None = None
+    #: The leader itself joins getEpochToPropose only after an in-flight truncation.
+    self_waiting: bool = False
     # ---- sync and broadcast (only with a service attached)
     tracker: ProposalTracker | None = None
     newleader_acks: set[int] = field(default_factory=set)
@@ -313,6 +316,10 @@ class _LearnerRole:
     newleader_zxid: int = 0
     newleader_need: int = 0
     sync_start_ms: int = 0
+    #: The ACKEPOCH body held back while an earlier TRUNC is still cutting the log.
+    ackepoch_body: int | None = None
+    #: The TRUNC target of this sync.
+    trunc_zxid: int = -1
 
 
 class QuorumPeerCore:
@@ -377,6 +384,13 @@ class QuorumPeerCore:
         #: hole until then, docs/zab.md §2); kept across a role end.
         self._snap_wait: int | None = None
         self._deferred: list[tuple[int, bytes]] = []
+        #: A TRUNC's target from its receipt until ``LogTruncated`` (kept across a role end):
+        #: no new role syncs or leads on a log that is about to change.
+        self._trunc_target: int | None = None
+        #: The ``TruncateLog`` left (it waits for a pending SNAP snapshot, docs/zab.md §2).
+        self._trunc_emitted = False
+        #: The safety-decision observer (``zab.ZabTrace``; the simulator's checker).
+        self.trace: ZabTrace | None = None
 
     # ------------------------------------------------------------------ public face
 
@@ -616,7 +630,12 @@ class QuorumPeerCore:
     def _start_leading(self, now_ms: int) -> None:
         lr = self._leader = _LeaderRole()
         lr.epoch_deadline_ms = now_ms + self.init_limit_ms
-        self._propose_epoch(lr, self.my_sid, self._accepted_epoch_asked())
+        if self._trunc_target is None:
+            self._propose_epoch(lr, self.my_sid, self._accepted_epoch_asked())
+        else:
+            # A TRUNC of the last role is still cutting the log: our history is not
+            # settled, so we join our own epoch only once it is (``_on_log_truncated``).
+            lr.self_waiting = True
 
     def _propose_epoch(self, lr: _LeaderRole, sid: int, last_accepted_epoch: int) -> None:
         """``Leader.getEpochToPropose`` for one caller (the leader or a learner)."""
@@ -653,6 +672,8 @@ class QuorumPeerCore:
                 return
             # Leader.lead: lastProposed = lastCommitted = epoch<<32; waitForNewLeaderAck.
             lr.tracker = ProposalTracker(self.verifier, last_committed=lr.epoch << 32)
+            if self.trace is not None:
+                lr.tracker.committed_acks = []
             lr.newleader_deadline_ms = now_ms + self.init_limit_ms
             lr.newleader_acks.add(self.my_sid)
             for ln in self._learners_sorted(lr):
@@ -762,6 +783,12 @@ class QuorumPeerCore:
             if info.sid not in self.verifier.servers:
                 log.warning("sid %d: learner sid %d is not in the configuration",
                             self.my_sid, info.sid)
+            for other in self._learners_sorted(lr):
+                if other is not ln and other.sid == info.sid:
+                    # The server connected again: the older connection is dead on its side,
+                    # and nothing that still arrives on it may count (an ACK from before a
+                    # TRUNC of the new sync).
+                    self._close_learner(lr, other, "a newer connection from the same server")
             ln.sid = info.sid
             ln.protocol_version = info.protocol_version
             ln.info_zxid = pkt.zxid
@@ -844,6 +871,15 @@ class QuorumPeerCore:
                          snapshot_bytes=self.snapshot_bytes)
         log.info("sid %d: syncing learner sid %s (peerLastZxid 0x%x) with %s 0x%x, %d txns",
                  self.my_sid, ln.sid, ln.peer_last, plan.kind, plan.zxid, len(plan.txns))
+        if self.trace is not None:
+            self.trace("sync_plan", sid=ln.sid, kind=plan.kind, zxid=plan.zxid,
+                       peer_last=ln.peer_last, last_zxid=plan.last_zxid)
+        if ln.sid is not None:
+            # Acks this server gave on an earlier connection no longer hold: the sync cuts
+            # its log back to plan.last_zxid (TRUNC) and the proposals above are sent again.
+            tracker.forget(ln.sid, plan.last_zxid)
+            if not lr.broadcasting and ln.sid != self.my_sid:
+                lr.newleader_acks.discard(ln.sid)
         if plan.kind == "SNAP":
             # The SNAP packet, then the snapshot stream on the same connection, unframed.
             self._send(ln.conn_id, QuorumPacket(PacketType.SNAP, plan.zxid))
@@ -992,6 +1028,14 @@ class QuorumPeerCore:
             return
         service = self.service
         assert service is not None
+        trace = self.trace
+        if trace is not None:
+            acks = lr.tracker.committed_acks if lr.tracker is not None else None
+            voters = frozenset(self.verifier.voting_members)
+            for zxid, who in acks or ():
+                trace("commit", zxid=zxid, acks=who, voters=voters)
+            if acks:
+                acks.clear()
         out: dict[int, list[QuorumPacket]] = {}
         learners = [ln for ln in self._learners_sorted(lr) if ln.forwarding]
         for zxid, data in ready:
@@ -1126,7 +1170,8 @@ class QuorumPeerCore:
                 self._learner_lost(now_ms, f"Leaders epoch, {new_epoch} is less than accepted "
                                            f"epoch, {asked}")
             return
-        if lrn.phase in ("sync", "syncing", "newleader", "synced", "broadcast"):
+        if lrn.phase in ("sync", "syncing", "newleader", "newleader_epoch", "synced",
+                         "broadcast"):
             lrn.deadline_ms = now_ms + (self.init_limit_ms if lrn.phase in ("sync", "syncing")
                                         else self.sync_limit_ms)
             if lrn.phase == "sync":
@@ -1148,6 +1193,14 @@ class QuorumPeerCore:
                                    f"in phase {lrn.phase}")
 
     def _send_ackepoch(self, lrn: _LearnerRole, epoch_body: int, now_ms: int) -> None:
+        if self._trunc_target is not None:
+            # A TRUNC of an earlier role is still cutting the log: our last zxid is not
+            # known yet. ACKEPOCH leaves once it is (``_on_log_truncated``).
+            lrn.phase = "ackepoch_wait"
+            lrn.ackepoch_body = epoch_body
+            lrn.deadline_ms = now_ms + self.init_limit_ms
+            return
+        lrn.ackepoch_body = None
         pkt = QuorumPacket(PacketType.ACKEPOCH, self.last_zxid, encode_int_body(epoch_body))
         self._out.append(SendQuorumPacket(lrn.conn_id, encode_quorum_packet(pkt)))
         if self.service is None:
@@ -1179,12 +1232,25 @@ class QuorumPeerCore:
         elif t == PacketType.TRUNC:
             log.warning("sid %d: truncating log to get in sync with the leader 0x%x",
                         self.my_sid, pkt.zxid)
+            if self.trace is not None:
+                self.trace("truncate", zxid=pkt.zxid, last=self.last_zxid)
             lrn.truncating = True
+            lrn.trunc_zxid = pkt.zxid
             lrn.log = LearnerLog(pkt.zxid)
-            self._out.append(TruncateLog(pkt.zxid))
+            self._trunc_target = pkt.zxid
+            self._trunc_emitted = False
+            if self._snap_wait is None:
+                self._emit_truncate()
+            # else: the txns logged after a SNAP wait for its snapshot (docs/zab.md §2) and
+            # the cut must see them in the log: TruncateLog follows SnapshotDurable.
         else:
             self._violation(now_ms, f"got packet type {t} from the leader instead of "
                                     f"DIFF, TRUNC or SNAP")
+
+    def _emit_truncate(self) -> None:
+        assert self._trunc_target is not None and not self._trunc_emitted
+        self._trunc_emitted = True
+        self._out.append(TruncateLog(self._trunc_target))
 
     def _snap_stream(self, lrn: _LearnerRole, blob: bytes, now_ms: int) -> None:
         from ..storage.snapshot import decode_sync_snapshot
@@ -1287,6 +1353,9 @@ class QuorumPeerCore:
 
     def _ack_newleader(self, lrn: _LearnerRole) -> None:
         assert lrn.log is not None
+        if self.trace is not None:
+            self.trace("newleader_ack", zxid=lrn.newleader_zxid, need=lrn.newleader_need,
+                       durable=lrn.log.durable_zxid, current_epoch=self.current_epoch)
         self._send(lrn.conn_id, QuorumPacket(PacketType.ACK, lrn.newleader_zxid))
         lrn.phase = "synced"
         if self.participant:
@@ -1298,7 +1367,9 @@ class QuorumPeerCore:
         log.info("sid %d: learner received UPTODATE message", self.my_sid)
         epoch = lrn.newleader_zxid >> 32
         pkts = [QuorumPacket(PacketType.ACK, epoch << 32)]
-        pkts += [QuorumPacket(PacketType.ACK, z) for z in lrn.log.acks_due()]
+        due = lrn.log.acks_due()
+        self._trace_acks(lrn, due)
+        pkts += [QuorumPacket(PacketType.ACK, z) for z in due]
         self._send(lrn.conn_id, *pkts)
         mode = "follower" if self.participant else "observer"
         self.service_mode = mode
@@ -1348,7 +1419,14 @@ class QuorumPeerCore:
             return
         due = lrn.log.acks_due()
         if due:
+            self._trace_acks(lrn, due)
             self._send(lrn.conn_id, *(QuorumPacket(PacketType.ACK, z) for z in due))
+
+    def _trace_acks(self, lrn: _LearnerRole, zxids: list[int]) -> None:
+        trace = self.trace
+        if trace is not None and lrn.log is not None:
+            for z in zxids:
+                trace("ack", zxid=z, durable=lrn.log.durable_zxid)
 
     def forward_request(self, session_id: int, cxid: int, op: int, body: bytes,
                         auth_ids: list[tuple[str, str]]) -> None:
@@ -1375,6 +1453,12 @@ class QuorumPeerCore:
     # ------------------------------------------------------------------ durability (ZAB)
 
     def _on_txns_durable(self, zxid: int, now_ms: int) -> None:
+        if self._trunc_target is not None or self._snap_wait is not None:
+            # The log's report on txns handed over before a TRUNC or a SNAP: those may be
+            # cut or replaced, and nothing logged since is covered by it (after a SNAP the
+            # next txns go to the log only at SnapshotDurable; LogTruncated says where a
+            # truncated log ends). Counting it would ACK txns not yet durable.
+            return
         self.durable_zxid = max(self.durable_zxid, zxid)
         lr = self._leader
         if lr is not None and lr.broadcasting and lr.tracker is not None:
@@ -1390,21 +1474,47 @@ class QuorumPeerCore:
         assert service is not None, "LogTruncated without a service"
         service.load_database(ev.tree, ev.sessions, now_ms=now_ms)
         self.committed.reset(ev.committed)
-        self.last_zxid = ev.zxid
-        self.durable_zxid = ev.zxid
+        # Where the reload ended: the TRUNC target, or below it when the data directory
+        # could not rebuild it (then this sync cannot go on, see below).
+        landed = ev.tree.last_processed_zxid
+        if self.trace is not None:
+            self.trace("truncated", zxid=ev.zxid, landed=landed)
+        self.last_zxid = landed
+        self.durable_zxid = landed
+        self._trunc_target = None
+        self._trunc_emitted = False
+        lr = self._leader
+        if lr is not None and lr.self_waiting:
+            lr.self_waiting = False
+            self._propose_epoch(lr, self.my_sid, self._accepted_epoch_asked())
         lrn = self._learner
-        if lrn is None or not lrn.truncating:
+        if lrn is None:
+            return
+        if lrn.phase == "ackepoch_wait" and lrn.ackepoch_body is not None:
+            self._send_ackepoch(lrn, lrn.ackepoch_body, now_ms)
+            return
+        if not lrn.truncating:
             return
         lrn.truncating = False
+        if landed != lrn.trunc_zxid:
+            # The leader's history from here on follows its TRUNC zxid; ours ends lower.
+            # Sync again from where we are (the leader then sends DIFF or SNAP).
+            self._learner_lost(now_ms, f"the truncation to 0x{lrn.trunc_zxid:x} reloaded "
+                                       f"the database at 0x{landed:x}")
+            return
         items, lrn.buffered = lrn.buffered, []
         self._leader_items(lrn, items, now_ms)
 
     def _on_snapshot_durable(self, zxid: int, now_ms: int) -> None:
         if self._snap_wait == zxid:
             self._snap_wait = None
+            # The snapshot holds every txn through zxid: durable as if logged.
+            self.durable_zxid = max(self.durable_zxid, zxid)
             if self._deferred:
                 self._out.append(AppendTxns(self._deferred))
                 self._deferred = []
+            if self._trunc_target is not None and not self._trunc_emitted:
+                self._emit_truncate()
         lrn = self._learner
         if lrn is not None and lrn.snapshot_pending and lrn.snap_zxid == zxid:
             lrn.snapshot_pending = False
@@ -1428,6 +1538,8 @@ class QuorumPeerCore:
             self._learner_lost(now_ms, "connectToLeader exceeded (initLimit)")
         elif lrn.phase == "registering":
             self._learner_lost(now_ms, "read timed out waiting for LEADERINFO (initLimit)")
+        elif lrn.phase == "ackepoch_wait":
+            self._learner_lost(now_ms, "the log truncation did not end within initLimit")
         elif lrn.phase in ("sync", "syncing"):
             self._learner_lost(now_ms, "read timed out during sync (initLimit)")
         elif lrn.phase in ("newleader", "newleader_epoch", "synced", "broadcast"):

@@ -21,6 +21,8 @@ data and decisions it uses once the epoch is agreed (docs/zab.md §4, zk-formats
 * The small bodies of REQUEST, PING and REVALIDATE (zk-formats §4.2).
 * ``ZabService`` and ``TxnHistory``: what the peer calls on the ServerCore and reads from the
   log (docs/zab.md §1, §3).
+* ``ZabTrace``: the optional observer of the peer's safety decisions (docs/zab.md §5): an ack
+  sent after our own fsync, a commit and who counted for it, a leader's truncation decision.
 
 Nothing here does IO or keeps time; broken invariants of our own are AssertionErrors and bad
 bytes from a peer are ``ProtocolError``.
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ZabService",
+    "ZabTrace",
     "TxnHistory",
     "CommittedLog",
     "SyncPlan",
@@ -77,6 +80,21 @@ class TxnHistory(Protocol):
         """Every logged txn with zxid > ``zxid``, in order, starting exactly at the txn that
         follows ``zxid`` in the log; None when the log does not reach back to ``zxid`` or the
         txns would exceed limit_bytes."""
+
+
+class ZabTrace(Protocol):
+    """Called with one safety decision of the peer (docs/zab.md §5); never set in production.
+
+    Events and their fields: ``"ack"`` (a follower sent ACK(zxid) of a proposal: ``zxid``,
+    ``durable``: its own log's durable zxid then), ``"newleader_ack"`` (``zxid`` = epoch<<32,
+    ``need``: the last txn logged at NEWLEADER, ``durable``, ``current_epoch``), ``"commit"``
+    (the leader commits ``zxid``; ``acks``: the sids counted, ``voters``: the voting members
+    then), ``"sync_plan"`` (the leader's decision for learner ``sid``: ``kind``, ``zxid``,
+    ``peer_last``, ``last_zxid``), ``"truncate"`` (a learner asks its log cut after ``zxid``;
+    ``last``: its last logged zxid) and ``"truncated"`` (the reload ended at ``landed``).
+    """
+
+    def __call__(self, event: str, **fields: Any) -> None: ...
 
 
 class ZabService(Protocol):
@@ -287,13 +305,15 @@ class _Proposal:
 class ProposalTracker:
     """The leader's outstanding proposals and their ack sets (``Leader.processAck``)."""
 
-    __slots__ = ("verifier", "outstanding", "last_committed", "last_proposed")
+    __slots__ = ("verifier", "outstanding", "last_committed", "last_proposed", "committed_acks")
 
     def __init__(self, verifier: QuorumVerifier, *, last_committed: int) -> None:
         self.verifier = verifier
         self.outstanding: dict[int, _Proposal] = {}
         self.last_committed = last_committed
         self.last_proposed = last_committed
+        #: When a list (a trace is set): ``(zxid, acks)`` of each commit, for the trace.
+        self.committed_acks: list[tuple[int, frozenset[int]]] | None = None
 
     def propose(self, zxid: int, data: bytes) -> None:
         assert zxid > self.last_proposed, (
@@ -324,9 +344,21 @@ class ProposalTracker:
                 p.acks.add(sid)
         return self.ready()
 
+    def forget(self, sid: int, after: int) -> None:
+        """Drop ``sid``'s acks of the outstanding proposals above ``after``.
+
+        A learner that syncs again (a new connection) is brought to ``after`` by its sync
+        (a TRUNC cuts what it logged above it) and is sent the proposals above it once more:
+        an ack it gave before no longer says the txn is in its log, so it must ack again.
+        """
+        for z, p in self.outstanding.items():
+            if z > after:
+                p.acks.discard(sid)
+
     def ready(self) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         contains = self.verifier.contains_quorum
+        trace = self.committed_acks
         while self.outstanding:
             zxid = next(iter(self.outstanding))
             p = self.outstanding[zxid]
@@ -336,6 +368,8 @@ class ProposalTracker:
             assert zxid > self.last_committed, "commits must go up"
             self.last_committed = zxid
             out.append((zxid, p.data))
+            if trace is not None:
+                trace.append((zxid, frozenset(p.acks)))
         return out
 
     def after(self, zxid: int) -> list[tuple[int, bytes]]:

@@ -9,8 +9,15 @@ On start (``QuorumPeer.loadDataBase``), with ``last_zxid`` the last processed zx
 
 1. currentEpoch missing -> the epoch of ``last_zxid``, and the file is written.
 2. the epoch of ``last_zxid`` above currentEpoch -> ``currentEpoch.tmp`` (a write that was
-   interrupted before its rename) supplies the value and is written; without it the data
-   directory is inconsistent (error).
+   interrupted before its rename) supplies the value and is written. Without it:
+   a. the epoch of ``last_zxid`` is at most acceptedEpoch: the txns came from the leader of
+      an epoch this peer had accepted, logged while syncing with it, and the peer stopped
+      before its currentEpoch was durable (zkfast logs a sync's txns before it writes
+      currentEpoch, docs/zab.md §4). currentEpoch becomes the epoch of ``last_zxid`` and the
+      file is written before the peer serves. This covers Apache's ``updatingEpoch`` marker
+      (a learner stopped between its NEWLEADER snapshot and currentEpoch), without the file.
+   b. otherwise the log holds txns of an epoch this peer never accepted: the data
+      directory is inconsistent (error).
 3. acceptedEpoch missing -> the epoch of ``last_zxid``, and the file is written.
 4. acceptedEpoch below currentEpoch is an error.
 """
@@ -91,18 +98,21 @@ def resolve_epochs(accepted: bytes | None, current: bytes | None, last_zxid: int
         writes.append(("current", cur))
     else:
         cur = parse_epoch(current, CURRENT_EPOCH_FILE)
+    acc = epoch_of_zxid if accepted is None else parse_epoch(accepted, ACCEPTED_EPOCH_FILE)
     if epoch_of_zxid > cur:
-        if current_tmp is None:
+        if current_tmp is not None:
+            cur = parse_epoch(current_tmp, CURRENT_EPOCH_FILE + ".tmp")
+        elif accepted is not None and epoch_of_zxid <= acc:
+            cur = epoch_of_zxid  # rule 2a: a sync interrupted before currentEpoch
+        else:
             raise CorruptDataError(
-                f"The current epoch, {cur:#x}, is older than the last zxid, {last_zxid:#x}",
+                f"The current epoch, {cur:#x}, is older than the last zxid, {last_zxid:#x}"
+                + (f", and the accepted epoch, {acc:#x}, too" if accepted is not None
+                   else ""),
                 path=CURRENT_EPOCH_FILE)
-        cur = parse_epoch(current_tmp, CURRENT_EPOCH_FILE + ".tmp")
         writes.append(("current", cur))
     if accepted is None:
-        acc = epoch_of_zxid
         writes.append(("accepted", acc))
-    else:
-        acc = parse_epoch(accepted, ACCEPTED_EPOCH_FILE)
     if acc < cur:
         raise CorruptDataError(
             f"The accepted epoch, {acc:#x} is less than the current epoch, {cur:#x}",

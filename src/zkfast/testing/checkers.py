@@ -30,6 +30,7 @@ Standalone (``StandaloneChecker``):
 
 from __future__ import annotations
 
+import bisect
 import struct
 from typing import Any
 
@@ -226,6 +227,16 @@ class ZabChecker:
     - commit after a quorum: a serving peer applies z only once a quorum of voters have logged
       through z durably (their durable zxid >= z);
     - zxids a peer logs strictly increase within an incarnation and above what it recovered.
+
+    From the cores' own trace (``zab.ZabTrace``), at the moment each decision is taken:
+
+    - a follower ACKs a proposal only once its log holds it durably;
+    - a NEWLEADER ACK leaves only once every txn logged before NEWLEADER is durable and
+      currentEpoch is durably the new epoch;
+    - a commit is counted from voters only, they form a quorum, and each of them holds the
+      txn durably at that moment (an ack from before a TRUNC no longer counts);
+    - a leader's TRUNC never cuts a txn any leader committed (no committed zxid between the
+      TRUNC zxid and the learner's last zxid), and a reload ends at or below the TRUNC zxid.
     """
 
     def __init__(self, cluster: Any) -> None:
@@ -238,6 +249,10 @@ class ZabChecker:
         self.last_logged: dict[int, int] = {}
         self.checks = 0
         self.commits_checked = 0
+        #: Every zxid any leader committed (sorted), from the "commit" traces.
+        self.committed: list[int] = []
+        self.traced: dict[str, int] = {}
+        cluster.trace_hooks.append(self.on_trace)
         cluster.append_hooks.append(self.on_append)
         cluster.recovered_hooks.append(self.on_recovered)
         cluster.truncated_hooks.append(self.on_truncated)
@@ -264,6 +279,51 @@ class ZabChecker:
     def on_truncated(self, node: Any, zxid: int) -> None:
         self.last_logged[node.sid] = zxid
         self.applied.pop(node.sid, None)
+
+    def on_trace(self, node: Any, event: str, f: dict[str, Any]) -> None:
+        self.traced[event] = self.traced.get(event, 0) + 1
+        sid = node.sid
+        if event == "ack":
+            z = f["zxid"]
+            if f["durable"] < z or node.durable_zxid < z:
+                raise Violation(f"p{sid} sent ACK {z:#x} before its log held it durably "
+                                f"(core says {f['durable']:#x}, disk {node.durable_zxid:#x})")
+        elif event == "newleader_ack":
+            epoch = f["zxid"] >> 32
+            if node.durable_zxid < f["need"]:
+                raise Violation(f"p{sid} acked NEWLEADER of epoch {epoch} with txns through "
+                                f"{f['need']:#x} logged but only {node.durable_zxid:#x} durable")
+            durable_cur = self.durable_epochs.get((sid, "current"), -1)
+            if durable_cur != epoch:
+                raise Violation(f"p{sid} acked NEWLEADER of epoch {epoch} while its durable "
+                                f"currentEpoch is {durable_cur}")
+        elif event == "commit":
+            z, acks = f["zxid"], f["acks"]
+            c = self.cluster
+            voters = set(c.verifier.voting_members)
+            if not acks <= voters:
+                raise Violation(f"p{sid} counted non-voters {sorted(acks - voters)} for "
+                                f"zxid {z:#x}")
+            if not c.verifier.contains_quorum(set(acks)):
+                raise Violation(f"p{sid} committed {z:#x} with acks {sorted(acks)}: no quorum")
+            stale = sorted(s for s in acks if c.zab_nodes[s].durable_zxid < z)
+            if stale:
+                raise Violation(
+                    f"p{sid} committed {z:#x} counting acks of {stale}, whose logs hold it no "
+                    f"longer durably (durable " + ", ".join(
+                        f"p{s}={c.zab_nodes[s].durable_zxid:#x}" for s in stale) + ")")
+            i = bisect.bisect_left(self.committed, z)
+            if i == len(self.committed) or self.committed[i] != z:
+                self.committed.insert(i, z)
+        elif event == "sync_plan" and f["kind"] == "TRUNC":
+            cut, last = f["zxid"], f["peer_last"]
+            i = bisect.bisect_right(self.committed, cut)
+            if i < len(self.committed) and self.committed[i] <= last:
+                raise Violation(f"p{sid} sent p{f['sid']} TRUNC {cut:#x} (its last zxid "
+                                f"{last:#x}), cutting committed zxid {self.committed[i]:#x}")
+        elif event == "truncated" and f["landed"] > f["zxid"]:
+            raise Violation(f"p{sid} truncated to {f['zxid']:#x} but reloaded at "
+                            f"{f['landed']:#x}")
 
     def on_epoch(self, node: Any, kind: str, epoch: int) -> None:
         key = (node.sid, kind)

@@ -38,7 +38,7 @@ from ..core.server import ServerCore
 from ..runtime.disk_log import DiskTxnLog, LogSettings
 from ..runtime.driver import QuorumDriver
 from ..storage import epochs as epoch_files
-from ..storage.recovery import LogHistory, recover, truncate_log
+from ..storage.recovery import LogHistory, RecoveryError, recover, truncate_log
 from ..storage.tree_io import encode_tree, snapshot_file_name
 from ..wire.peer_codec import PacketType, QuorumStreamSplitter, decode_quorum_packet
 from .cluster import DATA, PeerCluster, StandaloneNode
@@ -140,6 +140,8 @@ class ZabNode(StandaloneNode):
                           accepted_epoch=st.accepted_epoch, current_epoch=st.current_epoch,
                           now_ms=w.now_ms(), committed=list(rec.committed),
                           history=LogHistory(d, DATA))
+        if c.trace_hooks:
+            node.peer.trace = lambda event, **f: c.on_trace(self, event, f)
         holder: list[ZabEnv] = []
         env = ZabEnv(w, self, None)
         holder.append(env)
@@ -250,14 +252,15 @@ class ZabNode(StandaloneNode):
                 assert self.zc.config_for(self.sid).quorum is not None
                 rec = recover(self.disk, DATA, DATA,
                               commit_log_count=self.zc.commit_log_count)
-            except OSError as e:
+            except (OSError, RecoveryError) as e:
+                # The runtime stops the peer (NodeStorage.on_failed); a restart recovers.
                 w.log(f"p{self.sid} TRUNCATE FAILED {e}")
                 self.failed = True
                 return
             self.truncations += 1
             w.log(f"p{self.sid} TRUNCATED after {zxid:#x} (kept {kept:#x}); reloaded at "
                   f"{rec.last_zxid:#x}")
-            self.zc.on_truncated(self, zxid)
+            self.zc.on_truncated(self, rec.last_zxid)
             env.txn_log = self._new_log(env)
             self.txn_log = env.txn_log
             self.durable_zxid = rec.last_zxid
@@ -328,6 +331,8 @@ class ZabCluster(PeerCluster):
         self.truncated_hooks: list[Callable[[ZabNode, int], None]] = []
         self.epoch_hooks: list[Callable[[ZabNode, str, int], None]] = []
         self.send_hooks: list[Callable[..., None]] = []
+        #: The cores' own safety decisions (``zab.ZabTrace``): (node, event, fields).
+        self.trace_hooks: list[Callable[[ZabNode, str, dict[str, Any]], None]] = []
 
     # ---- what StandaloneNode and the clients ask of their host
     def new_conn_id(self) -> int:
@@ -361,6 +366,14 @@ class ZabCluster(PeerCluster):
     def on_truncated(self, node: ZabNode, zxid: int) -> None:
         for h in self.truncated_hooks:
             h(node, zxid)
+
+    def on_trace(self, node: ZabNode, event: str, fields: dict[str, Any]) -> None:
+        if self.world.verbose:
+            self.world.log(f"p{node.sid} TRACE {event} " + " ".join(
+                f"{k}={v:#x}" if isinstance(v, int) and k != "sid" else f"{k}={v}"
+                for k, v in sorted(fields.items())))
+        for h in self.trace_hooks:
+            h(node, event, fields)
 
     def on_epoch(self, node: ZabNode, kind: str, epoch: int) -> None:
         for h in self.epoch_hooks:
