@@ -1,11 +1,15 @@
 """Seeded simulations of the ensemble (``vopr.run_zab``): QuorumNodes with real ServerCores and
 txn logs, register clients on any server, every fault of the world. Checked after every step
 by ``ZabChecker`` (one leader per epoch, durable epochs never go back, one txn per zxid,
-digests at equal zxids, apply only after a quorum of voters logged it); at the end, the
+digests at equal zxids, apply only after a quorum of voters logged it; from the cores' trace: acks
+after the own fsync, commits counted from a durable voter quorum, TRUNCs that cut nothing
+committed); at the end, the
 writes' history must be linearizable and end in the healed ensemble's state.
 
-The ``FINDINGS`` seeds fail today (docs/simulator.md, Findings); they are strict xfails so a
-fix shows up as an unexpected pass. ``ZKFAST_SIM_SEED=N pytest tests/sim`` replays one seed."""
+The ``REGRESSIONS`` seeds found bugs (docs/simulator.md, Findings); each story is also a
+scripted test (tests/unit/test_node.py, test_sync_storage.py, test_epochs.py), since later
+changes to what a seed draws make it another run. ``ZKFAST_SIM_SEED=N pytest tests/sim``
+replays one seed."""
 
 from __future__ import annotations
 
@@ -16,15 +20,15 @@ import pytest
 from zkfast.testing import vopr
 
 ENV_SEED = os.environ.get("ZKFAST_SIM_SEED")
-FINDINGS = {
-    17: "a leader applied a txn that only 3 of 7 voters had logged durably",
+REGRESSIONS = {
+    17: "a stale durable report from before a TRUNC let a learner ACK txns not yet durable",
     23: "a learner logged txns of a newer epoch and crashed before its currentEpoch was "
-        "durable: restart refuses ('current epoch older than the last zxid')",
-    24: "after a TRUNC that left the log empty, a learner logged a zxid below one it had "
-        "logged before",
+        "durable: restart refused",
+    24: "a TRUNC cut the log while the SNAP snapshot and the txns after it were pending",
+    270: "a leader's DIFF read uncommitted txns from a log that a SNAP snapshot had replaced",
 }
-FIXED = [int(ENV_SEED)] if ENV_SEED else [s for s in range(16) if s not in FINDINGS]
-SLOW = [] if ENV_SEED else [s for s in range(16, 400) if s not in FINDINGS]
+FIXED = [int(ENV_SEED)] if ENV_SEED else sorted({*range(16), *REGRESSIONS})
+SLOW = [] if ENV_SEED else [s for s in range(16, 400) if s not in REGRESSIONS]
 
 
 def _check(res: vopr.RunResult) -> None:
@@ -37,14 +41,6 @@ def test_zab_seed(seed: int) -> None:
     res = vopr.run_zab(seed)
     _check(res)
     assert res.stats["commits_checked"] > 0 and res.stats["history_ops"] > 0
-
-
-@pytest.mark.parametrize("seed", sorted(FINDINGS))
-def test_zab_open_findings(seed: int) -> None:
-    res = vopr.run_zab(seed)
-    if not res.ok:
-        pytest.xfail(f"seed {seed}: {FINDINGS[seed]} ({res.error.splitlines()[0]})")
-    pytest.fail(f"seed {seed} passes now: update FINDINGS and docs/simulator.md")
 
 
 @pytest.mark.slow

@@ -261,6 +261,37 @@ def test_history_stops_at_a_jump() -> None:
     assert h.txns_after(E1 | 0x52, 1 << 30) == later[2:]
 
 
+def test_history_is_none_across_a_snap_sync_snapshot() -> None:
+    """Sim seed 270: a learner SNAP-synced to 0x400000006 over a log ending in txns of epoch 3
+    that never committed (why it got a SNAP); later, as leader, it sent a DIFF read from that
+    log: the uncommitted txns, and not the epoch-4 txns only the snapshot held."""
+    fs = MemoryFiles()
+    e3, e4, e7 = 3 << 32, 4 << 32, 7 << 32
+    old = txns(e3 | 1, e3 | 0x1B)  # 0x14.. never committed
+    later = txns(e7 | 1, e7 | 5)
+    fs.put(D, "log.300000001", log_file(old))
+    fs.put(D, "snapshot.400000006", b"snap")
+    fs.put(D, "log.700000001", log_file(later))
+    h = LogHistory(fs, D)
+    assert h.txns_after(e3 | 0x10, 1 << 30) is None
+    assert h.txns_after(e3 | 0x1B, 1 << 30) is None
+    assert h.txns_after(e7 | 2, 1 << 30) == later[2:]
+    # Nothing logged after the snapshot yet: still not history.
+    fs.remove(D, "log.700000001")
+    assert h.txns_after(e3 | 0x10, 1 << 30) is None
+    # A snapshot of our own tree is at a txn the log holds: the log reads through it.
+    fs.put(D, "log.400000001", log_file(txns(e4 | 1, e4 | 9)))
+    fs.remove(D, "log.300000001")
+    assert h.txns_after(e4 | 2, 1 << 30) == txns(e4 | 3, e4 | 9)
+    # Snapshots live in dataDir, which may differ from dataLogDir.
+    fs.put("/s/version-2", "snapshot.400000006", b"snap")
+    fs.remove(D, "snapshot.400000006")
+    fs.put(D, "log.300000001", log_file(old))
+    fs.remove(D, "log.400000001")
+    assert LogHistory(fs, D).txns_after(e3 | 5, 1 << 30) == old[5:]
+    assert LogHistory(fs, D, snap_dir="/s/version-2").txns_after(e3 | 5, 1 << 30) is None
+
+
 # ----------------------------------------------------------------------------- disk log
 
 

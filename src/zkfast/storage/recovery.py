@@ -652,12 +652,20 @@ class LogHistory:
 
     Reads the files on each call; the log being appended meanwhile is fine (an entry still
     being written reads as a torn tail and ends the walk).
+
+    The log is the history only where no snapshot stands in for it: a snapshot at a zxid the
+    log does not hold (a SNAP sync's) replaced everything before it, and what the log still
+    holds from before it may be txns the ensemble never committed (the reason for the SNAP),
+    while the txns the snapshot brought are in no log. So every snapshot above ``zxid`` must
+    be at a txn the walk passes; otherwise the answer is None (the leader sends a SNAP).
     """
 
-    def __init__(self, files: Files, log_dir: str, *,
+    def __init__(self, files: Files, log_dir: str, *, snap_dir: str | None = None,
                  entry_bytes_max: int = ENTRY_BYTES_MAX) -> None:
         self.files = files
         self.log_dir = log_dir
+        #: dataDir's ``version-2`` (default: ``log_dir``, as dataLogDir defaults to dataDir).
+        self.snap_dir = log_dir if snap_dir is None else snap_dir
         self.entry_bytes_max = entry_bytes_max
 
     def txns_after(self, zxid: int, limit_bytes: int) -> list[tuple[int, bytes]] | None:
@@ -665,8 +673,14 @@ class LogHistory:
 
         None when ``zxid`` itself is not in the log (Apache: "Unable to find proposals from
         txnlog"), when the txns after it are not contiguous (a log file missing, or the jump
-        after a SNAP), when a log is corrupt, or when their bytes exceed ``limit_bytes``.
+        after a SNAP), when a snapshot above ``zxid`` is at a zxid the log does not hold (see
+        the class docstring), when a log is corrupt, or when their bytes exceed
+        ``limit_bytes``.
         """
+        try:
+            snaps = {z for z, _ in list_snapshots(self.files, self.snap_dir) if z > zxid}
+        except OSError:
+            return None
         logs = list_logs(self.files, self.log_dir)
         start = None
         for i, (z, _name) in enumerate(logs):
@@ -706,6 +720,9 @@ class LogHistory:
                     return None
                 out.append((tz, txn))
                 last = tz
+                snaps.discard(tz)
+        if snaps:
+            return None  # a snapshot the log does not pass through: the log is not history
         return out if found else None
 
 
