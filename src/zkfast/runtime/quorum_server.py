@@ -206,7 +206,8 @@ class QuorumPeerServer(ZkfastServer):
                           accepted_epoch=epochs.accepted_epoch,
                           current_epoch=epochs.current_epoch, now_ms=env.now_ms(),
                           committed=list(rec.committed),
-                          history=LogHistory(files, os.path.join(cfg.log_dir, "version-2")),
+                          history=LogHistory(files, os.path.join(cfg.log_dir, "version-2"),
+                                             snap_dir=os.path.join(cfg.data_dir, "version-2")),
                           snapshot_bytes=_snapshot_bytes(files, cfg, rec))
         self.node = node
         self.env, self.core = env, service
