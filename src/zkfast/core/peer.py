@@ -50,6 +50,9 @@ LEADING (``Leader.lead``, ``LearnerHandler.run``):
    leader must form a quorum, else LOOKING; a learner whose oldest unacked proposal is
    syncLimit ticks old, or that sent nothing for syncLimit ticks, is closed
    (``LearnerHandler.ping``'s SyncLimitCheck, its socket timeout).
+6. A learner that connects again: its older connections are closed at FOLLOWERINFO, and its
+   acks of the proposals its new sync sends again (above the sync's last zxid) are forgotten
+   (``ProposalTracker.forget``): a TRUNC cut them from its log.
 
 FOLLOWING/OBSERVING (``Learner.connectToLeader``, ``registerWithLeader``, ``syncWithLeader``,
 ``Follower.processPacket``, ``Observer.processPacket``):
@@ -72,6 +75,14 @@ FOLLOWING/OBSERVING (``Learner.connectToLeader``, ``registerWithLeader``, ``sync
    COMMIT, and log and apply INFORM), COMMIT applies the pending head, PING is answered with
    the sessions the service touched, REVALIDATE and SYNC go to the service. The read timeout
    is initLimit ticks until NEWLEADER, syncLimit ticks after.
+6. Truncation (docs/zab.md §4 learner 1): a TRUNC waits for a pending SNAP snapshot; from it
+   to ``LogTruncated`` ``TxnsDurable`` is ignored (it speaks of the log before the cut), a new
+   role holds its ACKEPOCH (learner) or its own epoch proposal (leader), and a reload that
+   ends below the TRUNC zxid ends the role. ``TxnsDurable`` is ignored from a SNAP to its
+   ``SnapshotDurable`` as well.
+
+``trace`` (``zab.ZabTrace``, None by default) is told each safety decision: acks sent, the
+NEWLEADER ack, commits with the sids counted, sync plans, truncations (docs/zab.md §5).
 
 Any protocol violation or lost connection ends the role: the peer closes its quorum
 connections and returns to LOOKING with its epochs and log intact; the service goes ``off``
