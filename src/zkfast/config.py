@@ -387,6 +387,11 @@ _AUTH_PROVIDER_CLASSES = {
 #: Keys and prefixes Apache knows whose effect does not exist in a standalone zkfast (quorum
 #: settings, JVM/metrics/thread-pool knobs): accepted with an info line. Anything else zkfast
 #: does not act on is a warning, because it might change behaviour a user relies on.
+#: Quiet keys that a quorum peer does use (read by ``_check_mode``).
+_QUORUM_KEYS = frozenset({
+    "initLimit", "syncLimit", "connectToLearnerMasterLimit", "cnxTimeout", "forceSnapshotSync",
+    "commitLogCount", "snapshotSizeFactor",
+})
 _QUIET_KEYS = frozenset({
     "initLimit", "syncLimit", "connectToLearnerMasterLimit", "quorumListenOnAllIPs", "syncEnabled",
     "reconfigEnabled", "sslQuorum", "portUnification", "sslQuorumReloadCertFiles",
@@ -892,6 +897,7 @@ def config_from_properties(props: Mapping[str, str], overrides: Mapping[str, str
     for k, v in overrides.items():
         merged[_normalize_property(k)] = v.strip()
     b = _Builder()
+    is_quorum = any(k.startswith("server.") for k in merged)
     for key, value in merged.items():
         if _apply(b, key, value):
             continue
@@ -904,7 +910,10 @@ def config_from_properties(props: Mapping[str, str], overrides: Mapping[str, str
                             "(use the four-letter words on the client port)", key)
             continue
         if key in _QUIET_KEYS or key.startswith(_QUIET_PREFIXES):
-            log.info("%s=%s: accepted; it has no effect on a standalone zkfast server", key, value)
+            if key in _QUORUM_KEYS and is_quorum:
+                continue  # read by _check_mode for the quorum peer
+            log.info("%s=%s: accepted; it has no effect on a %s zkfast server", key, value,
+                     "quorum peer of a" if is_quorum else "standalone")
             continue
         if not key.startswith("authProvider."):
             log.warning("unknown configuration key %r (Apache would set the system property "
