@@ -7,12 +7,16 @@ Mixed ensembles of three voters and an observer, in both directions:
 
 Who leads is forced by the election's total order, the highest (currentEpoch, last zxid, sid):
 the intended leader (sid 3) starts from a dataDir holding a short txn history written by a
-standalone server of its own kind, the others start empty, so it wins whatever the start
-order. The learners sync from it (the path is whatever the leader picks for a learner with no
+standalone server of its own kind, the others start empty, and it starts first (two peers of
+the quicker-starting kind would otherwise elect each other before it is up). The learners sync from it (the path is whatever the leader picks for a learner with no
 history), then the same kazoo workload as tests/runtime/test_zab_ensemble.py runs through every
 server. The leader is then SIGKILLed: the voters of the other kind elect one of theirs, take
 writes, and the old leader rejoins as their follower. Every server ends with the same tree and
 the same digest at an equal zxid (Apache's digest log, `hash`).
+
+Each sync path is also forced across kinds (a learner of one kind, the leader of the other):
+DIFF and SNAP for a follower that missed writes, TRUNC for an old leader holding a proposal
+nobody else got.
 
 The rolling replacement starts from an all-Apache ensemble under a steady write load and
 replaces each server in turn (voters and the observer) by zkfast on its own dataDir, ports and
@@ -35,10 +39,19 @@ from zkfast.testing.ensemble_checks import (
     assert_same_digests,
     assert_same_trees,
     check_acked,
+    equal_zxids,
+    logged_zxids,
     pad_to_digest_point,
     run_workload,
+    write_some,
 )
-from zkfast.testing.procs import Ensemble, apache_available, apache_server, zkfast_server
+from zkfast.testing.procs import (
+    Ensemble,
+    apache_available,
+    apache_server,
+    wait_until,
+    zkfast_server,
+)
 
 pytestmark = [
     pytest.mark.interop,
@@ -83,6 +96,13 @@ def histories(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
     yield out
 
 
+def _start_leader_first(ens: Ensemble) -> None:
+    """Start sid 3 (the longest history) and, once it answers, the others: two peers of a
+    quicker-starting kind would otherwise form a quorum and elect before it is up."""
+    ens.start([LEADER])
+    ens.start([s for s in ens.kinds if s != LEADER])
+
+
 def _check_end(ens: Ensemble) -> None:
     assert_same_trees(ens)
     with Clients() as clients:
@@ -96,7 +116,7 @@ def test_mixed_ensemble_serves_the_workload_and_survives_its_leader(tmp_path, hi
     kinds = MIXES[mix]
     data = {LEADER: histories[kinds[LEADER - 1]]}
     with Ensemble(tmp_path / "ens", kinds, cfg=CFG, data_dirs=data, observers=[OBSERVER]) as ens:
-        ens.start()
+        _start_leader_first(ens)
         assert ens.wait_serving(timeout_s=SERVE_S) == LEADER
         for sid in (1, 2, OBSERVER):
             assert ens.sync_path(sid) in ("DIFF", "SNAP"), ens.servers[sid].log_tail(40)
@@ -119,6 +139,75 @@ def test_mixed_ensemble_serves_the_workload_and_survives_its_leader(tmp_path, hi
         assert ens.wait_serving(timeout_s=SERVE_S) == 2
         assert ens.sync_path(LEADER) in ("DIFF", "SNAP", "TRUNC"), \
             ens.servers[LEADER].log_tail(40)
+        _check_end(ens)
+
+
+#: id -> (the leader's kind, the learner's kind)
+DIRECTIONS = {
+    "zkfast-leader-apache-learner": ("zkfast", "apache"),
+    "apache-leader-zkfast-learner": ("apache", "zkfast"),
+}
+
+
+@pytest.mark.parametrize("path", ["DIFF", "SNAP"])
+@pytest.mark.parametrize("direction", list(DIRECTIONS))
+def test_a_learner_of_the_other_kind_catches_up(tmp_path, histories, direction, path):
+    """The leader (sid 3, with a history) is of one kind, the followers of the other;
+    follower 1 is SIGKILLed, misses a few writes and comes back: DIFF, or SNAP when the
+    leader forces snapshot syncs (zookeeper.forceSnapshotSync, given to both kinds)."""
+    leader_kind, learner_kind = DIRECTIONS[direction]
+    props = {"zookeeper.forceSnapshotSync": "true"} if path == "SNAP" else {}
+    kinds = (learner_kind, learner_kind, leader_kind)
+    with Ensemble(tmp_path / "ens", kinds, cfg=CFG, props=props, jvm_props=props,
+                  data_dirs={LEADER: histories[leader_kind]}) as ens:
+        _start_leader_first(ens)
+        assert ens.wait_serving(timeout_s=SERVE_S) == LEADER
+        write_some(ens, LEADER, "/sync", 5)
+        ens.servers[1].kill()
+        last = write_some(ens, 2, "/sync", 10)
+        ens.start([1])
+        assert ens.wait_serving(timeout_s=SERVE_S) == LEADER
+        assert ens.sync_path(1) == path, ens.servers[1].log_tail(40)
+        wait_until(lambda: (ens.last_zxid(1) or 0) >= last, SERVE_S, "caught up")
+        _check_end(ens)
+
+
+@pytest.mark.parametrize("direction", list(DIRECTIONS))
+def test_an_old_leader_of_the_other_kind_is_truncated(tmp_path, histories, direction):
+    """tests/runtime/test_zab_ensemble.py's TRUNC story across kinds: the old leader (sid 3)
+    is of the learner's kind, the two voters that elect the new leader (sid 2) of the other."""
+    new_leader_kind, old_leader_kind = DIRECTIONS[direction]
+    kinds = (new_leader_kind, new_leader_kind, old_leader_kind)
+    cfg = {**CFG, "maxSessionTimeout": "120000"}
+    with Ensemble(tmp_path / "ens", kinds, cfg=cfg, proxied=True,
+                  data_dirs={LEADER: histories[old_leader_kind]}) as ens:
+        _start_leader_first(ens)
+        assert ens.wait_serving(timeout_s=SERVE_S) == LEADER
+        with Clients() as clients:
+            c = clients.connect(ens.servers[LEADER].hosts, timeout_s=120.0)
+            for i in range(5):
+                c.create(f"/c{i}", b"committed")
+            committed = wait_until(lambda: equal_zxids(ens), SERVE_S, "every peer at one zxid")
+            assert isinstance(committed, int)
+            ens.pause(LEADER)
+            c.create_async("/lost", b"never acknowledged")
+            data_dir = ens.servers[LEADER].data_dir
+            wait_until(lambda: max(logged_zxids(data_dir)) > committed, SERVE_S,
+                       "the leader logged the proposal")
+            ens.servers[LEADER].kill()
+        ens.drop(LEADER)
+        assert ens.wait_serving([1, 2], timeout_s=SERVE_S) == 2
+        ens.resume(LEADER)
+        ens.start([LEADER])
+        assert ens.wait_serving(timeout_s=SERVE_S) == 2
+        assert ens.sync_path(LEADER) == "TRUNC", ens.servers[LEADER].log_tail(40)
+        after = write_some(ens, 1, "/after", 3)
+        wait_until(lambda: (ens.last_zxid(LEADER) or 0) >= after, SERVE_S, "caught up")
+        with Clients() as clients:
+            for sid in ens.kinds:
+                c = clients.connect(ens.servers[sid].hosts)
+                c.sync("/")
+                assert c.exists("/lost") is None, sid
         _check_end(ens)
 
 

@@ -26,7 +26,6 @@ through its own handle; every wait polls with a generous bound.
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
@@ -34,16 +33,18 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss
 from kazoo.handlers.threading import KazooTimeoutError
 
-from zkfast.storage.txnlog import scan_log
 from zkfast.testing.ensemble_checks import (
     AckedWriter,
     Clients,
     assert_same_digests,
     assert_same_trees,
     check_acked,
+    equal_zxids,
+    logged_zxids,
     pad_to_digest_point,
     read_after_sync,
     run_workload,
+    write_some,
 )
 from zkfast.testing.procs import Ensemble, TcpProxy, apache_available, wait_until
 from zkfast.testing.rawclient import RawClient
@@ -81,33 +82,6 @@ def _finish(ens: Ensemble, sids: list[int] | None = None) -> None:
         c = clients.connect(ens.servers[chosen[0]].hosts)
         zxid = pad_to_digest_point(ens, c, chosen)
         assert_same_digests(ens, zxid, chosen)
-
-
-def _write_some(ens: Ensemble, sid: int, root: str, n: int) -> int:
-    """`n` creates under `root` through server `sid`, pipelined; returns the last zxid."""
-    with Clients() as clients:
-        c = clients.connect(ens.servers[sid].hosts)
-        c.ensure_path(root)
-        base = len(c.get_children(root))
-        results = [c.create_async(f"{root}/x{base + i:06d}", b"w") for i in range(n)]
-        for r in results:
-            r.get(timeout=SERVE_S)
-        return int(c.exists(root).pzxid)
-
-
-def _logged_zxids(data_dir: Path) -> list[int]:
-    """Every zxid in the txn log files of a dataDir (TxnHeader: clientId, cxid, zxid, ...)."""
-    out: list[int] = []
-    for f in sorted((data_dir / "version-2").glob("log.*")):
-        for _, txn in scan_log(f.read_bytes()).entries:
-            out.append(struct.unpack_from(">q", txn, 12)[0])
-    return out
-
-
-def _equal_zxids(ens: Ensemble) -> int | None:
-    """The last zxid when every peer has applied the same one, else None."""
-    zxids = {ens.last_zxid(s) for s in ens.kinds}
-    return zxids.pop() if len(zxids) == 1 and None not in zxids else None
 
 
 def _sent(ens: Ensemble, leader: int, what: str, learner: int) -> bool:
@@ -256,9 +230,9 @@ def test_a_follower_that_missed_a_few_writes_gets_a_diff(tmp_path, kind):
         ens.start()
         leader = ens.wait_serving(timeout_s=SERVE_S)
         follower = _followers(ens, leader)[0]
-        _write_some(ens, leader, "/diff", 10)
+        write_some(ens, leader, "/diff", 10)
         ens.servers[follower].kill()
-        last = _write_some(ens, leader, "/diff", 5)
+        last = write_some(ens, leader, "/diff", 5)
         ens.start([follower])
         assert ens.wait_serving(timeout_s=SERVE_S) == leader
         assert ens.sync_path(follower) == "DIFF", ens.servers[follower].log_tail(40)
@@ -284,9 +258,9 @@ def test_a_follower_gets_a_snapshot(tmp_path, kind, case):
         ens.start()
         leader = ens.wait_serving(timeout_s=SERVE_S)
         follower = _followers(ens, leader)[0]
-        _write_some(ens, leader, "/snap", 5)
+        write_some(ens, leader, "/snap", 5)
         ens.servers[follower].kill()
-        last = _write_some(ens, leader, "/snap", missed)
+        last = write_some(ens, leader, "/snap", missed)
         ens.start([follower])
         assert ens.wait_serving(timeout_s=SERVE_S) == leader
         assert ens.sync_path(follower) == "SNAP", ens.servers[follower].log_tail(40)
@@ -319,12 +293,12 @@ def test_an_old_leader_with_a_proposal_nobody_got_is_truncated(tmp_path, kind):
             c.ensure_path("/trunc")
             for i in range(5):
                 c.create(f"/trunc/c{i}", b"committed")
-            committed = wait_until(lambda: _equal_zxids(ens), SERVE_S, "every peer at one zxid")
+            committed = wait_until(lambda: equal_zxids(ens), SERVE_S, "every peer at one zxid")
             assert isinstance(committed, int)
             ens.pause(leader)
             c.create_async("/trunc/lost", b"never acknowledged")
             data_dir = ens.servers[leader].data_dir
-            wait_until(lambda: max(_logged_zxids(data_dir)) > committed, SERVE_S,
+            wait_until(lambda: max(logged_zxids(data_dir)) > committed, SERVE_S,
                        "the leader logged the proposal")
             ens.servers[leader].kill()
         ens.drop(leader)
@@ -335,7 +309,7 @@ def test_an_old_leader_with_a_proposal_nobody_got_is_truncated(tmp_path, kind):
         assert ens.wait_serving(timeout_s=SERVE_S) == new_leader
         assert ens.sync_path(leader) == "TRUNC", ens.servers[leader].log_tail(40)
         assert _sent(ens, new_leader, "TRUNC", leader), ens.leader_sync_lines(new_leader)
-        after = _write_some(ens, new_leader, "/trunc", 3)
+        after = write_some(ens, new_leader, "/trunc", 3)
         wait_until(lambda: (ens.last_zxid(leader) or 0) >= after, SERVE_S, "caught up")
         with Clients() as clients:
             for sid in ens.kinds:
@@ -370,7 +344,6 @@ def test_five_nodes_serve_and_survive_the_loss_of_the_leader(tmp_path, kind):
         _finish(ens)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_three_voters_and_an_observer_serve_the_workload(tmp_path, kind):
     with _ensemble(tmp_path, kind, 4, observers=[4]) as ens:

@@ -23,8 +23,10 @@ Everything polls with generous bounds; nothing sleeps to wait for the servers.
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -41,6 +43,7 @@ from kazoo.exceptions import (
 )
 from kazoo.protocol.states import EventType
 
+from ..storage.txnlog import scan_log
 from .procs import Ensemble, wait_until
 
 __all__ = [
@@ -49,6 +52,9 @@ __all__ = [
     "assert_same_digests",
     "assert_same_trees",
     "check_acked",
+    "equal_zxids",
+    "logged_zxids",
+    "write_some",
     "pad_to_digest_point",
     "run_workload",
     "tree_dump",
@@ -347,6 +353,36 @@ def _one_round(clients: Clients, w: KazooClient, r: KazooClient, base: str,
         w.set(f"{base}/p", f"sync{k}".encode())
         got = read_after_sync(r, f"{base}/p")
         assert got is not None and got[0] == f"sync{k}".encode(), (k, got)
+
+
+def write_some(ens: Ensemble, sid: int, root: str, n: int) -> int:
+    """`n` creates under `root` through server `sid`, pipelined; returns the zxid of the last
+    (the session that made them is closed afterwards: one more txn)."""
+    with Clients() as clients:
+        c = clients.connect(ens.servers[sid].hosts)
+        c.ensure_path(root)
+        base = len(c.get_children(root))
+        results = [c.create_async(f"{root}/x{base + i:06d}", b"w") for i in range(n)]
+        for r in results:
+            r.get(timeout=WAIT_S)
+        return int(c.exists(root).pzxid)
+
+
+def logged_zxids(data_dir: Path) -> list[int]:
+    """Every zxid in the txn log files of a dataDir (TxnHeader: clientId, cxid, zxid, ...),
+    whether committed or not: what a server has logged, read from its disk."""
+    out: list[int] = []
+    for f in sorted((data_dir / "version-2").glob("log.*")):
+        for _, txn in scan_log(f.read_bytes()).entries:
+            out.append(struct.unpack_from(">q", txn, 12)[0])
+    return out
+
+
+def equal_zxids(ens: Ensemble, sids: Sequence[int] | None = None) -> int | None:
+    """The last applied zxid when every server in `sids` reports the same one, else None."""
+    chosen = list(ens.kinds) if sids is None else list(sids)
+    zxids = {ens.last_zxid(s) for s in chosen}
+    return zxids.pop() if len(zxids) == 1 and None not in zxids else None
 
 
 # ------------------------------------------------------------------------------ acked writes
