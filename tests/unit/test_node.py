@@ -31,6 +31,7 @@ from zkfast.core.actions import (
     WriteEpoch,
 )
 from zkfast.core.datatree import DataTree
+from zkfast.core.election import Decision, Vote
 from zkfast.core.events import (
     ClientConnected,
     ClientFramesReceived,
@@ -53,7 +54,17 @@ from zkfast.core.server import ServerCore
 from zkfast.quorum import verifier_from_properties
 from zkfast.storage.snapshot import decode_sync_snapshot, encode_sync_snapshot
 from zkfast.wire import client_codec as cc
-from zkfast.wire.peer_codec import PacketType, QuorumStreamSplitter, decode_quorum_packet
+from zkfast.wire.peer_codec import (
+    LearnerInfo,
+    PacketType,
+    QuorumPacket,
+    QuorumStreamSplitter,
+    ServerState,
+    decode_quorum_packet,
+    encode_int_body,
+    encode_learner_info,
+    encode_quorum_packet,
+)
 from zkfast.wire.txn_codec import decode_txn, encode_txn
 
 T0 = 1_700_000_000_000
@@ -580,7 +591,6 @@ def txn(zxid: int, path: str | None = None) -> tuple[int, bytes]:
 
 
 def pkt(kind: PacketType, zxid: int, data: bytes | None = None) -> bytes:
-    from zkfast.wire.peer_codec import QuorumPacket, encode_quorum_packet
     return encode_quorum_packet(QuorumPacket(kind, zxid, data))
 
 
@@ -588,8 +598,6 @@ class Learner:
     """One follower QuorumNode and what it did (see above)."""
 
     def __init__(self, log: list[tuple[int, bytes]], *, epoch: int) -> None:
-        from zkfast.core.election import Decision, Vote
-        from zkfast.wire.peer_codec import ServerState
         self.decision = Decision(Vote(LEADER, 0, 1, epoch, ServerState.LEADING),
                                  ServerState.FOLLOWING)
         self.disk = Disk(log=list(log), accepted=epoch, current=epoch)
@@ -628,7 +636,6 @@ class Learner:
         acts = self.step(Ticked())
         self.conn = [a for a in acts if type(a) is ConnectToLeader][-1].conn_id
         self.step(LeaderConnected(self.conn))
-        from zkfast.wire.peer_codec import encode_int_body
         acts = self.leader(pkt(PacketType.LEADERINFO, epoch << 32, encode_int_body(0x10000)))
         for a in acts:
             if type(a) is WriteEpoch:
@@ -750,3 +757,32 @@ def test_ackepoch_waits_for_a_truncation_of_the_last_role() -> None:
     assert not [p for p in ln.packets(acts) if p[0] == "ACKEPOCH"]
     acts = ln.reload(z2(1))
     assert ("ACKEPOCH", z2(1)) in ln.packets(acts)
+
+
+def test_a_new_leader_counts_itself_for_newleader_only_once_its_log_is_durable() -> None:
+    """A follower logged a proposal, lost its leader before the fsync returned and was
+    elected: its own NEWLEADER ack must wait for that fsync, as Apache's leader loaded its
+    history from disk."""
+    ln = Learner([txn(z2(1))], epoch=2)
+    ln.follow(2)
+    ln.leader(pkt(PacketType.DIFF, z2(1)), pkt(PacketType.NEWLEADER, 2 << 32, b""))
+    ln.step(EpochDurable("current", 2))
+    ln.leader(pkt(PacketType.UPTODATE, -1), pkt(PacketType.PROPOSAL, z2(2), txn(z2(2))[1]))
+    ln.step(LeaderDisconnected(ln.conn))  # z2(2) logged, its fsync still running
+    peer = ln.node.peer
+    peer._enter_role(Decision(Vote(1, z2(2), 2, 2, ServerState.LEADING),  # noqa: SLF001
+                              ServerState.LEADING), ln.now)
+    ln.step(LearnerConnected(7, "127.0.0.1:40002"))
+    info = encode_learner_info(LearnerInfo(2, 0x10000, 0))
+    acts = ln.step(LearnerPacketsReceived(7, [pkt(PacketType.FOLLOWERINFO, 2 << 32, info)]))
+    assert [a for a in acts if type(a) is WriteEpoch] == [WriteEpoch("accepted", 3)]
+    ln.step(EpochDurable("accepted", 3))
+    acts = ln.step(LearnerPacketsReceived(7, [pkt(PacketType.ACKEPOCH, z2(1),
+                                                  encode_int_body(2))]))
+    assert [a for a in acts if type(a) is WriteEpoch] == [WriteEpoch("current", 3)]
+    ln.step(EpochDurable("current", 3))
+    assert ln.state == "LEADING/SYNCHRONIZATION"
+    ln.step(LearnerPacketsReceived(7, [pkt(PacketType.ACK, 3 << 32)]))
+    assert ln.state == "LEADING/SYNCHRONIZATION"  # {2} and not us: no quorum yet
+    ln.step(TxnsDurable(z2(2)))
+    assert ln.state == "LEADING/BROADCAST"

@@ -686,12 +686,20 @@ class QuorumPeerCore:
             if self.trace is not None:
                 lr.tracker.committed_acks = []
             lr.newleader_deadline_ms = now_ms + self.init_limit_ms
-            lr.newleader_acks.add(self.my_sid)
+            self._self_newleader_ack(lr)
             for ln in self._learners_sorted(lr):
                 if ln.phase == "held":
                     self._sync_learner(lr, ln, now_ms)
             if self._leader is lr:
                 self._check_newleader_quorum(lr, now_ms)
+
+    def _self_newleader_ack(self, lr: _LeaderRole) -> None:
+        """The leader's own NEWLEADER ack: its history must be durable too. Apache's leader
+        loaded it from disk; here the last role may have logged txns (or a SNAP snapshot)
+        whose fsync is still running."""
+        if self.durable_zxid >= self.last_zxid and self._snap_wait is None \
+                and self.participant:
+            lr.newleader_acks.add(self.my_sid)
 
     def _learners_sorted(self, lr: _LeaderRole) -> list[_Learner]:
         return [lr.learners[c] for c in sorted(lr.learners)]
@@ -1474,6 +1482,9 @@ class QuorumPeerCore:
         lr = self._leader
         if lr is not None and lr.broadcasting and lr.tracker is not None:
             self._commit(lr, lr.tracker.ack_upto(self.my_sid, zxid), now_ms)
+        elif lr is not None and lr.tracker is not None and self.my_sid not in lr.newleader_acks:
+            self._self_newleader_ack(lr)
+            self._check_newleader_quorum(lr, now_ms)
         lrn = self._learner
         if lrn is not None and lrn.log is not None:
             lrn.log.durable(zxid)
@@ -1521,6 +1532,11 @@ class QuorumPeerCore:
             self._snap_wait = None
             # The snapshot holds every txn through zxid: durable as if logged.
             self.durable_zxid = max(self.durable_zxid, zxid)
+            lr = self._leader
+            if lr is not None and lr.tracker is not None and not lr.broadcasting \
+                    and self.my_sid not in lr.newleader_acks:
+                self._self_newleader_ack(lr)
+                self._check_newleader_quorum(lr, now_ms)
             if self._deferred:
                 self._out.append(AppendTxns(self._deferred))
                 self._deferred = []
