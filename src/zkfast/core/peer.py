@@ -391,6 +391,9 @@ class QuorumPeerCore:
         #: The service mode last set ("off" until a role reaches BROADCAST).
         self.service_mode = "off"
         self.durable_zxid = last_zxid
+        #: The last txn handed to the log (AppendTxns, held ones after a SNAP included), or
+        #: the SNAP snapshot's zxid: ``last_zxid`` may be an epoch start with no txn.
+        self.logged_zxid = last_zxid
         #: A SNAP snapshot not yet durable, and the txns to log once it is (the log has a
         #: hole until then, docs/zab.md §2); kept across a role end.
         self._snap_wait: int | None = None
@@ -697,7 +700,7 @@ class QuorumPeerCore:
         """The leader's own NEWLEADER ack: its history must be durable too. Apache's leader
         loaded it from disk; here the last role may have logged txns (or a SNAP snapshot)
         whose fsync is still running."""
-        if self.durable_zxid >= self.last_zxid and self._snap_wait is None \
+        if self.durable_zxid >= self.logged_zxid and self._snap_wait is None \
                 and self.participant:
             lr.newleader_acks.add(self.my_sid)
 
@@ -1037,6 +1040,7 @@ class QuorumPeerCore:
             self._send(ln.conn_id, *bufs[ln.conn_id])
         if txns:
             self.set_last_zxid(max(self.last_zxid, txns[-1][0]))
+            self.logged_zxid = max(self.logged_zxid, txns[-1][0])
         # The leader acks its own proposal once it is durable; TxnsDurable may already
         # cover it (a log that answered before the proposal was counted).
         self._commit(lr, tracker.ack_upto(self.my_sid, self.durable_zxid), now_ms)
@@ -1287,6 +1291,7 @@ class QuorumPeerCore:
         self.committed.reset(())
         lrn.log = LearnerLog(zxid)
         self.last_zxid = zxid  # the log restarts above the snapshot
+        self.logged_zxid = zxid
         lrn.snapshot_pending = True
         self._snap_wait = zxid
         self._deferred = []
@@ -1302,6 +1307,7 @@ class QuorumPeerCore:
         else:
             self._out.append(AppendTxns([(zxid, data)]))
         lrn.log.logged(zxid, data)
+        self.logged_zxid = max(self.logged_zxid, zxid)
         if zxid > self.last_zxid:
             self.set_last_zxid(zxid)
 
@@ -1503,6 +1509,7 @@ class QuorumPeerCore:
             self.trace("truncated", zxid=ev.zxid, landed=landed)
         self.last_zxid = landed
         self.durable_zxid = landed
+        self.logged_zxid = landed
         self._trunc_target = None
         self._trunc_emitted = False
         lr = self._leader
