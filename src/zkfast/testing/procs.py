@@ -72,11 +72,33 @@ class ServerStartError(RuntimeError):
     """The server process exited or did not become ready in time; the message has its log tail."""
 
 
+#: Ports handed out by this process (never handed out twice).
+_PORTS_GIVEN: set[int] = set()
+#: free_port picks below the kernel's ephemeral range (32768-60999 by default), so that an
+#: outgoing connection of any process cannot take a port between our pick and the server's bind.
+_PORT_LOW, _PORT_HIGH = 20000, 32767
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that was free a moment ago.
+
+    Ports come from below the ephemeral range, starting at a point derived from the pid (two
+    test processes rarely walk the same ports), and each is handed out once per process.
+    """
+    span = _PORT_HIGH - _PORT_LOW + 1
+    start = (os.getpid() * 7919 + len(_PORTS_GIVEN) * 104729) % span
+    for i in range(span):
+        port = _PORT_LOW + (start + i * 7919) % span  # 7919 is coprime with span
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise OSError("no free TCP port on 127.0.0.1 below the ephemeral range")
 
 
 def four_letter_word(port: int, word: str, *, host: str = LOOPBACK, timeout_s: float = 5.0) -> str:
