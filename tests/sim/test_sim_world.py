@@ -4,6 +4,7 @@ error model, paused processes, the register clients' history, and the campaign r
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -113,6 +114,26 @@ def test_a_paused_peer_runs_its_events_late_and_in_order() -> None:
     assert not node._held
     roles = sorted(n.role.state for n in c.live() if n.role is not None)
     assert roles.count("LEADING") == 1
+
+
+def test_what_arrives_while_a_resumed_process_catches_up_waits_its_turn() -> None:
+    """Zab seed 1492: a quorum packet delivered in the very step after an unpause ran before
+    the packets held during the pause, so a follower logged 0x...c1 before 0x...ab (a
+    resumed process reads its sockets in order)."""
+    w = World(5)
+    pc, sc = PeerCluster(w, 3), StandaloneCluster(w, 1)
+    pc.start_all()
+    sc.node.start()
+    nodes: list[Any] = [pc.nodes[1], sc.node]
+    for node in nodes:
+        seen: list[int] = []
+        node.pause()
+        for i in range(3):
+            node.run(lambda i=i, seen=seen: seen.append(i))
+        node.unpause()
+        node.run(lambda seen=seen: seen.append(3))  # in the same step as the unpause
+        w.run_until(w.now + 1)
+        assert seen == [0, 1, 2, 3]
 
 
 def test_register_clients_record_a_linearizable_history() -> None:

@@ -176,8 +176,8 @@ class PeerNode:
         self.cluster.on_wipe(self)
 
     def run(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` in this process now, or at ``unpause`` if it is paused."""
-        if self.paused:
+        """Run ``fn`` in this process now, or after what waits (paused, or catching up)."""
+        if self.paused or self._held:
             self._held.append(fn)
         else:
             fn()
@@ -194,15 +194,23 @@ class PeerNode:
         self.paused = False
         w = self.cluster.world
         w.log(f"p{self.sid} UNPAUSE ({len(self._held)} events waited)")
-        held, self._held = self._held, []
-        for fn in held:
-            w.after(0, fn)
+        if self._held:
+            w.after(0, self._drain)
+
+    def _drain(self) -> None:
+        """One waiting event per step, oldest first; what arrives meanwhile queues behind
+        (a resumed process reads its sockets in order)."""
+        if self.paused or not self._held:
+            return
+        self._held.pop(0)()
+        if self._held and not self.paused:
+            self.cluster.world.after(0, self._drain)
 
     def step(self, event: Any) -> None:
         drv = self.driver
         if drv is None:
             return
-        if self.paused:
+        if self.paused or self._held:
             self._held.append(lambda: drv.step(event) if self.driver is drv else None)
             return
         drv.step(event)
@@ -639,8 +647,8 @@ class StandaloneNode:
         return True
 
     def run(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` in this process now, or at ``unpause`` if it is paused."""
-        if self.stopped:
+        """Run ``fn`` in this process now, or after what waits (paused, or catching up)."""
+        if self.stopped or self._held:
             self._held.append(fn)
         else:
             fn()
@@ -657,9 +665,17 @@ class StandaloneNode:
         self.stopped = False
         w = self.cluster.world
         w.log(f"{self.label} UNPAUSE ({len(self._held)} events waited)")
-        held, self._held = self._held, []
-        for fn in held:
-            w.after(0, fn)
+        if self._held:
+            w.after(0, self._drain)
+
+    def _drain(self) -> None:
+        """One waiting event per step, oldest first; what arrives meanwhile queues behind
+        (a resumed process reads its sockets in order)."""
+        if self.stopped or not self._held:
+            return
+        self._held.pop(0)()
+        if self._held and not self.stopped:
+            self.cluster.world.after(0, self._drain)
 
     def _step(self, event: Any) -> None:
         drv = self.driver
