@@ -926,7 +926,10 @@ class QuorumPeerCore:
         ln.deadline_ms = now_ms + self.init_limit_ms
 
     def _check_newleader_quorum(self, lr: _LeaderRole, now_ms: int) -> None:
-        if lr.broadcasting or not self.verifier.contains_quorum(lr.newleader_acks):
+        # The leader is always one of the quorum (Apache adds its own ack first): its own
+        # history must be durable before it serves and logs new txns behind it.
+        if lr.broadcasting or self.my_sid not in lr.newleader_acks \
+                or not self.verifier.contains_quorum(lr.newleader_acks):
             return
         # Leader.startZkServer: lastCommitted = lastProposed = epoch<<32; the service starts.
         log.info("sid %d: have quorum of supporters, sids: %s; starting up", self.my_sid,
