@@ -83,3 +83,37 @@ cdef class Writer:
     cdef int fields(self, object layout, object values) except -1
     cdef int stat(self, object stat) except -1
     cdef int append_to(self, bytearray out) except -1
+
+
+# The leader's outstanding proposals and their ack sets. Slots [head, tail) of the C arrays
+# hold the proposals in zxid order; each slot's ``stride`` words of ``state`` are the ack
+# bitmask over voter indexes (``words`` words), the weight acked per group, and the number
+# of groups that count.
+cdef class AckTracker:
+    cdef readonly int64_t last_committed
+    cdef readonly int64_t last_proposed
+    cdef public object committed_acks
+    cdef Py_ssize_t n_voters
+    cdef Py_ssize_t n_groups
+    cdef Py_ssize_t words
+    cdef Py_ssize_t stride
+    cdef int64_t groups_min
+    cdef int64_t* voter_sid       # sorted ascending
+    cdef Py_ssize_t* voter_group
+    cdef int64_t* voter_weight
+    cdef int64_t* group_half
+    cdef int64_t* upto            # per voter: it acked every outstanding zxid <= upto
+    cdef int64_t* zxids
+    cdef int64_t* state
+    cdef list data                # payloads, same slots as zxids
+    cdef Py_ssize_t head
+    cdef Py_ssize_t tail
+    cdef Py_ssize_t cap
+
+    cdef Py_ssize_t voter(self, object sid) except -2
+    cdef Py_ssize_t first_above(self, int64_t zxid) noexcept
+    cdef void add_ack(self, Py_ssize_t slot, Py_ssize_t v) noexcept
+    cdef void remove_ack(self, Py_ssize_t slot, Py_ssize_t v) noexcept
+    cdef bint has_quorum(self, Py_ssize_t slot) noexcept
+    cdef frozenset acked(self, Py_ssize_t slot)
+    cdef int make_room(self) except -1

@@ -39,7 +39,7 @@ from cpython.unicode cimport PyUnicode_AsEncodedString, PyUnicode_DecodeUTF8
 from libc.stdint cimport (
     INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int32_t, int64_t, uint32_t, uint64_t,
 )
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove, memset
 
 from operator import index as _index
 
@@ -79,6 +79,7 @@ __all__ = [
     "zxid_counter",
     "vote_greater",
     "count_quorum",
+    "AckTracker",
     "encode_snapshot_nodes",
     "node_digest",
     "IMPLEMENTATION",
@@ -683,6 +684,281 @@ def count_quorum(sids, dict member_group not None, dict member_weight not None,
         if weight > group_half[gid]:
             counted += 1
     return counted >= groups_min
+
+
+# --------------------------------------------------------------------------- proposal acks
+
+cdef int64_t _clamped(object value) except? -1:
+    """A Python int as int64, saturated: a zxid beyond a long compares like the nearest one."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(value) is not int:
+        value = _index(value)
+    v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow > 0:
+        return INT64_MAX
+    if overflow < 0:
+        return INT64_MIN
+    return v
+
+
+cdef class AckTracker:
+    """The leader's outstanding proposals and their acks (see the pure twin).
+
+    An ack is one bit and one addition: each voter has an index (its place among the sorted
+    voter sids) and each proposal keeps the weight acked per group and how many groups count,
+    so a quorum check is one comparison. ``upto[v]`` lets ``ack_upto`` skip what voter ``v``
+    has acked already: a leader's own ack after each fsync costs only the new proposals.
+    """
+
+    def __init__(self, dict member_group not None, dict member_weight not None,
+                 dict group_half not None, groups_min, *, last_committed):
+        cdef dict group_index = {}
+        cdef dict summed = {}
+        cdef list voters = []
+        cdef Py_ssize_t i, n
+        cdef object sid, gid, half, w
+        if self.voter_sid != NULL:
+            raise RuntimeError("AckTracker is initialized once")
+        self.groups_min = as_int("groups_min", groups_min, INT64_MIN, INT64_MAX, "a long")
+        self.last_committed = as_int("last_committed", last_committed, INT64_MIN, INT64_MAX,
+                                     "a long")
+        self.last_proposed = self.last_committed
+        for gid, half in group_half.items():
+            as_int("group_half", half, INT64_MIN, INT64_MAX, "a long")
+            group_index[gid] = len(group_index)
+        for sid, gid in member_group.items():
+            as_int("sid", sid, INT64_MIN, INT64_MAX, "a long")
+            if gid not in group_half:
+                raise KeyError(gid)
+            w = as_int("weight", member_weight[sid], 0, INT64_MAX, "a long")
+            summed[gid] = summed.get(gid, 0) + w
+            if summed[gid] > INT64_MAX:
+                raise OverflowError(f"weight: group {gid} sums to more than a long")
+            voters.append((int(sid), group_index[gid], int(w)))
+        voters.sort()
+        n = len(voters)
+        self.n_voters = n
+        self.n_groups = len(group_index)
+        self.words = (n + 63) // 64 if n else 1
+        self.stride = self.words + self.n_groups + 1
+        self.voter_sid = <int64_t*>PyMem_Malloc((n + 1) * sizeof(int64_t))
+        self.voter_group = <Py_ssize_t*>PyMem_Malloc((n + 1) * sizeof(Py_ssize_t))
+        self.voter_weight = <int64_t*>PyMem_Malloc((n + 1) * sizeof(int64_t))
+        self.upto = <int64_t*>PyMem_Malloc((n + 1) * sizeof(int64_t))
+        self.group_half = <int64_t*>PyMem_Malloc((self.n_groups + 1) * sizeof(int64_t))
+        if (self.voter_sid == NULL or self.voter_group == NULL or self.voter_weight == NULL
+                or self.upto == NULL or self.group_half == NULL):
+            raise MemoryError()
+        for i in range(n):
+            self.voter_sid[i] = voters[i][0]
+            self.voter_group[i] = voters[i][1]
+            self.voter_weight[i] = voters[i][2]
+            self.upto[i] = INT64_MIN
+        for gid, i in group_index.items():
+            self.group_half[i] = group_half[gid]
+        self.data = []
+        self.head = self.tail = self.cap = 0
+        self.committed_acks = None
+
+    def __dealloc__(self):
+        PyMem_Free(self.voter_sid)
+        PyMem_Free(self.voter_group)
+        PyMem_Free(self.voter_weight)
+        PyMem_Free(self.upto)
+        PyMem_Free(self.group_half)
+        PyMem_Free(self.zxids)
+        PyMem_Free(self.state)
+
+    @property
+    def outstanding(self):
+        return self.tail - self.head
+
+    cdef Py_ssize_t voter(self, object sid) except -2:
+        """The voter index of ``sid``, or -1 when it is not a voting member."""
+        cdef int overflow = 0
+        cdef long long s
+        cdef Py_ssize_t lo = 0, hi = self.n_voters, mid
+        if type(sid) is not int:
+            sid = _index(sid)
+        s = PyLong_AsLongLongAndOverflow(sid, &overflow)
+        if overflow:
+            return -1
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.voter_sid[mid] < s:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < self.n_voters and self.voter_sid[lo] == s:
+            return lo
+        return -1
+
+    cdef Py_ssize_t first_above(self, int64_t zxid) noexcept:
+        """The first slot whose zxid is above ``zxid`` (``tail`` when none is)."""
+        cdef Py_ssize_t lo = self.head, hi = self.tail, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.zxids[mid] <= zxid:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef void add_ack(self, Py_ssize_t slot, Py_ssize_t v) noexcept:
+        cdef int64_t* s = self.state + slot * self.stride
+        cdef uint64_t bit = (<uint64_t>1) << (v & 63)
+        cdef Py_ssize_t g = self.voter_group[v]
+        cdef int64_t before, after
+        if (<uint64_t>s[v >> 6]) & bit:
+            return
+        s[v >> 6] = <int64_t>((<uint64_t>s[v >> 6]) | bit)
+        before = s[self.words + g]
+        after = before + self.voter_weight[v]
+        s[self.words + g] = after
+        if before <= self.group_half[g] < after:
+            s[self.stride - 1] += 1
+
+    cdef void remove_ack(self, Py_ssize_t slot, Py_ssize_t v) noexcept:
+        cdef int64_t* s = self.state + slot * self.stride
+        cdef uint64_t bit = (<uint64_t>1) << (v & 63)
+        cdef Py_ssize_t g = self.voter_group[v]
+        cdef int64_t before, after
+        if not ((<uint64_t>s[v >> 6]) & bit):
+            return
+        s[v >> 6] = <int64_t>((<uint64_t>s[v >> 6]) & ~bit)
+        before = s[self.words + g]
+        after = before - self.voter_weight[v]
+        s[self.words + g] = after
+        if after <= self.group_half[g] < before:
+            s[self.stride - 1] -= 1
+
+    cdef bint has_quorum(self, Py_ssize_t slot) noexcept:
+        cdef int64_t* s = self.state + slot * self.stride
+        cdef Py_ssize_t w
+        cdef bint any_ack = False
+        for w in range(self.words):
+            if s[w] != 0:
+                any_ack = True
+                break
+        return any_ack and s[self.stride - 1] >= self.groups_min
+
+    cdef int make_room(self) except -1:
+        """Room for one more slot at ``tail``: slide the live slots down or grow."""
+        cdef Py_ssize_t live = self.tail - self.head, cap
+        cdef void* p
+        if self.head > 0 and self.head >= self.cap // 2:
+            memmove(self.zxids, self.zxids + self.head, live * sizeof(int64_t))
+            memmove(self.state, self.state + self.head * self.stride,
+                    live * self.stride * sizeof(int64_t))
+            del self.data[:self.head]
+            self.head = 0
+            self.tail = live
+            return 0
+        cap = self.cap * 2 if self.cap else 64
+        p = PyMem_Realloc(self.zxids, cap * sizeof(int64_t))
+        if p == NULL:
+            raise MemoryError()
+        self.zxids = <int64_t*>p
+        p = PyMem_Realloc(self.state, cap * self.stride * sizeof(int64_t))
+        if p == NULL:
+            raise MemoryError()
+        self.state = <int64_t*>p
+        self.cap = cap
+        return 0
+
+    def propose(self, zxid, data):
+        cdef int64_t z = as_int("zxid", zxid, INT64_MIN, INT64_MAX, "a long")
+        if z <= self.last_proposed:
+            raise AssertionError(f"proposal 0x{zxid:x} is not after 0x{self.last_proposed:x}")
+        if self.tail == self.cap:
+            self.make_room()
+        self.zxids[self.tail] = z
+        memset(self.state + self.tail * self.stride, 0, self.stride * sizeof(int64_t))
+        self.data.append(data)
+        self.tail += 1
+        self.last_proposed = z
+
+    def ack(self, sid, zxid):
+        cdef int overflow = 0
+        cdef int64_t z
+        cdef Py_ssize_t slot, v
+        if type(zxid) is not int:
+            zxid = _index(zxid)
+        z = PyLong_AsLongLongAndOverflow(zxid, &overflow)
+        if overflow:
+            return []  # beyond a long: never proposed
+        if ((<uint64_t>z) & 0xFFFFFFFF) == 0 or z <= self.last_committed:
+            return []
+        slot = self.first_above(z) - 1
+        if slot < self.head or self.zxids[slot] != z:
+            return []
+        v = self.voter(sid)
+        if v < 0:
+            return []
+        self.add_ack(slot, v)
+        return self.ready()
+
+    def ack_upto(self, sid, zxid):
+        cdef Py_ssize_t v = self.voter(sid), slot
+        cdef int64_t z, done
+        if v >= 0:
+            z = _clamped(zxid)
+            done = self.upto[v]
+            slot = self.first_above(done)
+            while slot < self.tail and self.zxids[slot] <= z:
+                self.add_ack(slot, v)
+                slot += 1
+            if z > done:
+                self.upto[v] = z if z < self.last_proposed else self.last_proposed
+        return self.ready()
+
+    def forget(self, sid, after):
+        cdef Py_ssize_t v = self.voter(sid), slot
+        cdef int64_t a
+        if v < 0:
+            return
+        a = _clamped(after)
+        for slot in range(self.first_above(a), self.tail):
+            self.remove_ack(slot, v)
+        if a < self.upto[v]:
+            self.upto[v] = a
+
+    def ready(self):
+        cdef list out = []
+        cdef int64_t z
+        cdef object acks = self.committed_acks
+        while self.head < self.tail and self.has_quorum(self.head):
+            z = self.zxids[self.head]
+            if z <= self.last_committed:
+                raise AssertionError("commits must go up")
+            self.last_committed = z
+            out.append((z, self.data[self.head]))
+            self.data[self.head] = None
+            if acks is not None:
+                acks.append((z, self.acked(self.head)))
+            self.head += 1
+        if self.head == self.tail and self.head:
+            self.head = self.tail = 0
+            del self.data[:]
+        return out
+
+    cdef frozenset acked(self, Py_ssize_t slot):
+        cdef int64_t* s = self.state + slot * self.stride
+        cdef Py_ssize_t v
+        cdef list sids = []
+        for v in range(self.n_voters):
+            if (<uint64_t>s[v >> 6]) & ((<uint64_t>1) << (v & 63)):
+                sids.append(self.voter_sid[v])
+        return frozenset(sids)
+
+    def after(self, zxid):
+        cdef int64_t z = _clamped(zxid)
+        cdef Py_ssize_t slot
+        cdef list out = []
+        for slot in range(self.first_above(z), self.tail):
+            out.append((self.zxids[slot], self.data[slot]))
+        return out
 
 
 # --------------------------------------------------------------------------- data tree

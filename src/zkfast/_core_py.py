@@ -24,7 +24,8 @@ Contents:
 * zxid arithmetic: ``make_zxid``, ``zxid_epoch``, ``zxid_counter`` with range checks.
 * Elections and quorums: ``vote_greater`` (FastLeaderElection.totalOrderPredicate) and
   ``count_quorum`` (QuorumHierarchical.containsQuorum; QuorumMaj is its one-group case), the
-  loops ``core/election.py`` and ``quorum.py`` run per notification and per ack.
+  loops ``core/election.py`` and ``quorum.py`` run per notification and per ack, and
+  ``AckTracker``, the leader's outstanding proposals and their acks (``core/zab.py``).
 
 Conventions shared by both twins:
 
@@ -75,6 +76,7 @@ __all__ = [
     "zxid_counter",
     "vote_greater",
     "count_quorum",
+    "AckTracker",
     "encode_snapshot_nodes",
     "node_digest",
     "IMPLEMENTATION",
@@ -508,6 +510,115 @@ def count_quorum(
         if weight > group_half[gid]:
             counted += 1
     return counted >= groups_min
+
+
+class AckTracker:
+    """The leader's outstanding proposals and who acked each (``Leader.outstandingProposals``
+    and ``Leader.processAck``); proposals commit strictly in zxid order.
+
+    The quorum tables are ``count_quorum``'s (``QuorumVerifier.quorum_tables()``); only the
+    voting members in ``member_group`` count, so an observer's ack is ignored, as is an ack of
+    an epoch start (the UPTODATE ack), of a committed zxid or of one never proposed.
+    ``committed_acks``, when a list, gets ``(zxid, frozenset(acks))`` of each commit.
+
+    Raises (constructor): KeyError when a member's group has no ``group_half`` entry or a
+    member has no weight; OverflowError when a sid, weight (0..2^63-1), half, ``groups_min``,
+    ``last_committed`` or a group's summed member weight does not fit in a long.
+    """
+
+    __slots__ = ("_member_group", "_member_weight", "_group_half", "_groups_min", "_proposals",
+                 "last_committed", "last_proposed", "committed_acks")
+
+    def __init__(
+        self,
+        member_group: dict[int, int],
+        member_weight: dict[int, int],
+        group_half: dict[int, int],
+        groups_min: int,
+        *,
+        last_committed: int,
+    ) -> None:
+        self._groups_min = _check_int("groups_min", groups_min, INT64_MIN, INT64_MAX, "a long")
+        self.last_committed = _check_int("last_committed", last_committed, INT64_MIN,
+                                         INT64_MAX, "a long")
+        self.last_proposed = self.last_committed
+        for half in group_half.values():
+            _check_int("group_half", half, INT64_MIN, INT64_MAX, "a long")
+        summed: dict[int, int] = {}
+        for sid, gid in member_group.items():
+            _check_int("sid", sid, INT64_MIN, INT64_MAX, "a long")
+            if gid not in group_half:
+                raise KeyError(gid)
+            w = _check_int("weight", member_weight[sid], 0, INT64_MAX, "a long")
+            summed[gid] = summed.get(gid, 0) + w
+            if summed[gid] > INT64_MAX:
+                raise OverflowError(f"weight: group {gid} sums to more than a long")
+        self._member_group = dict(member_group)
+        self._member_weight = dict(member_weight)
+        self._group_half = dict(group_half)
+        #: zxid -> (data, sids that acked it), in zxid order.
+        self._proposals: dict[int, tuple[Any, set[int]]] = {}
+        self.committed_acks: list[tuple[int, frozenset[int]]] | None = None
+
+    @property
+    def outstanding(self) -> int:
+        """How many proposals wait for their quorum."""
+        return len(self._proposals)
+
+    def propose(self, zxid: int, data: Any) -> None:
+        """Track a new proposal; zxids go up strictly (AssertionError otherwise)."""
+        zxid = _check_int("zxid", zxid, INT64_MIN, INT64_MAX, "a long")
+        if zxid <= self.last_proposed:
+            raise AssertionError(f"proposal 0x{zxid:x} is not after 0x{self.last_proposed:x}")
+        self._proposals[zxid] = (data, set())
+        self.last_proposed = zxid
+
+    def ack(self, sid: int, zxid: int) -> list[tuple[int, Any]]:
+        """Count one ack; returns the proposals that commit now, in zxid order."""
+        if zxid & 0xFFFFFFFF == 0 or zxid <= self.last_committed:
+            return []
+        p = self._proposals.get(zxid)
+        if p is None or sid not in self._member_group:
+            return []
+        p[1].add(sid)
+        return self.ready()
+
+    def ack_upto(self, sid: int, zxid: int) -> list[tuple[int, Any]]:
+        """``sid`` acks every outstanding proposal up to ``zxid`` (its log is durable)."""
+        if sid in self._member_group:
+            for z, p in self._proposals.items():
+                if z > zxid:
+                    break
+                p[1].add(sid)
+        return self.ready()
+
+    def forget(self, sid: int, after: int) -> None:
+        """Drop ``sid``'s acks of the outstanding proposals above ``after``."""
+        for z, p in self._proposals.items():
+            if z > after:
+                p[1].discard(sid)
+
+    def ready(self) -> list[tuple[int, Any]]:
+        """Commit the proposals at the head that have their quorum, in zxid order."""
+        out: list[tuple[int, Any]] = []
+        while self._proposals:
+            zxid = next(iter(self._proposals))
+            data, acks = self._proposals[zxid]
+            if not count_quorum(acks, self._member_group, self._member_weight,
+                                self._group_half, self._groups_min):
+                break
+            del self._proposals[zxid]
+            if zxid <= self.last_committed:
+                raise AssertionError("commits must go up")
+            self.last_committed = zxid
+            out.append((zxid, data))
+            if self.committed_acks is not None:
+                self.committed_acks.append((zxid, frozenset(acks)))
+        return out
+
+    def after(self, zxid: int) -> list[tuple[int, Any]]:
+        """Outstanding proposals above ``zxid``, in zxid order."""
+        return [(z, p[0]) for z, p in self._proposals.items() if z > zxid]
 
 
 # --------------------------------------------------------------------------- data tree

@@ -349,6 +349,11 @@ class QuorumVerifier:
             return 1
         return self._weights.get(sid, 0)
 
+    def quorum_tables(self) -> tuple[dict[int, int], dict[int, int], dict[int, int], int]:
+        """``count_quorum``'s tables: voter -> group, voter -> weight, group -> half its
+        weight, groups needed (what ``_core.AckTracker`` is built from). Do not modify."""
+        return self._member_group, self._member_weight, self._group_half, self._groups_min
+
     def contains_quorum(self, sids: Iterable[int]) -> bool:
         """Do the voting members among ``sids`` form a quorum?"""
         return bool(_core.count_quorum(sids, self._member_group, self._member_weight,

@@ -14,8 +14,8 @@ data and decisions it uses once the epoch is agreed (docs/zab.md §4, zk-formats
   PROPOSAL+COMMIT pairs that follow, and the zxid forwarding starts after.
 * ``ProposalTracker``: the leader's outstanding proposals (``Leader.outstandingProposals``)
   with one ack set each; a proposal commits when its voters' acks form a quorum
-  (``QuorumVerifier.contains_quorum``; observers never count) and every earlier one has
-  committed: commits leave strictly in zxid order.
+  (``_core.AckTracker``, the compiled counter; observers never count) and every earlier one
+  has committed: commits leave strictly in zxid order.
 * ``LearnerLog``: a learner's logged proposals not yet committed (``pendingTxns``), the zxid
   handed to the log last and the one durable last, and the zxids still to ACK.
 * The small bodies of REQUEST, PING and REVALIDATE (zk-formats §4.2).
@@ -33,10 +33,11 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._impl import ProtocolError
+from .._impl import core as _core
 
 if TYPE_CHECKING:
     from ..quorum import QuorumVerifier
@@ -296,85 +297,18 @@ def plan_sync(peer_last: int, *, committed: CommittedLog, last_processed: int,
 # --------------------------------------------------------------------------- leader acks
 
 
-@dataclass(slots=True)
-class _Proposal:
-    data: bytes
-    acks: set[int] = field(default_factory=set)
+class ProposalTracker(_core.AckTracker):
+    """The leader's outstanding proposals and their ack sets (``Leader.processAck``).
 
+    The counting is ``_core.AckTracker`` over ``verifier``'s quorum tables: ``ack``,
+    ``ack_upto``, ``forget``, ``ready``, ``after``; ``outstanding`` is how many wait.
+    """
 
-class ProposalTracker:
-    """The leader's outstanding proposals and their ack sets (``Leader.processAck``)."""
-
-    __slots__ = ("verifier", "outstanding", "last_committed", "last_proposed", "committed_acks")
+    __slots__ = ("verifier",)
 
     def __init__(self, verifier: QuorumVerifier, *, last_committed: int) -> None:
+        super().__init__(*verifier.quorum_tables(), last_committed=last_committed)
         self.verifier = verifier
-        self.outstanding: dict[int, _Proposal] = {}
-        self.last_committed = last_committed
-        self.last_proposed = last_committed
-        #: When a list (a trace is set): ``(zxid, acks)`` of each commit, for the trace.
-        self.committed_acks: list[tuple[int, frozenset[int]]] | None = None
-
-    def propose(self, zxid: int, data: bytes) -> None:
-        assert zxid > self.last_proposed, (
-            f"proposal 0x{zxid:x} is not after 0x{self.last_proposed:x}")
-        self.outstanding[zxid] = _Proposal(data)
-        self.last_proposed = zxid
-
-    def ack(self, sid: int, zxid: int) -> list[tuple[int, bytes]]:
-        """Count one ack; returns the proposals that commit now, in zxid order.
-
-        Acks for an epoch start (the UPTODATE ack), for committed or unknown zxids, and from
-        non-voters are ignored, as Leader.processAck ignores them.
-        """
-        if is_epoch_start(zxid) or zxid <= self.last_committed:
-            return []
-        p = self.outstanding.get(zxid)
-        if p is None or sid not in self.verifier.voting_members:
-            return []
-        p.acks.add(sid)
-        return self.ready()
-
-    def ack_upto(self, sid: int, zxid: int) -> list[tuple[int, bytes]]:
-        """Our own ack of every outstanding proposal up to ``zxid`` (its log is durable)."""
-        if sid in self.verifier.voting_members:
-            for z, p in self.outstanding.items():
-                if z > zxid:
-                    break
-                p.acks.add(sid)
-        return self.ready()
-
-    def forget(self, sid: int, after: int) -> None:
-        """Drop ``sid``'s acks of the outstanding proposals above ``after``.
-
-        A learner that syncs again (a new connection) is brought to ``after`` by its sync
-        (a TRUNC cuts what it logged above it) and is sent the proposals above it once more:
-        an ack it gave before no longer says the txn is in its log, so it must ack again.
-        """
-        for z, p in self.outstanding.items():
-            if z > after:
-                p.acks.discard(sid)
-
-    def ready(self) -> list[tuple[int, bytes]]:
-        out: list[tuple[int, bytes]] = []
-        contains = self.verifier.contains_quorum
-        trace = self.committed_acks
-        while self.outstanding:
-            zxid = next(iter(self.outstanding))
-            p = self.outstanding[zxid]
-            if not contains(p.acks):
-                break
-            del self.outstanding[zxid]
-            assert zxid > self.last_committed, "commits must go up"
-            self.last_committed = zxid
-            out.append((zxid, p.data))
-            if trace is not None:
-                trace.append((zxid, frozenset(p.acks)))
-        return out
-
-    def after(self, zxid: int) -> list[tuple[int, bytes]]:
-        """Outstanding proposals above ``zxid`` (for ``startForwarding``)."""
-        return [(z, p.data) for z, p in self.outstanding.items() if z > zxid]
 
 
 # --------------------------------------------------------------------------- learner log

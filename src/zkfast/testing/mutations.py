@@ -1,7 +1,8 @@
 """Deliberately broken builds of the ZAB cores, to show the simulator catches each broken rule.
 
 Each mutation is a context manager that monkeypatches one decision of the real core classes
-(``core/peer.py``, ``core/zab.py``, ``core/election.py``) for as long as it is active, and
+(``core/peer.py``, ``core/zab.py``, ``core/election.py``; for the compiled ack counter, the
+tracker class ``core/peer.py`` builds) for as long as it is active, and
 restores them after; nothing in the core files changes. ``tests/sim/test_mutations.py`` runs
 seeded simulations (``vopr.run_zab``) and scripted scenarios under each one and expects a
 violation naming the rule, and the same runs clean without it.
@@ -21,9 +22,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .._impl import core as _core
+from ..core import peer as peer_module
 from ..core.election import FastLeaderElection
 from ..core.peer import QuorumPeerCore
-from ..core.zab import LearnerLog, ProposalTracker, is_epoch_start
+from ..core.zab import LearnerLog, ProposalTracker
 from ..wire.peer_codec import PacketType, QuorumPacket
 
 __all__ = ["MUTATIONS", "mutation", "ack_before_fsync", "count_non_voter", "skip_truncate",
@@ -57,29 +60,17 @@ def count_non_voter() -> Iterator[None]:
     acked, voters or not. Observers connect as followers (FOLLOWERINFO) and ack proposals,
     as a server configured as an observer on its own side only would; unmutated, the leader
     ignores those acks."""
-    def ack(self: ProposalTracker, sid: int, zxid: int) -> list[tuple[int, bytes]]:
-        if is_epoch_start(zxid) or zxid <= self.last_committed:
-            return []
-        p = self.outstanding.get(zxid)
-        if p is None:
-            return []
-        p.acks.add(sid)
-        return self.ready()
+    class CountsAnyone(ProposalTracker):
+        """Every server is a weight-1 member of one group needing a voter majority."""
 
-    def ready(self: ProposalTracker) -> list[tuple[int, bytes]]:
-        half = len(self.verifier.voting_members) // 2
-        out: list[tuple[int, bytes]] = []
-        while self.outstanding:
-            zxid = next(iter(self.outstanding))
-            p = self.outstanding[zxid]
-            if len(p.acks) <= half:
-                break
-            del self.outstanding[zxid]
-            self.last_committed = zxid
-            out.append((zxid, p.data))
-            if self.committed_acks is not None:
-                self.committed_acks.append((zxid, frozenset(p.acks)))
-        return out
+        __slots__ = ()
+
+        def __init__(self, verifier: Any, *, last_committed: int) -> None:
+            everyone = list(verifier.servers)
+            _core.AckTracker.__init__(
+                self, {s: 0 for s in everyone}, {s: 1 for s in everyone},
+                {0: len(verifier.voting_members) // 2}, 1, last_committed=last_committed)
+            self.verifier = verifier
 
     init = QuorumPeerCore.__init__
 
@@ -87,7 +78,7 @@ def count_non_voter() -> Iterator[None]:
         init(self, *args, **kw)
         self.participant = True  # the election keeps it a non-voter; its learner role acks
 
-    with _patched(ProposalTracker, "ack", ack), _patched(ProposalTracker, "ready", ready), \
+    with _patched(peer_module, "ProposalTracker", CountsAnyone), \
             _patched(QuorumPeerCore, "__init__", observer_as_follower):
         yield
 
