@@ -79,6 +79,8 @@ cdef class Writer:
     cdef int i64(self, int64_t v) except -1
     cdef int raw(self, const unsigned char* p, Py_ssize_t n) except -1
     cdef int text(self, str value) except -1
+    cdef int put(self, const unsigned char* p, Py_ssize_t n) except -1
+    cdef int text_bytes(self, str value) except -1
     cdef int value(self, object spec, object value) except -1
     cdef int fields(self, object layout, object values) except -1
     cdef int stat(self, object stat) except -1

@@ -473,6 +473,26 @@ cdef class Writer:
             return self.raw(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
         return self.raw(<const unsigned char*>utf8, n)
 
+    cdef int put(self, const unsigned char* p, Py_ssize_t n) except -1:
+        memcpy(self.room(n), p, n)
+        self.size += n
+        return 0
+
+    cdef int text_bytes(self, str value) except -1:
+        """``value`` encoded as ``text`` encodes it, without the length."""
+        cdef const char* utf8 = NULL
+        cdef Py_ssize_t n = 0
+        cdef bytes raw
+        if PyUnicode_KIND(value) == PyUnicode_4BYTE_KIND:
+            raw = java_utf8(value)
+            return self.put(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
+        try:
+            utf8 = PyUnicode_AsUTF8AndSize(value, &n)
+        except UnicodeEncodeError:
+            raw = PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass")
+            return self.put(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
+        return self.put(<const unsigned char*>utf8, n)
+
     cdef int fields(self, object layout, object values) except -1:
         cdef Py_ssize_t i, k = len(layout)
         if len(values) != k:
@@ -979,64 +999,119 @@ cdef int _snap_stat_into(object node, int64_t acl_id, unsigned char* p) except -
     return 0
 
 
+cdef struct _Frame:
+    PyObject* children    # borrowed: held by the ``keep`` list of the walk
+    Py_ssize_t pos        # PyDict_Next position
+    Py_ssize_t base_len   # bytes of the parent's path in the path buffer
+
+
+cdef int _snap_node(Writer w, Writer path, object node, object open_acl, list acls,
+                    dict by_entries, dict by_value) except -1:
+    """One node record: the path in ``path``, then data, aclId and StatPersisted."""
+    cdef object data, acl, got, key, flat
+    cdef int64_t aid
+    cdef Py_buffer view
+    w.raw(path.data, path.size)
+    data = node.data
+    if data is None:
+        w.i32(-1)
+    elif type(data) is bytes:
+        w.raw(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+    else:
+        _get_buffer(data, &view)
+        try:
+            w.raw(<const unsigned char*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+    acl = node.acl
+    if acl is open_acl:
+        aid = -1
+    else:
+        # tuple(acl) is a cheap key for the usual list of (perms, (scheme, id)) tuples;
+        # ids are given by the flattened value, as the twin does.
+        try:
+            key = tuple(acl)
+            got = by_entries.get(key)
+        except TypeError:
+            key = None
+            got = None
+        if got is None:
+            flat = tuple([(perms, scheme, ident) for perms, (scheme, ident) in acl])
+            got = by_value.get(flat)
+            if got is None:
+                got = len(acls) + 1
+                by_value[flat] = got
+                acls.append(acl)
+            if key is not None:
+                by_entries[key] = got
+        aid = <int64_t>got
+    _snap_stat_into(node, aid, w.room(68))
+    w.size += 68
+    return 0
+
+
 def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
-    """Append a snapshot's node records, in its pre-order, to ``out``; return the ACL lists."""
+    """Append a snapshot's node records, in its pre-order, to ``out``; return the ACL lists.
+
+    The walk keeps one frame per open parent (its children dict and a ``PyDict_Next``
+    position) and the current path as bytes, so no path string is built or looked up.
+    """
     cdef Writer w = Writer.__new__(Writer)
-    cdef list stack = ["/"]
+    cdef Writer path = Writer.__new__(Writer)
     cdef list acls = []
     cdef dict by_entries = {}
     cdef dict by_value = {}
-    cdef list names
-    cdef str path, base
-    cdef object node, data, acl, got, key, flat
-    cdef int64_t aid
-    cdef Py_ssize_t i
-    cdef Py_buffer view
-    while len(stack):
-        path = stack.pop()
-        node = nodes[path]
-        base = "" if path == "/" else path
-        w.text(base)
-        data = node.data
-        if data is None:
-            w.i32(-1)
-        elif type(data) is bytes:
-            w.raw(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
-        else:
-            _get_buffer(data, &view)
-            try:
-                w.raw(<const unsigned char*>view.buf, view.len)
-            finally:
-                PyBuffer_Release(&view)
-        acl = node.acl
-        if acl is open_acl:
-            aid = -1
-        else:
-            # tuple(acl) is a cheap key for the usual list of (perms, (scheme, id)) tuples;
-            # ids are given by the flattened value, as the twin does.
-            try:
-                key = tuple(acl)
-                got = by_entries.get(key)
-            except TypeError:
-                key = None
-                got = None
-            if got is None:
-                flat = tuple([(perms, scheme, ident) for perms, (scheme, ident) in acl])
-                got = by_value.get(flat)
-                if got is None:
-                    got = len(acls) + 1
-                    by_value[flat] = got
-                    acls.append(acl)
-                if key is not None:
-                    by_entries[key] = got
-            aid = <int64_t>got
-        _snap_stat_into(node, aid, w.room(68))
-        w.size += 68
-        names = sorted(node.children)
-        for i in range(len(names) - 1, -1, -1):
-            stack.append(base + "/" + <str>names[i])
+    cdef list keep = []
+    cdef _Frame* frames = NULL
+    cdef _Frame* f
+    cdef Py_ssize_t depth = 0, cap = 0
+    cdef PyObject* name
+    cdef PyObject* child
+    cdef object node = nodes["/"], children
+    cdef void* grown
+    try:
+        _snap_node(w, path, node, open_acl, acls, by_entries, by_value)
+        children = node.children
+        while True:
+            if children is not None:
+                if type(children) is not dict:
+                    raise TypeError(f"children of a node under {_path_text(path)!r} is not a dict")
+                if len(<dict>children):
+                    if depth == cap:
+                        cap = cap * 2 if cap else 64
+                        grown = PyMem_Realloc(frames, cap * sizeof(_Frame))
+                        if grown == NULL:
+                            raise MemoryError()
+                        frames = <_Frame*>grown
+                    keep.append(children)
+                    frames[depth].children = <PyObject*>children
+                    frames[depth].pos = 0
+                    frames[depth].base_len = path.size
+                    depth += 1
+                children = None
+            if depth == 0:
+                break
+            f = &frames[depth - 1]
+            if not PyDict_Next(<object>f.children, &f.pos, &name, &child):
+                depth -= 1
+                continue
+            if type(<object>name) is not str:
+                raise TypeError(f"child name {<object>name!r} of {_path_text(path)!r} is not "
+                                f"a str")
+            path.size = f.base_len
+            path.put(<const unsigned char*>"/", 1)
+            path.text_bytes(<str>name)
+            node = <object>child
+            _snap_node(w, path, node, open_acl, acls, by_entries, by_value)
+            children = node.children
+    finally:
+        PyMem_Free(frames)
     w.append_to(out)
     return acls
+
+
+cdef str _path_text(Writer path):
+    return PyUnicode_DecodeUTF8(<const char*>path.data, path.size, "replace") or "/"
 
 
 cdef inline uint32_t _crc(uint32_t crc, const unsigned char* p, Py_ssize_t n) noexcept nogil:

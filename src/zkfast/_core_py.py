@@ -654,18 +654,19 @@ def _overflow(fields: tuple[tuple[str, int], ...], values: tuple[Any, ...]) -> N
 def encode_snapshot_nodes(nodes: Any, open_acl: Any, out: bytearray) -> list[Any]:
     """Append a snapshot's node records, in its pre-order, to ``out``; return the ACL lists.
 
-    ``nodes`` maps each full path (the root as ``"/"``) to a znode with the attributes
-    ``data``, ``acl``, ``children`` (child names) and the nine StatPersisted fields
+    ``nodes`` maps the root's path ``"/"`` to a znode with the attributes ``data``, ``acl``,
+    ``children`` (a dict: child name -> child znode) and the nine StatPersisted fields
     (``czxid mzxid ctime mtime version cversion aversion ephemeral_owner pzxid``). The walk
-    starts at ``"/"`` (written as the path ``""``) and visits children sorted by name, a parent
-    before its children. Each record is ``ustring path, buffer data, long aclId,
+    starts at the root (written as the path ``""``) and visits each node's children in their
+    dict order, a parent before its children. Each record is ``ustring path, buffer data, long aclId,
     StatPersisted``. A node whose ``acl`` is the object ``open_acl`` gets the id -1; every
     other list gets the id of the first equal list met (1, 2, ...). The returned list holds
     those first lists in id order: list ``i`` has the id ``i + 1``. The end marker is not
     written. On any error ``out`` is left as it was.
 
     Raises:
-        KeyError: a child's path is missing from ``nodes``.
+        KeyError: ``nodes`` has no ``"/"``.
+        TypeError: a node's ``children`` is not a dict, or a child name not a str.
         OverflowError: a stat field does not fit its jute width.
     """
     body = bytearray()
@@ -674,13 +675,11 @@ def encode_snapshot_nodes(nodes: Any, open_acl: Any, out: bytearray) -> list[Any
     by_value: dict[tuple[Any, ...], int] = {}
     pack = _SNAP_NODE_TAIL.pack
     pack_int = _INT.pack
-    stack = ["/"]
+    stack = [("", nodes["/"])]
     pop = stack.pop
     push = stack.append
     while stack:
-        path = pop()
-        node = nodes[path]
-        base = "" if path == "/" else path
+        base, node = pop()
         text = base.encode() if base.isascii() else java_utf8(base)
         body += pack_int(len(text))
         body += text
@@ -716,8 +715,13 @@ def encode_snapshot_nodes(nodes: Any, open_acl: Any, out: bytearray) -> list[Any
             body += pack(*fields)
         except struct.error:
             _overflow(_SNAP_TAIL_FIELDS, fields)
-        for name in sorted(node.children, reverse=True):
-            push(f"{base}/{name}")
+        children = node.children
+        if type(children) is not dict:
+            raise TypeError(f"children of {base or '/'!r} is not a dict")
+        for name, child in reversed(children.items()):
+            if type(name) is not str:
+                raise TypeError(f"child name {name!r} of {base or '/'!r} is not a str")
+            push((f"{base}/{name}", child))
     out += body
     return acls
 

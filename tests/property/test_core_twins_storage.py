@@ -105,7 +105,7 @@ def test_encode_snapshot_nodes_shares_ids_by_value() -> None:
 def test_encode_snapshot_nodes_overflow(field: str) -> None:
     node = ZNode(b"x", [(1, ("world", "anyone"))])
     setattr(node, field, 1 << 70)
-    nodes = {"/": ZNode(b"", OPEN_ACL_UNSAFE, children={"n"}), "/n": node}
+    nodes = {"/": ZNode(b"", OPEN_ACL_UNSAFE, children={"n": node}), "/n": node}
     got = []
     for core in (pure, compiled):
         out = bytearray(b"keep")

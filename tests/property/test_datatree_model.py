@@ -164,7 +164,7 @@ class TreeVsModel(RuleBasedStateMachine):
         for path, m in self.model.items():
             n = tree.nodes[path]
             assert n.data == m.data, path
-            assert n.children == m.children, path
+            assert set(n.children) == m.children, path
             assert (n.version, n.cversion, n.czxid, n.mzxid, n.pzxid, n.ephemeral_owner) == (
                 m.version, m.cversion, m.czxid, m.mzxid, m.pzxid, m.owner), path
             s = tree.stat_of(n)

@@ -217,12 +217,15 @@ def _trie_key(path: str) -> str | None:
 
 
 class ZNode:
-    """One znode: data, ACL, the persisted stat and the names of its children.
+    """One znode: data, ACL, the persisted stat and its children.
 
     ``data`` is None for null data (distinct from ``b""``, see the module docstring). The stat
     fields are the nine of ``StatPersisted``; ``cversion`` is the persisted one (it counts
     child creations). ``_digest`` caches this node's CRC32 contribution to the tree
-    digest (``None`` until computed; 0 for nodes under ``/zookeeper/``).
+    digest (``None`` until computed; 0 for nodes under ``/zookeeper/``). ``children`` maps
+    each child's name to its node, in the order the children were linked (creation order;
+    after a restore, the snapshot's order): snapshots are written in that order, so the same
+    history gives the same bytes without sorting, and a walk needs no path lookups.
     """
 
     __slots__ = (
@@ -254,7 +257,7 @@ class ZNode:
         aversion: int = 0,
         ephemeral_owner: int = 0,
         pzxid: int = 0,
-        children: set[str] | None = None,
+        children: dict[str, ZNode] | None = None,
     ) -> None:
         self.data = data
         self.acl = acl
@@ -267,7 +270,7 @@ class ZNode:
         self.aversion = aversion
         self.ephemeral_owner = ephemeral_owner
         self.pzxid = pzxid
-        self.children: set[str] = set() if children is None else children
+        self.children: dict[str, ZNode] = {} if children is None else children
         self._digest: int | None = None
 
     def stat_persisted(self) -> tuple[int, int, int, int, int, int, int, int, int]:
@@ -360,13 +363,16 @@ class DataTree:
             14: self._apply_multi,
         }
         # The fresh tree of zk-formats §2.1: all-zero stats, empty data.
-        root = ZNode(b"", OPEN_ACL_UNSAFE, children={"zookeeper"})
-        proc = ZNode(b"", OPEN_ACL_UNSAFE, children={"quota", "config"})
+        quota = ZNode(b"", OPEN_ACL_UNSAFE)
+        # ZOOKEEPER-2014: the config node is read-only to the world, set with aversion -1.
+        config = ZNode(b"", READ_ACL_UNSAFE, aversion=-1)
+        # config before quota: the order of Apache's snapshot.0, which a fresh tree's matches.
+        proc = ZNode(b"", OPEN_ACL_UNSAFE, children={"config": config, "quota": quota})
+        root = ZNode(b"", OPEN_ACL_UNSAFE, children={"zookeeper": proc})
         self._put("/", root)
         self._put(ZOOKEEPER_PATH, proc)
-        self._put(QUOTA_PATH, ZNode(b"", OPEN_ACL_UNSAFE))
-        # ZOOKEEPER-2014: the config node is read-only to the world, set with aversion -1.
-        self._put(CONFIG_PATH, ZNode(b"", READ_ACL_UNSAFE, aversion=-1))
+        self._put(QUOTA_PATH, quota)
+        self._put(CONFIG_PATH, config)
 
     # ------------------------------------------------------------------ building
 
@@ -381,7 +387,8 @@ class DataTree:
         """Build a tree from loaded nodes (a snapshot), as ``DataTree.deserialize`` does.
 
         ``nodes`` yields ``(path, node)`` parents first; the root may be named ``""`` or
-        ``"/"``. Children sets are rebuilt from the paths (the nodes' own are cleared), and
+        ``"/"``. Children are relinked from the paths, in the order given (the nodes' own are
+        cleared), and
         ``ephemerals``/``containers``/``ttls``, the digest and the data size are recomputed.
 
         Raises:
@@ -392,7 +399,7 @@ class DataTree:
         tree._digest = 0
         tree._data_size = 0
         for path, node in nodes:
-            node.children = set()
+            node.children = {}
             node._digest = None
             if path == "" or path == "/":
                 tree._put("/", node)
@@ -400,7 +407,7 @@ class DataTree:
             parent = tree.nodes.get(parent_of(path))
             if parent is None:
                 raise ValueError(f"invalid snapshot: no parent for {path!r}")
-            parent.children.add(path[path.rfind("/") + 1 :])
+            parent.children[path[path.rfind("/") + 1 :]] = node
             tree._put(path, node)
             tree._index_owner(path, node.ephemeral_owner)
         if "/" not in tree.nodes:
@@ -487,16 +494,14 @@ class DataTree:
         node = self.nodes.get(path)
         if node is None:
             return 0
-        nodes = self.nodes
         count = 0
-        stack = [(path, node)]
+        stack = [node]
         while stack:
-            base, n = stack.pop()
+            n = stack.pop()
             count += len(n.children)
-            for name in n.children:
-                child = nodes[base + "/" + name]
+            for child in n.children.values():
                 if child.children:
-                    stack.append((base + "/" + name, child))
+                    stack.append(child)
         return count
 
     @property
@@ -756,9 +761,10 @@ class DataTree:
         if parent_cversion > parent.cversion:
             parent.cversion = parent_cversion
             parent.pzxid = zxid
-        parent.children.add(name)
+        node = ZNode(data, acl, zxid, zxid, time, time, 0, 0, 0, owner, zxid)
+        parent.children[name] = node
         self._rehash(parent_path, parent, old)
-        self._put(path, ZNode(data, acl, zxid, zxid, time, time, 0, 0, 0, owner, zxid))
+        self._put(path, node)
         if owner != 0:
             self._index_owner(path, owner)
         if parent_path.startswith(QUOTA_PATH):
@@ -778,7 +784,7 @@ class DataTree:
         if parent is None:
             raise _NoNode(parent_path)
         old = parent._digest
-        parent.children.discard(path[cut + 1 :])
+        parent.children.pop(path[cut + 1 :], None)
         # Only a larger zxid moves pzxid, or a replayed delete could undo a later create's.
         if zxid > parent.pzxid:
             parent.pzxid = zxid

@@ -132,20 +132,25 @@ def assemble_snapshot(sessions: Iterable[tuple[int, int]],
 
     ``acl_lists[i]`` is the ACL list of id ``i + 1``; ``node_records`` holds every node's
     record (path, data, aclId, StatPersisted) in pre-order, root first, without the end mark.
+    The records are copied once (into the result); the seal's Adler-32 runs over the pieces.
     """
-    out = bytearray(_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, -1))
-    _append_body(out, sessions, acl_lists, node_records)
-    _seal(out)
+    head = bytearray(_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, -1))
+    _append_head(head, sessions, acl_lists)
+    check = zlib.adler32(_SEAL_MARK, zlib.adler32(node_records, zlib.adler32(head)))
     zxid, version, value = digest if digest is not None else (0, 2, 0)
-    out += _DIGEST.pack(zxid, version, value)
-    _seal(out)
-    return bytes(out)
+    tail = bytearray(_SEAL_MARK)
+    tail += _LONG.pack(check)
+    tail += _SEAL_MARK
+    tail += _DIGEST.pack(zxid, version, value)
+    check = zlib.adler32(memoryview(tail)[len(_SEAL_MARK):], check)  # the mark is counted
+    tail += _LONG.pack(check)
+    tail += _SEAL_MARK
+    return b"".join((head, node_records, tail))
 
 
-def _append_body(out: bytearray, sessions: Iterable[tuple[int, int]],
-                 acl_lists: list[list[tuple[int, tuple[str, str]]]],
-                 node_records: bytes | bytearray) -> None:
-    """Sessions, ACL cache, node records and the ``"/"`` end mark (``serializeSnapshot``)."""
+def _append_head(out: bytearray, sessions: Iterable[tuple[int, int]],
+                 acl_lists: list[list[tuple[int, tuple[str, str]]]]) -> None:
+    """Sessions and the ACL cache: what precedes the node records (``serializeSnapshot``)."""
     session_list = list(sessions)
     out += _INT.pack(len(session_list))
     for sid, timeout in session_list:
@@ -154,13 +159,6 @@ def _append_body(out: bytearray, sessions: Iterable[tuple[int, int]],
     for aid, acl in enumerate(acl_lists, 1):
         out += _LONG.pack(aid)
         core.encode_record(_ACL_VECTOR, (acl,), out)
-    out += node_records
-    out += _SEAL_MARK
-
-
-def _seal(out: bytearray) -> None:
-    out += _LONG.pack(zlib.adler32(out))
-    out += _SEAL_MARK
 
 
 def looks_complete(data: bytes) -> bool:
@@ -289,10 +287,9 @@ def encode_sync_body(sessions: Iterable[tuple[int, int]],
                      node_records: bytes | bytearray) -> bytes:
     """The stream a leader writes after SNAP, from encoded node records (as
     ``assemble_snapshot``): body, ``"/"``, then the ``"BenWasHere"`` signature."""
-    out = bytearray()
-    _append_body(out, sessions, acl_lists, node_records)
-    out += _SIGNATURE_BYTES
-    return bytes(out)
+    head = bytearray()
+    _append_head(head, sessions, acl_lists)
+    return b"".join((head, node_records, _SEAL_MARK, _SIGNATURE_BYTES))
 
 
 def decode_sync_body(blob: bytes) -> Snapshot:

@@ -4,6 +4,9 @@ Theory of operation
 -------------------
 A snapshot (``storage/snapshot.py``) holds nodes as ``SnapshotNode(path, data, acl, stat)`` in
 pre-order, the root written as ``""``. This module maps a ``DataTree`` to that list and back.
+Siblings are written in the order the tree keeps them (``ZNode.children``: creation order, or
+the order of the snapshot the tree was restored from), so the same history gives the same
+bytes; Apache writes them in its HashSet order and no reader depends on the order.
 Writing a snapshot does not build that list: ``encode_tree`` has the core walk the tree and
 encode each znode straight into the stream (``core.encode_snapshot_nodes``), the same bytes
 ``encode_snapshot(tree_to_nodes(tree))`` gives (a property test holds them equal).
@@ -62,17 +65,14 @@ _SEAL_TAIL = b"\x00\x00\x00\x01/"
 
 
 def tree_to_nodes(tree: DataTree) -> Iterator[SnapshotNode]:
-    """The tree's nodes in snapshot pre-order (root as ``""``, children sorted by name)."""
-    nodes = tree.nodes
-    stack = ["/"]
+    """The tree's nodes in snapshot pre-order (root as ``""``, children in the tree's order)."""
+    stack = [("", tree.nodes["/"])]
     while stack:
-        path = stack.pop()
-        node = nodes[path]
+        path, node = stack.pop()
         acl = None if node.acl is OPEN_ACL_UNSAFE else node.acl
-        yield SnapshotNode("" if path == "/" else path, node.data, acl, node.stat_persisted())
-        base = "" if path == "/" else path
-        for name in sorted(node.children, reverse=True):
-            stack.append(f"{base}/{name}")
+        yield SnapshotNode(path, node.data, acl, node.stat_persisted())
+        for name, child in reversed(node.children.items()):
+            stack.append((f"{path}/{name}", child))
 
 
 def tree_from_snapshot(snap: Snapshot, zxid: int, *,
