@@ -32,7 +32,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.dict cimport PyDict_Next
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.object cimport PyObject
+from cpython.object cimport Py_TYPE, PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_AsEncodedString, PyUnicode_DecodeUTF8
@@ -44,11 +44,28 @@ from libc.string cimport memcpy, memmove, memset
 from operator import index as _index
 
 
+class _SlotProbe:
+    __slots__ = ("member",)
+
+
+cdef object _MEMBER_DESCRIPTOR = type(_SlotProbe.__dict__["member"])
+
+
 cdef extern from "zlib.h":
     unsigned long crc32(unsigned long crc, const unsigned char* buf, unsigned int length) nogil
 
 
+cdef extern from "structmember.h":
+    # A ``__slots__`` member: its type code and byte offset in the instance (CPython 3.11).
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    int T_OBJECT_EX
+
+
 cdef extern from "Python.h":
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
     long long PyLong_AsLongLongAndOverflow(object value, int* overflow) except? -1
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
     int PyUnicode_KIND(object text)
@@ -983,19 +1000,71 @@ cdef class AckTracker:
 
 # --------------------------------------------------------------------------- data tree
 
-cdef int _snap_stat_into(object node, int64_t acl_id, unsigned char* p) except -1:
+# The znode attributes the snapshot walk reads, in the order of ``_Slots.off``.
+cdef tuple _SNAP_ATTRS = ("data", "acl", "children", "czxid", "mzxid", "ctime", "mtime",
+                          "version", "cversion", "aversion", "ephemeral_owner", "pzxid")
+cdef enum:
+    F_DATA, F_ACL, F_CHILDREN, F_CZXID, F_MZXID, F_CTIME, F_MTIME, F_VERSION, F_CVERSION, \
+        F_AVERSION, F_OWNER, F_PZXID, F_COUNT
+
+
+cdef struct _Slots:
+    # Where one znode class keeps each attribute of _SNAP_ATTRS (``__slots__`` members), so
+    # the walk reads them as a struct field rather than through getattr. NULL type: none.
+    PyObject* type
+    Py_ssize_t off[F_COUNT]
+
+
+cdef int _slots_of(object tp, _Slots* slots) except -1:
+    """Fill ``slots`` for instances of ``tp`` when every attribute is a plain slot."""
+    cdef object d, klass
+    cdef PyMemberDef* member
+    cdef Py_ssize_t i
+    slots.type = NULL
+    if tp.__getattribute__ is not object.__getattribute__:
+        return 0
+    for i in range(F_COUNT):
+        d = None
+        for klass in tp.__mro__:
+            d = klass.__dict__.get(_SNAP_ATTRS[i])
+            if d is not None:
+                break
+        if type(d) is not _MEMBER_DESCRIPTOR:
+            return 0
+        member = (<PyMemberDescrObject*>d).d_member
+        if member.type != T_OBJECT_EX:
+            return 0
+        slots.off[i] = member.offset
+    slots.type = <PyObject*>tp
+    return 0
+
+
+cdef inline object _attr(object node, _Slots* slots, Py_ssize_t i):
+    """``getattr(node, _SNAP_ATTRS[i])``, read straight from the slot when the class allows."""
+    cdef PyObject* value
+    if <PyObject*>Py_TYPE(node) == slots.type:
+        value = (<PyObject**>((<char*><PyObject*>node) + slots.off[i]))[0]
+        if value != NULL:
+            return <object>value
+    return getattr(node, _SNAP_ATTRS[i])  # also raises AttributeError for an unset slot
+
+
+cdef int _snap_stat_into(object node, _Slots* s, int64_t acl_id, unsigned char* p) except -1:
     """aclId and the 60-byte StatPersisted of ``node`` at ``p`` (68 bytes)."""
     wr64(p, acl_id)
-    wr64(p + 8, as_int("czxid", node.czxid, INT64_MIN, INT64_MAX, "a long"))
-    wr64(p + 16, as_int("mzxid", node.mzxid, INT64_MIN, INT64_MAX, "a long"))
-    wr64(p + 24, as_int("ctime", node.ctime, INT64_MIN, INT64_MAX, "a long"))
-    wr64(p + 32, as_int("mtime", node.mtime, INT64_MIN, INT64_MAX, "a long"))
-    wr32(p + 40, <int32_t>as_int("version", node.version, INT32_MIN, INT32_MAX, "an int"))
-    wr32(p + 44, <int32_t>as_int("cversion", node.cversion, INT32_MIN, INT32_MAX, "an int"))
-    wr32(p + 48, <int32_t>as_int("aversion", node.aversion, INT32_MIN, INT32_MAX, "an int"))
-    wr64(p + 52, as_int("ephemeralOwner", node.ephemeral_owner, INT64_MIN, INT64_MAX,
+    wr64(p + 8, as_int("czxid", _attr(node, s, F_CZXID), INT64_MIN, INT64_MAX, "a long"))
+    wr64(p + 16, as_int("mzxid", _attr(node, s, F_MZXID), INT64_MIN, INT64_MAX, "a long"))
+    wr64(p + 24, as_int("ctime", _attr(node, s, F_CTIME), INT64_MIN, INT64_MAX, "a long"))
+    wr64(p + 32, as_int("mtime", _attr(node, s, F_MTIME), INT64_MIN, INT64_MAX, "a long"))
+    wr32(p + 40, <int32_t>as_int("version", _attr(node, s, F_VERSION), INT32_MIN, INT32_MAX,
+                                 "an int"))
+    wr32(p + 44, <int32_t>as_int("cversion", _attr(node, s, F_CVERSION), INT32_MIN,
+                                 INT32_MAX, "an int"))
+    wr32(p + 48, <int32_t>as_int("aversion", _attr(node, s, F_AVERSION), INT32_MIN,
+                                 INT32_MAX, "an int"))
+    wr64(p + 52, as_int("ephemeralOwner", _attr(node, s, F_OWNER), INT64_MIN, INT64_MAX,
                         "a long"))
-    wr64(p + 60, as_int("pzxid", node.pzxid, INT64_MIN, INT64_MAX, "a long"))
+    wr64(p + 60, as_int("pzxid", _attr(node, s, F_PZXID), INT64_MIN, INT64_MAX, "a long"))
     return 0
 
 
@@ -1005,14 +1074,14 @@ cdef struct _Frame:
     Py_ssize_t base_len   # bytes of the parent's path in the path buffer
 
 
-cdef int _snap_node(Writer w, Writer path, object node, object open_acl, list acls,
-                    dict by_entries, dict by_value) except -1:
+cdef int _snap_node(Writer w, Writer path, object node, _Slots* slots, object open_acl,
+                    list acls, dict by_entries, dict by_value) except -1:
     """One node record: the path in ``path``, then data, aclId and StatPersisted."""
     cdef object data, acl, got, key, flat
     cdef int64_t aid
     cdef Py_buffer view
     w.raw(path.data, path.size)
-    data = node.data
+    data = _attr(node, slots, F_DATA)
     if data is None:
         w.i32(-1)
     elif type(data) is bytes:
@@ -1023,7 +1092,7 @@ cdef int _snap_node(Writer w, Writer path, object node, object open_acl, list ac
             w.raw(<const unsigned char*>view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
-    acl = node.acl
+    acl = _attr(node, slots, F_ACL)
     if acl is open_acl:
         aid = -1
     else:
@@ -1045,7 +1114,7 @@ cdef int _snap_node(Writer w, Writer path, object node, object open_acl, list ac
             if key is not None:
                 by_entries[key] = got
         aid = <int64_t>got
-    _snap_stat_into(node, aid, w.room(68))
+    _snap_stat_into(node, slots, aid, w.room(68))
     w.size += 68
     return 0
 
@@ -1054,7 +1123,8 @@ def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
     """Append a snapshot's node records, in its pre-order, to ``out``; return the ACL lists.
 
     The walk keeps one frame per open parent (its children dict and a ``PyDict_Next``
-    position) and the current path as bytes, so no path string is built or looked up.
+    position) and the current path as bytes, so no path string is built or looked up. The
+    attributes of nodes of the root's class are read from their slots (``_slots_of``).
     """
     cdef Writer w = Writer.__new__(Writer)
     cdef Writer path = Writer.__new__(Writer)
@@ -1069,9 +1139,11 @@ def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
     cdef PyObject* child
     cdef object node = nodes["/"], children
     cdef void* grown
+    cdef _Slots slots
+    _slots_of(type(node), &slots)
     try:
-        _snap_node(w, path, node, open_acl, acls, by_entries, by_value)
-        children = node.children
+        _snap_node(w, path, node, &slots, open_acl, acls, by_entries, by_value)
+        children = _attr(node, &slots, F_CHILDREN)
         while True:
             if children is not None:
                 if type(children) is not dict:
@@ -1102,8 +1174,8 @@ def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
             path.put(<const unsigned char*>"/", 1)
             path.text_bytes(<str>name)
             node = <object>child
-            _snap_node(w, path, node, open_acl, acls, by_entries, by_value)
-            children = node.children
+            _snap_node(w, path, node, &slots, open_acl, acls, by_entries, by_value)
+            children = _attr(node, &slots, F_CHILDREN)
     finally:
         PyMem_Free(frames)
     w.append_to(out)

@@ -150,3 +150,54 @@ def test_fresh_tree_digest_unchanged() -> None:
 
     assert DataTree().digest() == FRESH_TREE_DIGEST
     assert DataTree().recompute_digest() == FRESH_TREE_DIGEST
+
+
+class _PlainNode:
+    """A znode-shaped object without slots (attributes in a __dict__)."""
+
+    def __init__(self, node: ZNode) -> None:
+        for name in ZNode.__slots__:
+            if name != "children":
+                setattr(self, name, getattr(node, name))
+        self.children: dict[str, Any] = {}
+
+
+class _PropertyNode(ZNode):
+    """A ZNode subclass whose mzxid is computed: no slot to read for it."""
+
+    __slots__ = ()
+
+    @property  # type: ignore[override]
+    def mzxid(self) -> int:
+        return self.czxid + 1
+
+    @mzxid.setter
+    def mzxid(self, value: int) -> None:
+        pass
+
+
+def test_encode_snapshot_nodes_reads_any_znode_shape() -> None:
+    """Slot reads are a shortcut: other shapes, mixed in one tree, encode as the twin does,
+    and a slot left unset is an AttributeError in both."""
+    leaf = ZNode(b"x", [(1, ("world", "anyone"))], 5, 6, 7, 8, 1, 2, 3, 0, 9)
+    plain = _PlainNode(leaf)
+    prop = _PropertyNode(b"y", [(1, ("world", "anyone"))], 10, 0, 7, 8, 1, 2, 3, 0, 11)
+    unset = ZNode(b"z", OPEN_ACL_UNSAFE)
+    del unset.pzxid
+    root = ZNode(b"", OPEN_ACL_UNSAFE, children={"a": leaf, "b": plain, "c": prop})
+    plain_root = _PlainNode(root)
+    plain_root.children = {"a": leaf, "c": prop}
+    for nodes in ({"/": root}, {"/": plain_root}, {"/": _PropertyNode(b"", [], children={
+            "p": plain})}, {"/": ZNode(b"", OPEN_ACL_UNSAFE, children={"u": unset})}):
+        got = []
+        for core in (pure, compiled):
+            out = bytearray()
+            got.append((outcome(core.encode_snapshot_nodes, nodes, OPEN_ACL_UNSAFE, out),
+                        bytes(out)))
+        assert got[0] == got[1]
+    assert got[0][0][0] == "AttributeError"
+    out = bytearray()
+    compiled.encode_snapshot_nodes({"/": root}, OPEN_ACL_UNSAFE, out)
+    paths = [n.path for n in snapshot.decode_snapshot(
+        snapshot.assemble_snapshot([], [[(1, ("world", "anyone"))]], out, None)).nodes]
+    assert paths == ["", "/a", "/b", "/c"]
