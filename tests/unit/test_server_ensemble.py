@@ -113,11 +113,11 @@ class Ensemble:
                     self.syncs.append((myid, leader.core.last_proposed_zxid))
                 else:
                     leader.core.submit_learner_request(sid, cxid, op, body, auth,
-                                                       now_ms=self.now)
+                                                       owner=myid, now_ms=self.now)
             while self.revalidations:
                 busy = True
                 myid, sid, timeout = self.revalidations.pop(0)
-                valid = leader.core.revalidate(sid, timeout, now_ms=self.now)
+                valid = leader.core.revalidate(sid, timeout, owner=myid, now_ms=self.now)
                 m = self.learners[myid]
                 m.core.revalidated(sid, valid, now_ms=self.now)
                 m.take(m.core.flush_actions())
@@ -653,3 +653,31 @@ def test_a_commit_for_a_gone_connection_answers_no_one() -> None:
     assert "/gone" in follower.tree.nodes
     assert not follower._forwarded and not follower._forwarded_syncs
     assert len(ens.raw(2, 1)) == 1  # only the ConnectResponse
+
+
+def test_a_write_from_the_connection_a_session_left_is_session_moved() -> None:
+    """SessionTrackerImpl.checkSession with owners: the session moved from follower 2 to
+    follower 3 (REVALIDATE made 3 its owner); a write still arriving through 2's old
+    connection becomes a SESSIONMOVED error txn, and 2 closes that connection without a
+    reply (FinalRequestProcessor), while the session goes on through 3 and the leader."""
+    ens = Ensemble(learner_ids=(2, 3))
+    sid = ens.connect(2, 1)[2]  # type: ignore[index]
+    ens.send(2, 1, (1, 1, ("/a", b"", OPEN, 0)))
+    assert len(ens.raw(2, 1)) == 2
+    moved = ens.connect(3, 2, session_id=sid, passwd=generate_passwd(sid))
+    assert moved is not None and moved[2] == sid
+    assert 1 not in ens.learners[2].closed  # the old connection is on another server
+    ens.send(2, 1, (2, 1, ("/b", b"", OPEN, 0)))
+    assert ens.learners[2].closed[1] == "session moved to another server"
+    assert len(ens.raw(2, 1)) == 2  # no reply to the moved write
+    assert "/b" not in ens.leader.core.tree.nodes
+    ens.send(3, 2, (3, 1, ("/c", b"", OPEN, 0)))
+    assert cc.decode_reply(ens.raw(3, 2)[-1], 1)[2] == 0
+    assert "/c" in ens.leader.core.tree.nodes
+    # back on the leader itself: the leader's own connections own it now
+    again = ens.connect(1, 3, session_id=sid, passwd=generate_passwd(sid))
+    assert again is not None and again[2] == sid
+    ens.send(3, 2, (4, 1, ("/d", b"", OPEN, 0)))
+    assert ens.learners[3].closed[2] == "session moved to another server"
+    ens.send(1, 3, (5, 1, ("/e", b"", OPEN, 0)))
+    assert cc.decode_reply(ens.raw(1, 3)[-1], 1)[2] == 0

@@ -131,6 +131,10 @@ _REQUEST_HEADER = struct.Struct(">ii")
 _PLAIN_CREATES = frozenset({1, 15, 19})
 _TTL_FLAGS = frozenset({5, 6})
 _MARSHALLING = -5
+_SESSIONMOVED = -118
+#: The owner of sessions whose connection is on the leader itself (Apache's ``ServerCnxn.me``);
+#: a learner's sessions are owned by its sid.
+LOCAL_OWNER = -1
 _UNIMPLEMENTED = -6
 _NONODE = -101
 _NOAUTH = -102
@@ -325,6 +329,9 @@ class ServerCore:
         self.read_only_service: ReadOnlyService | None = None
         #: docs/zab.md §3: "standalone" (the default), "leader", "follower", "observer", "off".
         self.mode = "standalone"
+        #: Leader only: session id -> owner (LOCAL_OWNER or the learner's sid), as
+        #: SessionTrackerImpl keeps it for SESSIONMOVED.
+        self._owners: dict[int, int] = {}
         self.epoch = 0
         #: Learner modes: hand a request to the leader, ``(session_id, cxid, op, body,
         #: auth_ids)``; set by the quorum node before the service becomes a learner.
@@ -617,6 +624,8 @@ class ServerCore:
             return
         if session_id == 0:
             sid = self.sessions.create_session(timeout, now)
+            if self.mode == "leader":
+                self._owners[sid] = LOCAL_OWNER
             self._attach(conn, sid)
             conn.state = CONNECTING
             zxid = self._next_zxid()
@@ -643,6 +652,8 @@ class ServerCore:
             return
         valid = passwd == generate_passwd(session_id) and \
             self.sessions.touch(session_id, timeout, now)
+        if valid and self.mode == "leader":
+            self._owners[session_id] = LOCAL_OWNER  # ZooKeeperServer.revalidateSession
         self._finish_resume(conn, session_id, valid)
 
     def _finish_resume(self, conn: ClientConn, session_id: int, valid: bool) -> None:
@@ -818,12 +829,28 @@ class ServerCore:
         now = self._now_ms
         zxid = self._next_zxid()
         sid = conn.session_id
-        header_type, record, digest, results = self._prep(sid, xid, op, frame, 8,
-                                                          conn.auth_ids, zxid, now)
+        if self.mode == "leader" and self._owner_moved(sid, LOCAL_OWNER):
+            header_type, record, digest, results = -1, (_SESSIONMOVED,), None, None
+        else:
+            header_type, record, digest, results = self._prep(sid, xid, op, frame, 8,
+                                                              conn.auth_ids, zxid, now)
         slot = Slot("write", xid, op, zxid, None, now)
         conn.pending.append(slot)
         self._propose((sid, xid, zxid, now, header_type), record, digest, conn.conn_id, slot,
                       results)
+
+    def _owner_moved(self, sid: int, owner: int) -> bool:
+        """The owner half of ``SessionTrackerImpl.checkSession`` (leader only): a live
+        session's first owner sticks until a REVALIDATE or resume moves it; a write from
+        another owner is SESSIONMOVED. A session that is not live is left to prep
+        (SESSIONEXPIRED)."""
+        if not self.sessions.is_live(sid):
+            return False
+        current = self._owners.get(sid)
+        if current is None:
+            self._owners[sid] = owner
+            return False
+        return current != owner
 
     def _prep(self, sid: int, xid: int, op: int, frame: bytes, offset: int,
               auth_ids: list[tuple[str, str]], zxid: int, now: int
@@ -1076,6 +1103,7 @@ class ServerCore:
     def _after_close_session(self, t: _Inflight) -> None:
         sid = t.header[0]
         self.sessions.remove(sid)
+        self._owners.pop(sid, None)
         conn_id = self.session_conn.get(sid)
         if t.conn_id is None and conn_id is not None:
             # Expired (or closed elsewhere): the session's connection goes too.
@@ -1096,6 +1124,14 @@ class ServerCore:
                                        generate_passwd(conn.session_id),
                                        None if ro is None else False)
         elif header_type == -1:
+            if t.record[0] == _SESSIONMOVED:
+                # FinalRequestProcessor: SessionMovedException is a connection-level error:
+                # no reply, the connection is closed (the session lives on elsewhere).
+                slot.reply = b""
+                slot.done = True
+                slot.zxid = zxid
+                self.close_conn(conn, "session moved to another server")
+                return
             cc.append_reply(out, slot.xid, zxid, t.record[0])
         elif op == 14:
             cc.append_multi_reply(out, slot.xid, zxid, self._multi_results(t))
@@ -1202,6 +1238,7 @@ class ServerCore:
         log.info("service mode %s -> %s (epoch %d) at zxid 0x%x", self.mode, mode, epoch,
                  self.tree.last_processed_zxid)
         self.mode = mode
+        self._owners.clear()  # a new leader's tracker knows no owners yet
         self.epoch = epoch
         if mode in ("leader", "follower", "observer"):
             self.sessions = self.sessions.retracked(now_ms=now,
@@ -1280,7 +1317,7 @@ class ServerCore:
     # ------------------------------------------------------------------ leader
 
     def submit_learner_request(self, session_id: int, cxid: int, op: int, body: bytes,
-                               auth_ids: list[tuple[str, str]], *,
+                               auth_ids: list[tuple[str, str]], *, owner: int | None = None,
                                now_ms: int | None = None) -> None:
         """A learner's REQUEST (``LeaderZooKeeperServer.submitLearnerRequest``): prepped in
         arrival order like a local write, no local connection to answer. createSession's
@@ -1302,6 +1339,8 @@ class ServerCore:
                 return
             (timeout,) = _TIMEOUT.unpack_from(body, 0)
             self.sessions.add_session(session_id, timeout, now)
+            if owner is not None:
+                self._owners[session_id] = owner
             zxid = self._next_zxid()
             digest = self.view.current_tree_digest() if self.digest_enabled else None
             self._propose((session_id, cxid, zxid, now, -10), (timeout,), digest, None, None,
@@ -1310,8 +1349,11 @@ class ServerCore:
             self._close_session_txn(session_id, cxid, None, None)
         elif op in _WRITE_OPS or op == 13:
             zxid = self._next_zxid()
-            header_type, record, digest, results = self._prep(
-                session_id, cxid, op, body, 0, auth_ids, zxid, now)
+            if owner is not None and self._owner_moved(session_id, owner):
+                header_type, record, digest, results = -1, (_SESSIONMOVED,), None, None
+            else:
+                header_type, record, digest, results = self._prep(
+                    session_id, cxid, op, body, 0, auth_ids, zxid, now)
             self._propose((session_id, cxid, zxid, now, header_type), record, digest, None,
                           None, results)
         else:
@@ -1336,12 +1378,17 @@ class ServerCore:
         for sid, timeout in pairs:
             touch(sid, timeout, now)
 
-    def revalidate(self, session_id: int, timeout: int, *, now_ms: int | None = None) -> bool:
+    def revalidate(self, session_id: int, timeout: int, *, owner: int | None = None,
+                   now_ms: int | None = None) -> bool:
         """A learner's REVALIDATE (``checkIfValidGlobalSession``): touch the session and
-        say whether it is live (tracked and not closing)."""
+        say whether it is live (tracked and not closing); a live session is now owned by
+        ``owner`` (``Leader.revalidateSession`` → ``setOwner``)."""
         if now_ms is not None:
             self._now_ms = now_ms
-        return self.sessions.touch(session_id, timeout, self._now_ms)
+        valid = self.sessions.touch(session_id, timeout, self._now_ms)
+        if valid and owner is not None:
+            self._owners[session_id] = owner
+        return valid
 
     # ------------------------------------------------------------------ learner
 
