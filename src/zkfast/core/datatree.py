@@ -751,7 +751,9 @@ class DataTree:
         parent = self.nodes.get(parent_path)
         if parent is None:
             raise _NoNode(parent_path)
-        if name in parent.children:
+        node = ZNode(data, acl, zxid, zxid, time, time, 0, 0, 0, owner, zxid)
+        # One lookup links the child or finds the name taken (a replayed create).
+        if parent.children.setdefault(name, node) is not node:
             raise _NodeExists(path)
         old = parent._digest
         if parent_cversion == -1:
@@ -761,8 +763,6 @@ class DataTree:
         if parent_cversion > parent.cversion:
             parent.cversion = parent_cversion
             parent.pzxid = zxid
-        node = ZNode(data, acl, zxid, zxid, time, time, 0, 0, 0, owner, zxid)
-        parent.children[name] = node
         self._rehash(parent_path, parent, old)
         self._put(path, node)
         if owner != 0:
