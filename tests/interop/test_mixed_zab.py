@@ -28,6 +28,7 @@ what the assertions expect. Every process is stopped through its own handle; eve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +71,28 @@ MIXES = {
     "apache-leader-zkfast-learners": ("zkfast", "zkfast", "apache", "zkfast"),
     "all-apache": ("apache", "apache", "apache", "apache"),
 }
+
+
+#: LearnerHandler.syncFollower's first line: sid, maxCommittedLog, peerLastZxid.
+_SYNCHRONIZING = re.compile(
+    r"Synchronizing with Learner sid: (\d+) maxCommittedLog=0x([0-9a-f]+) "
+    r"minCommittedLog=0x[0-9a-f]+ lastProcessedZxid=0x[0-9a-f]+ peerLastZxid=0x([0-9a-f]+)")
+
+
+def _leader_logged(ens: Ensemble, leader: int, path: str, learner: int) -> bool:
+    """The leader's INFO lines (the same words from either kind) tell it synced `learner`
+    by `path`: "Sending DIFF ... sid: N", "Sending snapshot ...", or for TRUNC (whose own
+    line is DEBUG when the learner is past the committed log) "Synchronizing with Learner
+    sid: N" with the learner's last zxid past the leader's committed log."""
+    if path == "TRUNC":
+        return any(int(m.group(3), 16) > int(m.group(2), 16)
+                   for m in _SYNCHRONIZING.finditer(ens.servers[leader].log_text())
+                   if int(m.group(1)) == learner)
+    lines = ens.leader_sync_lines(leader)
+    if path == "SNAP":
+        return any(line.startswith("Sending snapshot") for line in lines)
+    return any(line.startswith(f"Sending {path}") and line.rstrip().endswith(
+        (f"sid: {learner}", f"sid:{learner}")) for line in lines)
 
 
 def _params() -> list[object]:
@@ -168,6 +191,7 @@ def test_a_learner_of_the_other_kind_catches_up(tmp_path, histories, direction, 
         ens.start([1])
         assert ens.wait_serving(timeout_s=SERVE_S) == LEADER
         assert ens.sync_path(1) == path, ens.servers[1].log_tail(40)
+        assert _leader_logged(ens, LEADER, path, 1), ens.leader_sync_lines(LEADER)
         wait_until(lambda: (ens.last_zxid(1) or 0) >= last, SERVE_S, "caught up")
         _check_end(ens)
 
@@ -201,6 +225,7 @@ def test_an_old_leader_of_the_other_kind_is_truncated(tmp_path, histories, direc
         ens.start([LEADER])
         assert ens.wait_serving(timeout_s=SERVE_S) == 2
         assert ens.sync_path(LEADER) == "TRUNC", ens.servers[LEADER].log_tail(40)
+        assert _leader_logged(ens, 2, "TRUNC", LEADER), ens.servers[2].log_tail(40)
         after = write_some(ens, 1, "/after", 3)
         wait_until(lambda: (ens.last_zxid(LEADER) or 0) >= after, SERVE_S, "caught up")
         with Clients() as clients:

@@ -26,6 +26,7 @@ through its own handle; every wait polls with a generous bound.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -85,18 +86,27 @@ def _finish(ens: Ensemble, sids: list[int] | None = None) -> None:
 
 
 def _sent(ens: Ensemble, leader: int, what: str, learner: int) -> bool:
-    """The leader's log has a "Sending <what> ... sid: <learner>" line (what: DIFF, TRUNC) or,
-    for what="snapshot", a "Sending snapshot" line: the lines Apache 3.8's LearnerHandler logs
-    at INFO, asked of Apache leaders only (zkfast's leader does not log them; the learner's
-    line, `Ensemble.sync_path`, is what tells the path). Apache logs its pure TRUNC at DEBUG
-    ("Sending TRUNC to follower zxidToSend=..."), so that one is not asked for either."""
-    if ens.kinds[leader] != "apache" or what == "TRUNC":
-        return True
+    """The leader's log tells it synced `learner` by `what`, in the INFO lines both kinds log
+    (Apache 3.8's LearnerHandler.syncFollower and run; zkfast logs the same words): a
+    "Sending <what> ... sid: <learner>" line (what: DIFF) or, for what="snapshot", a "Sending
+    snapshot" line. The TRUNC of a learner past the committed log is logged at DEBUG ("Sending
+    TRUNC to follower zxidToSend=..."), so for what="TRUNC" the "Synchronizing with Learner"
+    line is asked for instead, with the learner's last zxid past the leader's committed log."""
+    if what == "TRUNC":
+        return any(int(m.group(3), 16) > int(m.group(2), 16)
+                   for m in _SYNCHRONIZING.finditer(ens.servers[leader].log_text())
+                   if int(m.group(1)) == learner)
     lines = ens.leader_sync_lines(leader)
     if what == "snapshot":
         return any(line.startswith("Sending snapshot") for line in lines)
     return any(line.startswith(f"Sending {what}") and line.rstrip().endswith(
         (f"sid: {learner}", f"sid:{learner}")) for line in lines)
+
+
+#: LearnerHandler.syncFollower's first line: sid, maxCommittedLog, peerLastZxid.
+_SYNCHRONIZING = re.compile(
+    r"Synchronizing with Learner sid: (\d+) maxCommittedLog=0x([0-9a-f]+) "
+    r"minCommittedLog=0x[0-9a-f]+ lastProcessedZxid=0x[0-9a-f]+ peerLastZxid=0x([0-9a-f]+)")
 
 
 # ------------------------------------------------------------------------------ the service
@@ -238,7 +248,25 @@ def test_a_follower_that_missed_a_few_writes_gets_a_diff(tmp_path, kind):
         assert ens.sync_path(follower) == "DIFF", ens.servers[follower].log_tail(40)
         assert _sent(ens, leader, "DIFF", follower), ens.leader_sync_lines(leader)
         wait_until(lambda: (ens.last_zxid(follower) or 0) >= last, SERVE_S, "caught up")
+        _check_leader_mntr(ens, leader)
         _finish(ens)
+
+
+def _check_leader_mntr(ens: Ensemble, leader: int) -> None:
+    """The leader's mntr gauges (LeaderZooKeeperServer) and sync counters (ServerMetrics)
+    after its followers synced by DIFF and it proposed some writes."""
+    m = wait_until(lambda: (lambda m: m if m.get("zk_synced_followers") == "2" else None)(
+        ens.mntr(leader)), SERVE_S, "both followers synced")
+    assert isinstance(m, dict)
+    assert m["zk_learners"] == "2" and m["zk_synced_non_voting_followers"] == "0", m
+    assert m["zk_synced_observers"] == "0" and m["zk_pending_syncs"] == "0", m
+    assert int(m["zk_leader_uptime"]) > 0, m
+    assert 0 < int(m["zk_min_proposal_size"]) <= int(m["zk_last_proposal_size"]) \
+        <= int(m["zk_max_proposal_size"]), m
+    # Three syncs at least (two at the start, one at the rejoin), none a SNAP.
+    assert int(m["zk_diff_count"]) >= 3 and m["zk_snap_count"] == "0", m
+    for follower in _followers(ens, leader):
+        assert "zk_learners" not in ens.mntr(follower)
 
 
 SNAP_CASES = {

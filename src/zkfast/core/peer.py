@@ -150,6 +150,7 @@ from .zab import (
     CommittedLog,
     LearnerLog,
     ProposalTracker,
+    SyncPlan,
     TxnHistory,
     ZabService,
     ZabTrace,
@@ -232,12 +233,33 @@ class PeerStatus:
     election_time: Summary
     follower_sync_time: Summary
     learners: tuple[int, ...] = ()
+    #: Leader only (LeaderZooKeeperServer's gauges): participants and observers that were
+    #: sent their sync (Leader.forwardingFollowers, of them the non-voting ones, and
+    #: observingLearners).
+    synced_followers: int = 0
+    synced_non_voting_followers: int = 0
+    synced_observers: int = 0
+    #: Leader.pendingSyncs: proposals with learner syncs waiting for their commit.
+    pending_syncs: int = 0
+    #: When this server started leading (ms, the peer's clock), or None.
+    leader_start_ms: int | None = None
+    #: Leader.proposalStats (BufferStats): -1 until the first proposal of this leadership.
+    last_proposal_size: int = -1
+    min_proposal_size: int = -1
+    max_proposal_size: int = -1
+    #: ServerMetrics SNAP_COUNT / DIFF_COUNT: learners this server synced by SNAP, and by
+    #: DIFF or TRUNC, as leader, since it started.
+    snap_count: int = 0
+    diff_count: int = 0
 
-    def mntr(self) -> list[tuple[str, int | float | str]]:
-        """The quorum lines of ``mntr``, with Apache's names (ServerMetrics, QuorumPeer)."""
+    def mntr(self, now_ms: int | None = None) -> list[tuple[str, int | float | str]]:
+        """The quorum lines of ``mntr``, with Apache's names (ServerMetrics, QuorumPeer,
+        LeaderZooKeeperServer). ``now_ms`` (the peer's clock) gives ``zk_leader_uptime``."""
         out: list[tuple[str, int | float | str]] = [
             ("zk_peer_state", self.peer_state),
             ("zk_looking_count", self.looking_count),
+            ("zk_snap_count", self.snap_count),
+            ("zk_diff_count", self.diff_count),
         ]
         for name, s in (("election_time", self.election_time),
                         ("follower_sync_time", self.follower_sync_time)):
@@ -245,7 +267,18 @@ class PeerStatus:
                     (f"zk_max_{name}", s.max), (f"zk_cnt_{name}", s.count),
                     (f"zk_sum_{name}", s.total)]
         if self.state == "LEADING":
-            out.append(("zk_learners", len(self.learners)))
+            uptime = 0
+            if self.leader_start_ms is not None and now_ms is not None:
+                uptime = max(0, now_ms - self.leader_start_ms)
+            out += [("zk_learners", len(self.learners)),
+                    ("zk_synced_followers", self.synced_followers),
+                    ("zk_synced_non_voting_followers", self.synced_non_voting_followers),
+                    ("zk_synced_observers", self.synced_observers),
+                    ("zk_pending_syncs", self.pending_syncs),
+                    ("zk_leader_uptime", uptime),
+                    ("zk_last_proposal_size", self.last_proposal_size),
+                    ("zk_max_proposal_size", self.max_proposal_size),
+                    ("zk_min_proposal_size", self.min_proposal_size)]
         return out
 
 
@@ -274,6 +307,8 @@ class _Learner:
     unacked: deque[tuple[int, int]] = field(default_factory=deque)
     #: Packets that arrived after the NEWLEADER ACK, before BROADCAST (waitForStartup).
     held: list[QuorumPacket] = field(default_factory=list)
+    #: Its sync was a SNAP (the "concurrent snapshot sync" count of the leader's log line).
+    snap_sync: bool = False
 
 
 @dataclass(slots=True)
@@ -299,6 +334,11 @@ class _LeaderRole:
     tick_skip: bool = True
     #: Leader.pendingSyncs: last proposed zxid at receipt -> learner conn ids.
     pending_syncs: dict[int, list[int]] = field(default_factory=dict)
+    start_ms: int = 0
+    #: Leader.proposalStats: the last, smallest and largest proposal (-1: none yet).
+    last_proposal_size: int = -1
+    min_proposal_size: int = -1
+    max_proposal_size: int = -1
 
 
 @dataclass(slots=True)
@@ -369,6 +409,9 @@ class QuorumPeerCore:
             max_notification_interval_ms=q.max_notification_interval_ms,
             finalize_wait_ms=q.finalize_wait_ms)
         self.looking_count = 0
+        #: ServerMetrics SNAP_COUNT / DIFF_COUNT (learners synced as leader).
+        self.snap_count = 0
+        self.diff_count = 0
         self.election_time_ms = 0
         self.election_time = Summary()
         self.follower_sync_time = Summary()
@@ -509,16 +552,30 @@ class QuorumPeerCore:
         quorum_state = {ServerState.LOOKING: "leaderelection", ServerState.LEADING: "leading",
                         ServerState.FOLLOWING: "following",
                         ServerState.OBSERVING: "observing"}[self.state]
+        lr = self._leader
         learners: tuple[int, ...] = ()
-        if self._leader is not None:
-            learners = tuple(sorted(ln.sid for ln in self._leader.learners.values()
+        if lr is not None:
+            learners = tuple(sorted(ln.sid for ln in lr.learners.values()
                                     if ln.sid is not None))
-        return PeerStatus(
+        st = PeerStatus(
             self.my_sid, self.state.name, self.zab_state.name, self.leader_sid, self.read_only,
             self.current_vote, self.election.logical_clock, self.accepted_epoch,
             self.current_epoch, self.last_zxid, server_state, peer_state, quorum_state,
             self.election_time_ms, self.looking_count, replace(self.election_time),
-            replace(self.follower_sync_time), learners)
+            replace(self.follower_sync_time), learners, snap_count=self.snap_count,
+            diff_count=self.diff_count)
+        if lr is None:
+            return st
+        voting = self.verifier.voting_members
+        followers = [ln for ln in lr.learners.values() if ln.forwarding and not ln.observer]
+        return replace(
+            st, synced_followers=len(followers),
+            synced_non_voting_followers=sum(1 for ln in followers if ln.sid not in voting),
+            synced_observers=sum(1 for ln in lr.learners.values()
+                                 if ln.forwarding and ln.observer),
+            pending_syncs=len(lr.pending_syncs), leader_start_ms=lr.start_ms,
+            last_proposal_size=lr.last_proposal_size, min_proposal_size=lr.min_proposal_size,
+            max_proposal_size=lr.max_proposal_size)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -642,7 +699,7 @@ class QuorumPeerCore:
     # ------------------------------------------------------------------ LEADING
 
     def _start_leading(self, now_ms: int) -> None:
-        lr = self._leader = _LeaderRole()
+        lr = self._leader = _LeaderRole(start_ms=now_ms)
         lr.epoch_deadline_ms = now_ms + self.init_limit_ms
         if self._trunc_target is None:
             self._propose_epoch(lr, self.my_sid, self._accepted_epoch_asked())
@@ -886,13 +943,17 @@ class QuorumPeerCore:
         tracker = lr.tracker
         assert service is not None and tracker is not None
         q = self.quorum
+        committed = self.committed
+        log.info("Synchronizing with Learner sid: %s maxCommittedLog=0x%x minCommittedLog=0x%x "
+                 "lastProcessedZxid=0x%x peerLastZxid=0x%x", ln.sid,
+                 committed.max_zxid or 0, committed.min_zxid or 0,
+                 service.last_processed_zxid, ln.peer_last)
         plan = plan_sync(ln.peer_last, committed=self.committed,
                          last_processed=service.last_processed_zxid, history=self.history,
                          force_snap=q.force_snapshot_sync,
                          snapshot_size_factor=q.snapshot_size_factor,
                          snapshot_bytes=self.snapshot_bytes)
-        log.info("sid %d: syncing learner sid %s (peerLastZxid 0x%x) with %s 0x%x, %d txns",
-                 self.my_sid, ln.sid, ln.peer_last, plan.kind, plan.zxid, len(plan.txns))
+        self._log_sync_plan(ln, plan)
         if self.trace is not None:
             self.trace("sync_plan", sid=ln.sid, kind=plan.kind, zxid=plan.zxid,
                        peer_last=ln.peer_last, last_zxid=plan.last_zxid)
@@ -907,8 +968,18 @@ class QuorumPeerCore:
             self._send(ln.conn_id, QuorumPacket(PacketType.SNAP, plan.zxid))
             self._out.append(SendQuorumPacket(ln.conn_id, service.sync_snapshot_body()))
             pkts: list[QuorumPacket] = []
+            ln.snap_sync = True
+            self.snap_count += 1
+            last_proposed = max([plan.last_zxid] + [z for z, _ in tracker.after(plan.last_zxid)])
+            log.info("Sending snapshot last zxid of peer is 0x%x, zxid of leader is 0x%x, "
+                     "send zxid of db as 0x%x, %d concurrent snapshot sync, "
+                     "snapshot sync was %s from throttle", ln.peer_last, last_proposed,
+                     plan.zxid, 1 + sum(1 for o in lr.learners.values()
+                                        if o is not ln and o.snap_sync and o.phase == "sync"),
+                     "not exempt" if ln.observer else "exempt")
         else:
             kind = PacketType.DIFF if plan.kind == "DIFF" else PacketType.TRUNC
+            self.diff_count += 1
             pkts = [QuorumPacket(kind, plan.zxid)]
             for zxid, data in plan.txns:
                 pkts.append(QuorumPacket(PacketType.PROPOSAL, zxid, data))
@@ -924,6 +995,25 @@ class QuorumPeerCore:
         ln.forwarding = True
         ln.phase = "sync"
         ln.deadline_ms = now_ms + self.init_limit_ms
+
+    @staticmethod
+    def _log_sync_plan(ln: _Learner, plan: SyncPlan) -> None:
+        """The lines ``LearnerHandler.syncFollower`` logs for its decision (same words and
+        levels, so the same greps find them on either server)."""
+        src, sid = plan.source, ln.sid
+        if src == "force":
+            log.warning("Forcing snapshot sync - should not see this in production")
+        elif src == "in_sync":
+            log.info("Sending DIFF zxid=0x%x for peer sid: %s", plan.zxid, sid)
+        elif src == "trunc":
+            log.debug("Sending TRUNC to follower zxidToSend=0x%x for peer sid:%s", plan.zxid, sid)
+        elif src in ("committed_log", "txnlog"):
+            if src == "committed_log":
+                log.info("Using committedLog for peer sid: %s", sid)
+            else:
+                log.info("Use txnlog and committedLog for peer sid: %s", sid)
+            if plan.kind in ("DIFF", "TRUNC"):
+                log.info("Sending %s zxid=0x%x  for peer sid: %s", plan.kind, plan.zxid, sid)
 
     def _check_newleader_quorum(self, lr: _LeaderRole, now_ms: int) -> None:
         # The leader is always one of the quorum (Apache adds its own ack first): its own
@@ -1034,6 +1124,11 @@ class QuorumPeerCore:
         bufs: dict[int, list[QuorumPacket]] = {ln.conn_id: [] for ln in targets}
         for zxid, data in txns:
             tracker.propose(zxid, data)
+            size = len(data)
+            lr.last_proposal_size = size
+            lr.min_proposal_size = size if lr.min_proposal_size < 0 else min(
+                lr.min_proposal_size, size)
+            lr.max_proposal_size = max(lr.max_proposal_size, size)
             pkt = QuorumPacket(PacketType.PROPOSAL, zxid, data)
             for ln in targets:
                 bufs[ln.conn_id].append(pkt)
@@ -1250,14 +1345,13 @@ class QuorumPeerCore:
         t = pkt.type
         lrn.phase = "syncing"
         if t == PacketType.DIFF:
-            log.info("sid %d: getting a diff from the leader 0x%x", self.my_sid, pkt.zxid)
+            log.info("Getting a diff from the leader 0x%x", pkt.zxid)
         elif t == PacketType.SNAP:
-            log.info("sid %d: getting a snapshot from the leader 0x%x", self.my_sid, pkt.zxid)
+            log.info("Getting a snapshot from leader 0x%x", pkt.zxid)
             lrn.expect_stream = True
             lrn.snap_zxid = pkt.zxid
         elif t == PacketType.TRUNC:
-            log.warning("sid %d: truncating log to get in sync with the leader 0x%x",
-                        self.my_sid, pkt.zxid)
+            log.warning("Truncating log to get in sync with the leader 0x%x", pkt.zxid)
             if self.trace is not None:
                 self.trace("truncate", zxid=pkt.zxid, last=self.last_zxid)
             lrn.truncating = True

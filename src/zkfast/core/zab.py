@@ -33,7 +33,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._impl import ProtocolError
@@ -194,13 +194,18 @@ class SyncPlan:
     ``kind`` is "DIFF", "TRUNC" or "SNAP"; ``zxid`` the op packet's zxid (for SNAP the
     leader's lastProcessedZxid); ``txns`` the PROPOSAL+COMMIT pairs that follow the op packet
     (none with SNAP); ``last_zxid`` the zxid the learner has after them, from which
-    ``startForwarding`` continues.
+    ``startForwarding`` continues. ``source`` is the branch of ``syncFollower`` that decided
+    it, for the leader's log lines: "force" (forceSnapshotSync), "in_sync" (the learner is at
+    lastProcessedZxid: an empty DIFF), "trunc" (the learner is past the committed log: a
+    TRUNC alone), "committed_log" (walked the committed log), "txnlog" (walked the on-disk
+    log, then the committed log), or "" (a SNAP nothing else could replace).
     """
 
     kind: str
     zxid: int
     txns: tuple[tuple[int, bytes], ...] = ()
     last_zxid: int = 0
+    source: str = ""
 
 
 class _Walk:
@@ -261,9 +266,9 @@ def plan_sync(peer_last: int, *, committed: CommittedLog, last_processed: int,
     """
     snap = SyncPlan("SNAP", last_processed, (), last_processed)
     if force_snap:
-        return snap
+        return replace(snap, source="force")
     if peer_last == last_processed:
-        return SyncPlan("DIFF", peer_last, (), peer_last)
+        return SyncPlan("DIFF", peer_last, (), peer_last, "in_sync")
     if committed.entries:
         min_c = committed.min_zxid
         max_c = committed.max_zxid
@@ -271,15 +276,17 @@ def plan_sync(peer_last: int, *, committed: CommittedLog, last_processed: int,
     else:
         min_c = max_c = last_processed
     if peer_last > max_c and not is_epoch_start(peer_last):
-        return SyncPlan("TRUNC", max_c, (), max_c)
+        return SyncPlan("TRUNC", max_c, (), max_c, "trunc")
     walk = _Walk(peer_last)
     if min_c <= peer_last <= max_c:
+        source = "committed_log"
         last = walk.run(committed.entries, peer_last, None, max_c)
     elif peer_last < min_c and history is not None and snapshot_size_factor >= 0:
         limit = int(snapshot_bytes * snapshot_size_factor)
         from_log = history.txns_after(peer_last, limit if limit > 0 else 1 << 62)
         if not from_log:
             return snap
+        source = "txnlog"
         # txns_after starts right after peer_last, so peer_last itself is in the log.
         walk.op = ("DIFF", max_c)
         last = walk.run(from_log, peer_last, min_c, max_c)
@@ -291,7 +298,7 @@ def plan_sync(peer_last: int, *, committed: CommittedLog, last_processed: int,
     if walk.snap or walk.op is None:
         return snap
     kind, zxid = walk.op
-    return SyncPlan(kind, zxid, tuple(walk.txns), last)
+    return SyncPlan(kind, zxid, tuple(walk.txns), last, source)
 
 
 # --------------------------------------------------------------------------- leader acks

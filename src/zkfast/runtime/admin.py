@@ -344,7 +344,7 @@ def _mntr(core: Any, config: ServerConfig, now_ms: int, asking: str | None) -> s
     ]
     ps = _peer_status(core)
     if ps is not None:
-        values += [(k[3:], v) for k, v in ps.mntr()]
+        values += [(k[3:], v) for k, v in ps.mntr(now_ms)]
     return "".join(f"zk_{k}\t{v}\n" for k, v in values)
 
 
