@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from zkfast.config import QuorumConfig, ServerConfig
 from zkfast.core.actions import (
     AppendTxns,
@@ -123,7 +125,8 @@ class Cluster:
     """N QuorumNodes on a virtual clock (see the module docstring)."""
 
     def __init__(self, n: int = 3, *, observers: tuple[int, ...] = (),
-                 commit_log_count: int = 500, force_snap: bool = False) -> None:
+                 commit_log_count: int = 500, force_snap: bool = False,
+                 reconfig_enabled: bool = False) -> None:
         props = {}
         for sid in range(1, n + 1):
             kind = "observer" if sid in observers else "participant"
@@ -131,6 +134,7 @@ class Cluster:
         self.verifier = verifier_from_properties(props)
         self.commit_log_count = commit_log_count
         self.force_snap = force_snap
+        self.reconfig_enabled = reconfig_enabled
         self.now = T0
         self._seq = 0
         self._queue: list[tuple[int, int, Any]] = []
@@ -174,7 +178,8 @@ class Cluster:
                          peer_type="participant" if self.verifier.servers[sid].is_participant
                          else "observer", init_limit_ticks=5, sync_limit_ticks=2,
                          commit_log_count=self.commit_log_count,
-                         force_snapshot_sync=self.force_snap)
+                         force_snapshot_sync=self.force_snap,
+                         reconfig_enabled=self.reconfig_enabled)
         return ServerConfig(data_dir="/nonexistent", tick_ms=2000, server_id=sid, quorum=q)
 
     def start(self, sid: int) -> None:
@@ -499,6 +504,36 @@ def test_sync_by_snap_when_forced() -> None:
     # The follower's disk alone rebuilds the same tree (snapshot + the log after it).
     tree, _ = c.disks[follower].rebuild()
     assert tree.digest() == c.digest(leader)
+
+
+@pytest.mark.parametrize("reconfig_enabled", [False, True])
+def test_a_snap_takes_the_config_node_from_the_local_config(reconfig_enabled: bool) -> None:
+    """ZOOKEEPER-2819: with reconfig disabled, a learner's /zookeeper/config after a SNAP is
+    its own config (version -1, mzxid the config version), not what the leader's snapshot
+    held (during a rolling restart the two may differ); with reconfig on, the leader's."""
+    c = Cluster(force_snap=True, reconfig_enabled=reconfig_enabled)
+    leader = elect(c)
+    c.connect(leader, 1)
+    create(c, leader, 1, 1, "/a")
+    settle(c)
+    follower = 2 if leader != 2 else 1
+    c.kill(follower)
+    leaders = c.nodes[leader].service.tree.get_node("/zookeeper/config")
+    assert leaders is not None
+    leaders.data = b"server.9=127.0.0.1:2009:3009:participant\nversion=0"
+    c.packets.clear()
+    c.start(follower)
+    c.run_until(lambda: c.broadcasting({follower}))
+    assert (leader, "SNAP") in c.packets
+    node = c.nodes[follower].service.tree.get_node("/zookeeper/config")
+    assert node is not None
+    if reconfig_enabled:
+        assert node.data == leaders.data
+    else:
+        assert node.data == c.verifier.to_config_text().encode()
+        assert (node.version, node.mzxid, node.aversion) == (-1, c.verifier.version, -1)
+    settle(c)
+    assert_converged(c)  # the config node is outside the digest
 
 
 def test_sync_by_snap_when_far_behind() -> None:

@@ -1385,6 +1385,13 @@ class QuorumPeerCore:
             self._violation(now_ms, f"bad snapshot stream: {e}")
             return
         service.load_database(tree, sessions, now_ms=now_ms)
+        if not self.quorum.reconfig_enabled:
+            # ZOOKEEPER-2819: the config node comes from the local config, not the leader's
+            # snapshot (a rolling restart may have the two differ).
+            log.debug("Reset config node content from local config after deserialization "
+                      "of snapshot.")
+            service.init_config_node(self.verifier.to_config_text(), self.verifier.version,
+                                     now_ms=now_ms)
         self.committed.reset(())
         lrn.log = LearnerLog(zxid)
         self.last_zxid = zxid  # the log restarts above the snapshot

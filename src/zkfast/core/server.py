@@ -90,7 +90,7 @@ from ..wire.txn_codec import decode_txn, encode_txn
 from . import acl as acl_mod
 from .actions import AppendTxns, CloseClient, PauseClient, ResumeClient, SendToClient
 from .client_conn import AWAIT_CONNECT, CLOSED, CONNECTING, OPEN, ClientConn, Slot
-from .datatree import DataTree, validate_path
+from .datatree import CONFIG_PATH, DataTree, validate_path
 from .events import (
     ClientConnected,
     ClientDisconnected,
@@ -1306,6 +1306,19 @@ class ServerCore:
             tracker.add_session(sid, timeout, self._now_ms)
         self.sessions = tracker
         self._bind_mode()
+
+    def init_config_node(self, config_text: str, config_version: int, *,
+                         now_ms: int | None = None) -> None:
+        """``ZKDatabase.initConfigInZKDatabase``: ``/zookeeper/config`` holds ``config_text``
+        (the local quorum config), with version -1, mzxid the config version and mtime now.
+        Outside the digest (``/zookeeper/``) and the txn log; lastProcessedZxid stays."""
+        if now_ms is not None:
+            self._now_ms = now_ms
+        tree = self.tree
+        last = tree.last_processed_zxid
+        header = (0, 0, config_version, self._now_ms, 5)  # setData
+        tree.apply_txn(header, (CONFIG_PATH, config_text.encode(), -1))
+        tree.last_processed_zxid = last
 
     def sync_snapshot_body(self) -> bytes:
         """What a leader streams after SNAP: ``ZKDatabase.serializeSnapshot`` of the applied

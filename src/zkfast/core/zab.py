@@ -118,6 +118,9 @@ class ZabService(Protocol):
     def load_database(self, tree: DataTree, sessions: list[tuple[int, int]], *,
                       now_ms: int | None = None) -> None: ...
 
+    def init_config_node(self, config_text: str, config_version: int, *,
+                         now_ms: int | None = None) -> None: ...
+
     def sync_snapshot_body(self) -> bytes: ...
 
     def submit_learner_request(self, session_id: int, cxid: int, op: int, body: bytes,
