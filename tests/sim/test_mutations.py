@@ -117,3 +117,18 @@ def test_scripted_scenario_catches_the_mutation(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SCRIPTED))
 def test_scripted_scenario_is_clean_without_it(name: str) -> None:
     SCRIPTED[name][0]()
+
+
+# ---------------------------------------------------------------------------- the runner flag
+
+
+def test_vopr_mutation_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--mutation NAME`` runs the seed with the rule broken (exit 1, the violation named),
+    then puts it back: the same seed runs clean after."""
+    argv = ["--seed", "0", "--mode", "zab"]
+    assert vopr.main([*argv, "--mutation", "ack_before_fsync"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("mutation=ack_before_fsync\n") and "sent ACK" in out
+    assert vopr.main(argv) == 0
+    with pytest.raises(SystemExit):
+        vopr.main([*argv, "--mutation", "no_such_rule"])

@@ -18,11 +18,13 @@ import sys
 import time
 import traceback
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from .checkers import PeerChecker, StandaloneChecker, Violation, ZabChecker
 from .cluster import PeerCluster, SimClient, StandaloneCluster
 from .linearizability import NONODE, History, check
+from .mutations import MUTATIONS, mutation
 from .sim_env import DiskFaults, NetFaults, World
 from .workload import RegisterClient, check_history
 from .zab_cluster import ZabCluster, ZabNode
@@ -613,7 +615,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trace", action="store_true", help="print the trace tail on success too")
     p.add_argument("--verbose", action="store_true",
                    help="trace every election message and quorum packet as well")
+    p.add_argument("--mutation", choices=sorted(MUTATIONS), default=None,
+                   help="run with this rule deliberately broken (testing/mutations.py): the "
+                        "runs must then report a violation")
     args = p.parse_args(argv)
+    broken: AbstractContextManager[object] = (
+        mutation(args.mutation) if args.mutation else nullcontext())
+    with broken:
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.mutation:
+        print(f"mutation={args.mutation}", flush=True)
     if args.seed is not None:
         return _one(args)
     seeds: Iterable[int] = args.seeds if args.seeds is not None else itertools.count(args.first)
