@@ -97,6 +97,26 @@ def test_empty_committed_log_uses_last_processed() -> None:
     assert plan(z(1, 1), c, z(1, 2))[0] == "SNAP"
 
 
+def test_the_plan_names_the_branch_that_decided_it() -> None:
+    """SyncPlan.source: which of syncFollower's branches decided, for the leader's log lines
+    (an in-sync DIFF and a TRUNC past the committed log are logged apart from the walks)."""
+    c = log_of(z(1, 1), z(1, 2), z(1, 4), z(1, 5))
+    h = Hist(z(1, 1), z(1, 2), z(1, 3), z(1, 4), z(1, 5))
+
+    def source(peer_last: int, committed: CommittedLog, last: int, **kw: object) -> str:
+        return plan_sync(peer_last, committed=committed, last_processed=last,
+                         history=kw.get("history"),  # type: ignore[arg-type]
+                         force_snap=bool(kw.get("force")), snapshot_size_factor=0.33,
+                         snapshot_bytes=0).source
+
+    assert source(z(1, 5), c, z(1, 5), force=True) == "force"
+    assert source(z(1, 5), c, z(1, 5)) == "in_sync"
+    assert source(z(1, 9), c, z(1, 5)) == "trunc"
+    assert source(z(1, 3), c, z(1, 5)) == "committed_log"  # TRUNC to (1,2), then a walk
+    assert source(z(1, 2), log_of(z(1, 4), z(1, 5)), z(1, 5), history=h) == "txnlog"
+    assert source(z(1, 2), log_of(z(1, 4), z(1, 5)), z(1, 5)) == ""  # SNAP
+
+
 def test_committed_log_is_bounded() -> None:
     c = log_of(1, 2, 3, 4, count=3)
     assert (c.min_zxid, c.max_zxid, len(c)) == (2, 4, 3)
