@@ -1089,7 +1089,7 @@ class QuorumPeerCore:
             service.touch_sessions(decode_ping_body(pkt.data), now_ms=now_ms)
         elif t == PacketType.REVALIDATE:
             session_id, timeout = decode_revalidate_request(pkt.data)
-            valid = service.revalidate(session_id, timeout, now_ms=now_ms)
+            valid = service.revalidate(session_id, timeout, owner=ln.sid, now_ms=now_ms)
             self._send(ln.conn_id, QuorumPacket(PacketType.REVALIDATE, pkt.zxid,
                                                 encode_revalidate_reply(session_id, valid)))
         elif t == PacketType.REQUEST:
@@ -1098,7 +1098,8 @@ class QuorumPeerCore:
                 self._learner_sync(lr, ln)
             else:
                 service.submit_learner_request(session_id, cxid, op, body,
-                                               list(pkt.authinfo or ()), now_ms=now_ms)
+                                               list(pkt.authinfo or ()), owner=ln.sid,
+                                               now_ms=now_ms)
         else:
             log.warning("sid %d: unexpected quorum packet type %d from learner sid %s",
                         self.my_sid, t, ln.sid)

@@ -124,7 +124,7 @@ class ZabService(Protocol):
     def sync_snapshot_body(self) -> bytes: ...
 
     def submit_learner_request(self, session_id: int, cxid: int, op: int, body: bytes,
-                               auth_ids: list[tuple[str, str]], *,
+                               auth_ids: list[tuple[str, str]], *, owner: int | None = None,
                                now_ms: int | None = None) -> None: ...
 
     def commit(self, zxid: int, *, now_ms: int | None = None) -> None: ...
@@ -132,7 +132,7 @@ class ZabService(Protocol):
     def touch_sessions(self, pairs: list[tuple[int, int]], *,
                        now_ms: int | None = None) -> None: ...
 
-    def revalidate(self, session_id: int, timeout: int, *,
+    def revalidate(self, session_id: int, timeout: int, *, owner: int | None = None,
                    now_ms: int | None = None) -> bool: ...
 
     def apply_committed(self, zxid: int, txn_bytes: bytes, *,
