@@ -240,3 +240,39 @@ def test_serialize_100k_tree(benchmark: Any, core: ModuleType) -> None:
     assert acls == [ACL_OPEN]
     raw = snapshot.assemble_snapshot([], acls, out, None)
     assert raw == snapshot.encode_snapshot([], tree_io.tree_to_nodes(tree), None)
+
+
+def create_load_tree(children: int) -> DataTree:
+    """The tree a create load leaves: ``children`` znodes under one parent, named as the load
+    generator names them (8 sessions interleaved: s000-0, s001-0, ..., s007-0, s000-1, ...),
+    so creation order is not name order; 128-byte values, one ACL list object per node."""
+    def nodes() -> Any:
+        yield "/", ZNode(b"", OPEN_ACL_UNSAFE)
+        yield "/zookeeper", ZNode(b"", OPEN_ACL_UNSAFE)
+        yield "/zookeeper/quota", ZNode(b"", OPEN_ACL_UNSAFE)
+        yield "/zkload", ZNode(b"", list(ACL_OPEN), 1, 1)
+        yield "/zkload/create", ZNode(b"", list(ACL_OPEN), 2, 2)
+        for i in range(children):
+            z = 3 + i
+            yield (f"/zkload/create/s{i % 8:03d}-{i // 8}",
+                   ZNode(b"v" * 128, list(ACL_OPEN), z, z, 1_700_000_000_000 + z,
+                         1_700_000_000_000 + z, 0, 0, 0, 0, z))
+
+    return DataTree.from_nodes(nodes(), last_processed_zxid=children + 2)
+
+
+@pytest.mark.benchmark(group="snapshot of 100k creates under one parent")
+def test_snapshot_create_load_tree(benchmark: Any, core: ModuleType) -> None:
+    """The forked writer's work during a create load: node records of the whole tree, then
+    the file bytes (sessions, ACLs, seals, digest) as ``tree_io.encode_tree`` assembles them."""
+    tree = create_load_tree(100_000)
+
+    def write() -> bytes:
+        records = bytearray()
+        acls = core.encode_snapshot_nodes(tree.nodes, OPEN_ACL_UNSAFE, records)
+        digest = (tree.last_processed_zxid, 2, tree.digest())
+        return snapshot.assemble_snapshot([(1, 30000)] * 8, acls, records, digest)
+
+    raw = benchmark.pedantic(write, rounds=5, iterations=1, warmup_rounds=1)
+    assert raw == tree_io.encode_tree(tree, [(1, 30000)] * 8)
+    assert len(snapshot.decode_snapshot(raw).nodes) == len(tree.nodes)
