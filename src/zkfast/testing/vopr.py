@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 from .checkers import PeerChecker, StandaloneChecker, Violation, ZabChecker
 from .cluster import PeerCluster, SimClient, StandaloneCluster
@@ -73,6 +74,44 @@ PEER_FAULTS = {"crash": 18, "restart": 18, "partition": 14, "one_way_cut": 6, "h
                "pause": 8, "stall": 8, "black_hole": 6, "wipe_observer": 3}
 
 
+
+def _inject(kind: str, world: World, rng: Any, cluster: Any, nodes: Any, live: list[int],
+            n: int) -> bool:
+    """One fault of the kinds every quorum mode shares; False when ``kind`` is not one of
+    them (or has no target now). ``live`` are the peers a crash or pause may hit."""
+    dead = [s for s, nd in sorted(nodes.items()) if not nd.alive]
+    if kind == "crash" and live:
+        world.fault("crash")
+        nodes[rng.choice(live)].crash()
+    elif kind == "restart" and dead:
+        world.fault("restart")
+        nodes[rng.choice(dead)].start()
+    elif kind in ("partition", "one_way_cut"):
+        sids = sorted(nodes)
+        rng.shuffle(sids)
+        k = rng.randint(1, n - 1)
+        side_a, side_b = sorted(sids[:k]), sorted(sids[k:])
+        if kind == "partition":
+            cluster.partition([side_a, side_b])
+        else:
+            cluster.net.cut_one_way(side_a, side_b)
+    elif kind == "heal":
+        cluster.heal()
+    elif kind == "pause" and live:
+        nd = nodes[rng.choice(live)]
+        nd.pause()
+        world.after(rng.randint(100, 3 * cluster.tick_ms), nd.unpause)
+    elif kind in ("stall", "black_hole"):
+        a, b = rng.sample(sorted(nodes), 2)
+        if kind == "stall":
+            cluster.net.stall(a, b, world.now + rng.randint(100, 5_000))
+        else:
+            cluster.net.black_hole(a, b)
+    else:
+        return False
+    return True
+
+
 def run_election(seed: int, *, peers: int | None = None, observers: int | None = None,
                  steps: int | None = None, fault_ms: int | None = None,
                  verbose: bool = False) -> RunResult:
@@ -112,36 +151,9 @@ def run_election(seed: int, *, peers: int | None = None, observers: int | None =
             return
         kind = rng.choices(kinds, [weights[k] for k in kinds])[0]
         nodes = cluster.nodes
-        dead = [s for s, nd in sorted(nodes.items()) if not nd.alive]
         live = [s for s, nd in sorted(nodes.items()) if nd.alive and not nd.paused]
-        if kind == "crash" and live:
-            world.fault("crash")
-            nodes[rng.choice(live)].crash()
-        elif kind == "restart" and dead:
-            world.fault("restart")
-            nodes[rng.choice(dead)].start()
-        elif kind in ("partition", "one_way_cut"):
-            sids = sorted(nodes)
-            rng.shuffle(sids)
-            k = rng.randint(1, n - 1)
-            side_a, side_b = sorted(sids[:k]), sorted(sids[k:])
-            if kind == "partition":
-                cluster.partition([side_a, side_b])
-            else:
-                cluster.net.cut_one_way(side_a, side_b)
-        elif kind == "heal":
-            cluster.heal()
-        elif kind == "pause" and live:
-            nd = nodes[rng.choice(live)]
-            nd.pause()
-            world.after(rng.randint(100, 3 * cluster.tick_ms), nd.unpause)
-        elif kind in ("stall", "black_hole"):
-            a, b = rng.sample(sorted(nodes), 2)
-            if kind == "stall":
-                cluster.net.stall(a, b, world.now + rng.randint(100, 5_000))
-            else:
-                cluster.net.black_hole(a, b)
-        elif kind == "wipe_observer" and obs:
+        if not _inject(kind, world, rng, cluster, nodes, live, n) \
+                and kind == "wipe_observer" and obs:
             nodes[rng.choice(obs)].wipe()
         world.after(rng.randint(fault_gap_ms // 10, fault_gap_ms), fault)
 
@@ -354,35 +366,8 @@ def run_zab(seed: int, *, peers: int | None = None, observers: int | None = None
         if world.now >= fault_end or not faulting[0]:
             return
         kind = rng.choices(kinds, [weights[k] for k in kinds])[0]
-        dead = [s for s, nd in sorted(nodes.items()) if not nd.alive]
         live = [s for s, nd in sorted(nodes.items()) if nd.alive and not nd.stopped]
-        if kind == "crash" and live:
-            world.fault("crash")
-            nodes[rng.choice(live)].crash()
-        elif kind == "restart" and dead:
-            world.fault("restart")
-            nodes[rng.choice(dead)].start()
-        elif kind in ("partition", "one_way_cut"):
-            sids = sorted(nodes)
-            rng.shuffle(sids)
-            k = rng.randint(1, n - 1)
-            side_a, side_b = sorted(sids[:k]), sorted(sids[k:])
-            if kind == "partition":
-                cluster.partition([side_a, side_b])
-            else:
-                cluster.net.cut_one_way(side_a, side_b)
-        elif kind == "heal":
-            cluster.heal()
-        elif kind == "pause" and live:
-            nd = nodes[rng.choice(live)]
-            nd.pause()
-            world.after(rng.randint(100, 3 * cluster.tick_ms), nd.unpause)
-        elif kind in ("stall", "black_hole"):
-            a, b = rng.sample(sorted(nodes), 2)
-            if kind == "stall":
-                cluster.net.stall(a, b, world.now + rng.randint(100, 5_000))
-            else:
-                cluster.net.black_hole(a, b)
+        _inject(kind, world, rng, cluster, nodes, live, n)
         world.after(rng.randint(fault_gap_ms // 10, fault_gap_ms), fault)
 
     def restart_failed() -> None:
