@@ -37,7 +37,8 @@ from typing import Any
 from ..storage.recovery import Recovered
 from .cluster import AnyClient, PeerCluster, PeerNode, SimClient, StandaloneCluster, StandaloneNode
 
-__all__ = ["Violation", "PeerChecker", "StandaloneChecker", "ZabChecker"]
+__all__ = ["Violation", "PeerChecker", "StandaloneChecker", "ZabChecker", "ClientChecker",
+           "settled_leader"]
 
 
 class Violation(AssertionError):
@@ -383,3 +384,278 @@ class ZabChecker:
         synced = {n.sid for n in live if n.peer.zab_state.name == "BROADCAST"
                   and (n.sid == ld or n.peer.leader_sid == ld)}
         return ld if c.verifier.contains_quorum(synced) else None
+
+
+def settled_leader(cluster: Any) -> int | None:
+    """A leader in BROADCAST that a quorum of voters follows in BROADCAST (or None)."""
+    live = [n for _, n in sorted(cluster.zab_nodes.items()) if n.peer is not None]
+    leaders = [n for n in live if n.peer.state.name == "LEADING"
+               and n.peer.zab_state.name == "BROADCAST"]
+    if len(leaders) != 1:
+        return None
+    ld = leaders[0].sid
+    synced = {n.sid for n in live if n.peer.zab_state.name == "BROADCAST"
+              and (n.sid == ld or n.peer.leader_sid == ld)}
+    return ld if cluster.verifier.contains_quorum(synced) else None
+
+
+#: Txn types of the txns ``ClientChecker`` reads from the logs (TxnHeader.type at byte 28).
+_TXN_DELETE = 2
+#: Expiry after healing may take the negotiated timeout from the last touch, plus the
+#: expirer's bucket (one tick) and the closeSession's commit: this much more.
+EXPIRY_SLACK_MS = 3_000
+#: A session kept alive at t (its client pinging through a serving server, see
+#: ``ClientChecker``) was touched at the leader at most a third of its timeout plus a tick
+#: before t, so it cannot expire until well after t + this.
+KEPT_GRACE_MS = 1_000
+
+
+class ClientChecker:
+    """What the clients of an ensemble see (``RegisterClient``s with an observer; zab mode).
+
+    Checked when each reply arrives, and every 50 ms of virtual time:
+
+    - per-session FIFO: a reply answers the oldest request in flight on the connection;
+    - no older view: a reply's header zxid is never below the highest zxid the client has
+      seen (across reconnects to other servers), and a server accepts a session only when
+      its tree has processed that zxid (a server behind refuses it);
+    - read-your-writes: a read of a key reflects the session's last acknowledged write on it
+      (a node with mzxid >= a set/create's zxid, or czxid above a delete's; NONODE only after
+      a delete of the key was logged between that write and the read's zxid);
+    - sync then read: the read after a sync reflects, on its key, the last write on that key
+      acknowledged to anyone before the sync was sent, and both replies carry a zxid at
+      least the highest write acknowledged to anyone before the sync;
+    - ephemerals: every ephemeral znode on any server belongs to a session a client was
+      given; no tree at or past the zxid of an acknowledged closeSession holds that session's
+      ephemerals; after healing, once the leader has served long enough for an expiry, no
+      server as recent as the leader holds the ephemerals of a session whose client saw
+      SESSION_EXPIRED or walked away;
+    - session expiry, after healing only (calm network): a session whose client went away
+      without closing it expires (the leader forgets it) within the negotiated timeout plus
+      ``EXPIRY_SLACK_MS`` of the later of the heal, the leader's settling and the walk-away;
+      and a session stays live at the leader while its client, connected since the leader
+      settled to a server serving under that leader, sends something at least every third
+      of the timeout (nor is the client told, within ``KEPT_GRACE_MS`` of such a moment,
+      that the session expired).
+    """
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        #: cid -> the highest header zxid the client has seen.
+        self.seen: dict[int, int] = {}
+        #: (cid, key) -> (kind, zxid) of the client's last acknowledged write on the key.
+        self.own_write: dict[tuple[int, str], tuple[str, int]] = {}
+        #: key -> (kind, zxid) of the highest-zxid write acknowledged to anyone.
+        self.key_floor: dict[str, tuple[str, int]] = {}
+        self.global_floor = 0
+        #: (cid, read xid) -> (global floor, key floor) from the sync sent before it.
+        self.sync_floor: dict[tuple[int, int], tuple[int, tuple[str, int] | None]] = {}
+        #: key -> zxids of logged deletes of it.
+        self.deletes: dict[str, list[int]] = {}
+        #: Sessions clients were given, with their negotiated timeout.
+        self.established: dict[int, int] = {}
+        #: session -> ephemeral paths created (acknowledged).
+        self.ephemerals: dict[int, list[str]] = {}
+        #: session -> (how, zxid of the close or 0, when it ended or was abandoned)
+        self.ended: dict[int, tuple[str, int, int]] = {}
+        self.serving_since: dict[int, int] = {}
+        #: session -> the last time the kept-alive conditions held for it (see ``check``).
+        self.kept: dict[int, int] = {}
+        self._leader: tuple[int, int] | None = None
+        self._leader_since = 0
+        self._next_check = 0
+        self.counts: dict[str, int] = {}
+        cluster.append_hooks.append(self.on_append)
+        cluster.send_hooks.append(self.on_send)
+        cluster.world.after_step.append(self.check)
+
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    # ---- from the logs and the servers
+    def on_append(self, node: Any, txns: list[tuple[int, bytes]]) -> None:
+        for zxid, data in txns:
+            if len(data) >= 32 and struct.unpack_from(">i", data, 28)[0] == _TXN_DELETE:
+                (n,) = struct.unpack_from(">i", data, 32)
+                key = data[36:36 + n].decode()
+                zs = self.deletes.setdefault(key, [])
+                i = bisect.bisect_left(zs, zxid)
+                if i == len(zs) or zs[i] != zxid:
+                    zs.insert(i, zxid)
+
+    def on_send(self, node: Any, cl: Any, data: bytes) -> None:
+        if getattr(cl, "obs", None) is not self or cl.connected or len(data) < 12:
+            return
+        (_n, _pv, timeout) = struct.unpack_from(">iii", data, 0)
+        if timeout <= 0 or node.core is None:
+            return
+        ours = node.core.tree.last_processed_zxid
+        self._count("accepts")
+        if ours < cl.last_zxid:
+            raise Violation(f"p{node.sid} accepted c{cl.cid}'s session at zxid {ours:#x}; the "
+                            f"client had seen {cl.last_zxid:#x}")
+
+    # ---- from the clients
+    def connected(self, cl: Any) -> None:
+        self.established[cl.session_id] = cl.timeout_ms
+
+    def expired(self, cl: Any, session: int) -> None:
+        now = self.cluster.world.now
+        kept = self.kept.get(session)
+        if kept is not None and now - kept <= KEPT_GRACE_MS:
+            raise Violation(f"session expiry: c{cl.cid} was told session {session:#x} expired "
+                            f"at {now} ms; it was kept alive at {kept} ms")
+        self.ended.setdefault(session, ("expired", 0, now))
+
+    def abandoned(self, cl: Any, session: int) -> None:
+        if session:
+            self.ended.setdefault(session, ("abandoned", 0, self.cluster.world.now))
+
+    def sent(self, cl: Any, xid: int, kind: str, key: str) -> None:
+        if kind == "sync":
+            self.sync_floor[(cl.cid, xid + 1)] = (self.global_floor, self.key_floor.get(key))
+
+    def out_of_order(self, cl: Any, xid: int, head: tuple[int, str, str] | None) -> None:
+        want = "nothing in flight" if head is None else f"xid {head[0]} ({head[1]}) first"
+        raise Violation(f"FIFO: c{cl.cid} session {cl.session_id:#x} got a reply to xid {xid}, "
+                        f"expected {want}")
+
+    def reply_header(self, cl: Any, xid: int, zxid: int, err: int) -> None:
+        if zxid <= 0:
+            return
+        seen = self.seen.get(cl.cid, 0)
+        if zxid < seen:
+            raise Violation(f"older view: c{cl.cid} session {cl.session_id:#x} got a reply "
+                            f"(xid {xid}) at zxid {zxid:#x} after seeing {seen:#x}")
+        self.seen[cl.cid] = zxid
+
+    def replied(self, cl: Any, xid: int, kind: str, key: str, zxid: int, err: int,
+                stat: Any) -> None:
+        """A reply to a request of ``cl`` (FIFO and header zxid already checked)."""
+        sess = cl.session_id
+        if kind == "read":
+            own = self.own_write.get((cl.cid, key))
+            if own is not None:
+                self._read_reflects("read-your-writes", cl, key, own, zxid, err, stat)
+            sf = self.sync_floor.pop((cl.cid, xid), None)
+            if sf is not None:
+                self._count("sync_reads")
+                if err in (0, -101) and zxid < sf[0]:
+                    raise Violation(f"sync then read: c{cl.cid} read {key} at zxid {zxid:#x}; "
+                                    f"{sf[0]:#x} was acknowledged before the sync")
+                if sf[1] is not None:
+                    self._read_reflects("sync then read", cl, key, sf[1], zxid, err, stat)
+        elif kind == "sync" and err == 0:
+            sf = self.sync_floor.get((cl.cid, xid + 1))
+            if sf is not None and zxid < sf[0]:
+                raise Violation(f"sync: c{cl.cid}'s sync answered at zxid {zxid:#x}; "
+                                f"{sf[0]:#x} was acknowledged before it was sent")
+        elif kind in ("set", "create", "delete") and err == 0:
+            w = (kind, zxid)
+            self.own_write[(cl.cid, key)] = w
+            if zxid > self.key_floor.get(key, ("", 0))[1]:
+                self.key_floor[key] = w
+            self.global_floor = max(self.global_floor, zxid)
+        elif kind == "ephemeral" and err == 0:
+            self.ephemerals.setdefault(sess, []).append(key)
+        elif kind == "close" and err == 0:
+            self.ended[sess] = ("close", zxid, self.cluster.world.now)
+
+    def _read_reflects(self, rule: str, cl: Any, key: str, floor: tuple[str, int], zxid: int,
+                       err: int, stat: Any) -> None:
+        kind, wz = floor
+        self._count(rule)
+        if err == 0 and stat is not None:
+            ok = stat.czxid > wz if kind == "delete" else stat.mzxid >= wz
+            seen = f"czxid {stat.czxid:#x} mzxid {stat.mzxid:#x}"
+        elif err == -101:
+            ok = kind == "delete" or any(wz < d <= zxid for d in self.deletes.get(key, ()))
+            seen = "NONODE"
+        else:
+            return
+        if not ok:
+            raise Violation(f"{rule}: c{cl.cid} session {cl.session_id:#x} read {key} at zxid "
+                            f"{zxid:#x} and saw {seen}, older than the {kind} at {wz:#x}")
+
+    # ---- every 50 ms of virtual time
+    def check(self) -> None:
+        c = self.cluster
+        w = c.world
+        if w.now < self._next_check:
+            return
+        self._next_check = w.now + 50
+        nodes = c.zab_nodes
+        for sid, nd in sorted(nodes.items()):
+            if nd.core is None:
+                continue
+            tree = nd.core.tree
+            last = tree.last_processed_zxid
+            for owner in sorted(tree.ephemerals):
+                if not tree.ephemerals[owner]:
+                    continue
+                if owner not in self.established:
+                    raise Violation(f"p{sid} holds ephemerals {sorted(tree.ephemerals[owner])} "
+                                    f"of session {owner:#x}, which no client was given")
+                end = self.ended.get(owner)
+                if end is not None and end[0] == "close" and last >= end[1]:
+                    raise Violation(f"p{sid} at zxid {last:#x} holds ephemerals "
+                                    f"{sorted(tree.ephemerals[owner])} of session {owner:#x}, "
+                                    f"closed at {end[1]:#x}")
+        leader = settled_leader(c)
+        key = None if leader is None else (leader, nodes[leader].peer.current_epoch)
+        if key != self._leader:
+            self._leader, self._leader_since = key, w.now
+            self.serving_since.clear()
+        heal = getattr(w, "healing_since", None)
+        if leader is None or heal is None:
+            return
+        for sid, nd in sorted(nodes.items()):
+            serving = nd.peer is not None and nd.peer.zab_state.name == "BROADCAST" and (
+                sid == leader or nd.peer.leader_sid == leader)
+            if not serving:
+                self.serving_since.pop(sid, None)
+            else:
+                self.serving_since.setdefault(sid, w.now)
+        start = max(heal, self._leader_since)
+        lcore = nodes[leader].core
+        assert lcore is not None
+        tracked = lcore.sessions.sessions
+        ltree = lcore.tree
+        # Sessions that ended (expired, walked away): gone within the bound.
+        for sess, (how, _, at) in sorted(self.ended.items()):
+            if how == "close":
+                continue
+            due = max(start, at) + self.established.get(sess, 40_000) + EXPIRY_SLACK_MS
+            if w.now < due:
+                continue
+            self._count("expiry_due")
+            if sess in tracked or ltree.ephemerals.get(sess):
+                raise Violation(f"session expiry: session {sess:#x} ({how} at {at} ms) still "
+                                f"live on leader p{leader} at {w.now} ms (due {due} ms): "
+                                f"ephemerals {sorted(ltree.ephemerals.get(sess, ()))}")
+            for sid, nd in sorted(nodes.items()):
+                if (nd.core is not None and sid in self.serving_since
+                        and nd.core.tree.last_processed_zxid >= ltree.last_processed_zxid
+                        and nd.core.tree.ephemerals.get(sess)):
+                    raise Violation(f"p{sid} still holds ephemerals of ended session "
+                                    f"{sess:#x} at {w.now} ms")
+        # Sessions whose clients keep them alive: never expired.
+        for cl in c.reg_clients:
+            sess = cl.session_id
+            if (not cl.connected or not sess or cl.conn_id is None or cl.stopped
+                    or sess in self.ended
+                    or any(k == "close" for _, k, _ in cl.inflight)):
+                continue
+            srv = c._client_server.get(cl.cid, (None, 0))  # noqa: SLF001
+            since = self.serving_since.get(srv[1]) if srv[0] == cl.conn_id else None
+            if since is None or cl.connected_at <= max(start, since):
+                continue
+            if w.now - cl.last_sent_ms > cl.timeout_ms // 3 + 100:
+                continue
+            self._count("kept_alive")
+            self.kept[sess] = w.now
+            s = tracked.get(sess)
+            if s is None or s.closing:
+                raise Violation(f"session expiry: session {sess:#x} of c{cl.cid}, connected to "
+                                f"p{srv[1]} since {cl.connected_at} ms and pinging, is "
+                                f"{'gone' if s is None else 'closing'} on leader p{leader}")

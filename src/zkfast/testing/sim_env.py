@@ -75,6 +75,8 @@ class World:
         self.after_step: list[Callable[[], None]] = []
         #: Faults injected so far, by kind (the campaign summary adds them up).
         self.faults: dict[str, int] = {}
+        #: When the run logged ``HEALING`` (its fault phase ended), or None before.
+        self.healing_since: int | None = None
 
     def fault(self, kind: str, text: str | None = None) -> None:
         """Count one injected fault (and trace it when ``text`` is given)."""
@@ -94,6 +96,8 @@ class World:
         self.at(self.now + delay_ms, fn)
 
     def log(self, text: str) -> None:
+        if text == "HEALING" and self.healing_since is None:
+            self.healing_since = self.now
         line = f"{self.now:>8} {text}"
         self._digest.update(line.encode())
         self.trace.append(line)

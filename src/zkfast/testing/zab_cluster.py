@@ -41,6 +41,7 @@ from ..storage import epochs as epoch_files
 from ..storage.recovery import LogHistory, RecoveryError, recover, truncate_log
 from ..storage.tree_io import encode_tree, snapshot_file_name
 from ..wire.peer_codec import PacketType, QuorumStreamSplitter, decode_quorum_packet
+from .checkers import ClientChecker
 from .cluster import DATA, PeerCluster, StandaloneNode
 from .linearizability import History
 from .sim_env import DiskFaults, NetFaults, SimLoop, SimServerEnv, World
@@ -308,7 +309,7 @@ class ZabCluster(PeerCluster):
     def __init__(self, world: World, n: int, *, net_faults: NetFaults | None = None,
                  disk_faults: DiskFaults | None = None, observers: tuple[int, ...] = (),
                  registers: int = 3, keys: int = 2, think_ms: int = 20,
-                 tick_ms: int = 2000, init_limit: int = 5) -> None:
+                 tick_ms: int = 2000, init_limit: int = 5, session_checks: bool = True) -> None:
         super().__init__(world, n, net_faults=net_faults, disk_faults=disk_faults,
                          tick_ms=tick_ms, init_limit=init_limit, observers=observers)
         self.think_ms = think_ms
@@ -320,17 +321,20 @@ class ZabCluster(PeerCluster):
         self.nodes = self.zab_nodes  # type: ignore[assignment]
         self.history = History()
         self.keys = [f"/r{k}" for k in range(keys)]
-        self.reg_clients = [RegisterClient(self, 100 + i, self.keys, self.history)
-                            for i in range(1, registers + 1)]
         self._client_server: dict[int, tuple[int | None, int]] = {}
         self._splitters: dict[tuple[int, int], QuorumStreamSplitter] = {}
         # Observers (checkers) hook in here.
         self.append_hooks: list[Callable[[ZabNode, list[tuple[int, bytes]]], None]] = []
+        self.send_hooks: list[Callable[..., None]] = []
+        #: What the clients see (FIFO, views, sync, ephemerals, expiry): ``ClientChecker``.
+        self.client_checker = ClientChecker(self) if session_checks else None
+        self.reg_clients = [RegisterClient(self, 100 + i, self.keys, self.history,
+                                           self.client_checker)
+                            for i in range(1, registers + 1)]
         self.durable_hooks: list[Callable[[ZabNode, int], None]] = []
         self.recovered_hooks: list[Callable[[ZabNode, Any], None]] = []
         self.truncated_hooks: list[Callable[[ZabNode, int], None]] = []
         self.epoch_hooks: list[Callable[[ZabNode, str, int], None]] = []
-        self.send_hooks: list[Callable[..., None]] = []
         #: The cores' own safety decisions (``zab.ZabTrace``): (node, event, fields).
         self.trace_hooks: list[Callable[[ZabNode, str, dict[str, Any]], None]] = []
 
