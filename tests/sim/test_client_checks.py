@@ -383,3 +383,21 @@ def test_seeded_runs_catch_the_broken_server(name: str) -> None:
         assert not r.ok, f"{name}: seed {r.seed} ran clean"
         first = r.error.splitlines()[0]
         assert any(s in first for s in says), f"{name}: seed {r.seed}: {first}"
+
+
+def test_fixed_seeds_exercise_every_client_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Any] = []
+    real = vopr.ZabCluster
+
+    def capture(*a: Any, **k: Any) -> Any:
+        made.append(real(*a, **k))
+        return made[-1]
+    monkeypatch.setattr(vopr, "ZabCluster", capture)
+    counts: dict[str, int] = {}
+    for seed in range(1, 9):
+        res = vopr.run_zab(seed)
+        assert res.ok, f"seed {seed}: {res.error}"
+        for k, v in made[-1].client_checker.counts.items():
+            counts[k] = counts.get(k, 0) + v
+    for what in ("accepts", "read-your-writes", "sync then read", "kept_alive"):
+        assert counts.get(what, 0) > 0, (what, counts)
