@@ -18,7 +18,7 @@ import pytest
 from zkfast.core.datatree import DataTree
 from zkfast.core.server import ServerCore
 from zkfast.core.sessions import SessionTracker
-from zkfast.testing import vopr
+from zkfast.testing import vopr, zab_cluster
 from zkfast.testing.checkers import ClientChecker, Violation
 from zkfast.testing.cluster import make_verifier
 from zkfast.testing.linearizability import History
@@ -387,7 +387,7 @@ def test_seeded_runs_catch_the_broken_server(name: str) -> None:
 
 def test_fixed_seeds_exercise_every_client_check(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[Any] = []
-    real = vopr.ZabCluster
+    real = zab_cluster.ZabCluster
 
     def capture(*a: Any, **k: Any) -> Any:
         made.append(real(*a, **k))
