@@ -19,7 +19,7 @@ from zkfast.core.datatree import DataTree
 from zkfast.core.server import ServerCore
 from zkfast.core.sessions import SessionTracker
 from zkfast.testing import vopr, zab_cluster
-from zkfast.testing.checkers import ClientChecker, Violation
+from zkfast.testing.checkers import EXPIRY_SLACK_MS, ClientChecker, Violation
 from zkfast.testing.cluster import make_verifier
 from zkfast.testing.linearizability import History
 from zkfast.testing.rawclient import Writer
@@ -242,9 +242,9 @@ def test_an_abandoned_session_must_expire_after_healing(host: _Host) -> None:
     host.zab_nodes[1].core.sessions.add_session(0x10, 10_000, 0)
     host.world.log("HEALING")
     host.checker.check()
-    host.world.now = 10_000 + 2_900
+    host.world.now = 10_000 + EXPIRY_SLACK_MS - 100
     host.checker.check()  # not due yet
-    host.world.now = 13_000
+    host.world.now = 10_000 + EXPIRY_SLACK_MS
     with pytest.raises(Violation, match="session expiry: session 0x10 .* still live"):
         host.checker.check()
 

@@ -402,8 +402,10 @@ def settled_leader(cluster: Any) -> int | None:
 #: Txn types of the txns ``ClientChecker`` reads from the logs (TxnHeader.type at byte 28).
 _TXN_DELETE = 2
 #: Expiry after healing may take the negotiated timeout from the last touch, plus the
-#: expirer's bucket (one tick) and the closeSession's commit: this much more.
-EXPIRY_SLACK_MS = 3_000
+#: expirer's bucket (up to one tick: ExpiryQueue rounds up to the next tick), the learner's
+#: PING that carries the touch (up to half a tick) and the closeSession's commit (a slow
+#: fsync is 300 ms in the simulated disk): 1.5 ticks of 2 s and a second for the commit.
+EXPIRY_SLACK_MS = 4_000
 #: A session kept alive at t (its client pinging through a serving server, see
 #: ``ClientChecker``) was touched at the leader at most a third of its timeout plus a tick
 #: before t, so it cannot expire until well after t + this.
