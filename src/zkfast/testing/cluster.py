@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import random
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +50,7 @@ from ..wire.peer_codec import (
     split_quorum_packets,
 )
 from .linearizability import History
-from .rawclient import OP, OPEN_ACL, Reader, Writer
+from .rawclient import OP, OPEN_ACL, Reader, Writer, read_connect_response, take_frames
 from .sim_env import (
     DiskFaults,
     NetFaults,
@@ -498,21 +497,13 @@ class SimClient:
             return
         self.frames_seen += 1
         self._buf += data
-        while len(self._buf) >= 4:
-            (n,) = struct.unpack_from(">i", self._buf, 0)
-            if len(self._buf) < 4 + n:
-                break
-            frame = bytes(self._buf[4:4 + n])
-            del self._buf[:4 + n]
+        for frame in take_frames(self._buf):
             self._frame(frame)
 
     def _frame(self, frame: bytes) -> None:
         r = Reader(frame)
         if not self.connected:
-            r.int()
-            timeout = r.int()
-            sid = r.long()
-            pw = r.buffer() or b""
+            timeout, sid, pw = read_connect_response(r)
             if timeout <= 0:  # expired: the server closes; start a new session
                 self.session_id, self.passwd = 0, b"\0" * 16
                 return

@@ -196,6 +196,27 @@ class Reader:
         return len(self.data) - self.offset
 
 
+def take_frames(buf: bytearray) -> list[bytes]:
+    """Remove every complete length-prefixed frame from the front of ``buf``; return them."""
+    out: list[bytes] = []
+    while len(buf) >= 4:
+        (n,) = struct.unpack_from(">i", buf, 0)
+        if len(buf) < 4 + n:
+            break
+        out.append(bytes(buf[4:4 + n]))
+        del buf[:4 + n]
+    return out
+
+
+def read_connect_response(r: Reader) -> tuple[builtins.int, builtins.int, bytes]:
+    """``(timeout, session_id, passwd)`` of a ConnectResponse frame (protocolVersion skipped);
+    a timeout <= 0 means the session is gone."""
+    r.int()
+    timeout = r.int()
+    sid = r.long()
+    return timeout, sid, r.buffer() or b""
+
+
 @dataclass
 class RawClient:
     """One TCP connection to a server; `connect()` performs the session handshake."""

@@ -20,7 +20,7 @@ import struct
 from typing import Any
 
 from .linearizability import BADVERSION, NODEEXISTS, NONODE, History, Op, Result, check
-from .rawclient import OP, OPEN_ACL, Reader, Writer
+from .rawclient import OP, OPEN_ACL, Reader, Writer, read_connect_response, take_frames
 
 __all__ = ["RegisterClient", "check_history", "ERRORS", "arm_read_timeout", "READ_TIMEOUT_MS"]
 
@@ -137,21 +137,13 @@ class RegisterClient:
             return
         self.frames_seen += 1
         self._buf += data
-        while len(self._buf) >= 4:
-            (n,) = struct.unpack_from(">i", self._buf, 0)
-            if len(self._buf) < 4 + n:
-                break
-            frame = bytes(self._buf[4:4 + n])
-            del self._buf[:4 + n]
+        for frame in take_frames(self._buf):
             self._frame(frame)
 
     def _frame(self, frame: bytes) -> None:
         r = Reader(frame)
         if not self.connected:
-            r.int()
-            timeout = r.int()
-            sid = r.long()
-            pw = r.buffer() or b""
+            timeout, sid, pw = read_connect_response(r)
             if timeout <= 0:  # expired: the server closes; start a new session
                 if self.obs is not None and self.session_id:
                     self.obs.expired(self, self.session_id)
