@@ -267,9 +267,10 @@ def test_rolling_replacement_under_load_keeps_every_acknowledged_write(tmp_path,
             writer.wait_acked(20)
             for sid in (1, 2, 3, 4):
                 ens.replace(sid, new_kind, timeout_s=SERVE_S)
-                ens.wait_serving(timeout_s=SERVE_S)
-                assert ens.sync_path(sid) in ("DIFF", "SNAP", "TRUNC"), \
-                    ens.servers[sid].log_tail(40)
+                leader = ens.wait_serving(timeout_s=SERVE_S)
+                if leader != sid:  # the replacement may win the election (the longest log)
+                    assert ens.sync_path(sid) in ("DIFF", "SNAP", "TRUNC"), \
+                        ens.servers[sid].log_tail(40)
                 writer.more(20)
         finally:
             acked = writer.stop()
