@@ -354,31 +354,13 @@ class RegisterClient:
         h = self.host
         rng = h.world.rng
         key = self.keys[rng.randrange(len(self.keys))]
-        kind = rng.choices(("read", "set", "create", "delete"), (35, 40, 15, 10))[0]
-        self._n += 1
-        value = f"r{self.cid}.{self._n}".encode() if kind in ("create", "set") else None
-        version = -1
-        if kind in ("set", "delete") and rng.random() < 0.6:
-            seen = self.seen_version.get(key, 0)
-            version = seen if rng.random() < 0.8 else seen + rng.randint(-1, 1)
-        self._xid += 1
-        xid = self._xid
-        b = Writer().int(xid)
-        if kind == "read":
-            b.int(OP["getData"]).string(key).bool(False)
-        elif kind == "set":
-            b.int(OP["setData"]).string(key).buffer(value).int(version)
-        elif kind == "create":
-            b.int(OP["create"]).string(key).buffer(value).acls(OPEN_ACL).int(0)
-        else:
-            b.int(OP["delete"]).string(key).int(version)
-        op = self.history.invoke(self.cid, kind, key, value=value, version=version,
-                                 at_ms=h.world.now)
+        xid, kind, key, frame, op = self._register_op(key)
+        assert op is not None
         self._op = (xid, op)
         self.pending[xid] = (key, -1 if kind == "read" else 0)
         self.ops_sent += 1
         srv = h.server_for(self)
-        srv.client_frames(self, self.conn_id, [bytes(b.out)])
+        srv.client_frames(self, self.conn_id, [frame])
         arm_read_timeout(self, h.world, srv)
 
 
