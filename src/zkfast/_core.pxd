@@ -119,3 +119,22 @@ cdef class AckTracker:
     cdef bint has_quorum(self, Py_ssize_t slot) noexcept
     cdef frozenset acked(self, Py_ssize_t slot)
     cdef int make_room(self) except -1
+
+
+# One znode: data, ACL list, children dict and the persisted stat as C fields. Not tracked by
+# the cyclic collector (a znode never refers back up the tree).
+cdef class ZNode:
+    cdef public object data
+    cdef public object acl
+    cdef public int64_t czxid
+    cdef public int64_t mzxid
+    cdef public int64_t ctime
+    cdef public int64_t mtime
+    cdef public int64_t ephemeral_owner
+    cdef public int64_t pzxid
+    cdef public int32_t version
+    cdef public int32_t cversion
+    cdef public int32_t aversion
+    cdef bint has_digest
+    cdef uint32_t digest_value
+    cdef dict kids                # None: no children (most znodes are leaves)

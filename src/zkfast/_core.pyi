@@ -62,6 +62,41 @@ def count_quorum(
 def encode_snapshot_nodes(nodes: Any, open_acl: Any, out: bytearray) -> list[Any]: ...
 def node_digest(path: str, node: Any) -> int: ...
 
+ZNODE_FIELDS: tuple[str, ...]
+
+class ZNode:
+    data: bytes | None
+    acl: Any
+    czxid: int
+    mzxid: int
+    ctime: int
+    mtime: int
+    version: int
+    cversion: int
+    aversion: int
+    ephemeral_owner: int
+    pzxid: int
+    children: Any  # dict[str, ZNode], or a read-only empty mapping for a leaf
+    _digest: int | None
+    def __init__(
+        self,
+        data: bytes | None,
+        acl: Any,
+        czxid: int = ...,
+        mzxid: int = ...,
+        ctime: int = ...,
+        mtime: int = ...,
+        version: int = ...,
+        cversion: int = ...,
+        aversion: int = ...,
+        ephemeral_owner: int = ...,
+        pzxid: int = ...,
+        children: dict[str, ZNode] | None = ...,
+    ) -> None: ...
+    def stat_persisted(self) -> tuple[int, int, int, int, int, int, int, int, int]: ...
+    def link(self, name: str, child: ZNode) -> ZNode: ...
+    def unlink(self, name: str) -> ZNode | None: ...
+
 class AckTracker:
     last_committed: int  # read-only
     last_proposed: int  # read-only

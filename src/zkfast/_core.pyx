@@ -42,6 +42,9 @@ from libc.stdint cimport (
 from libc.string cimport memcpy, memmove, memset
 
 from operator import index as _index
+from types import MappingProxyType
+
+cimport cython
 
 
 class _SlotProbe:
@@ -99,6 +102,8 @@ __all__ = [
     "AckTracker",
     "encode_snapshot_nodes",
     "node_digest",
+    "ZNode",
+    "ZNODE_FIELDS",
     "IMPLEMENTATION",
 ]
 
@@ -1000,6 +1005,106 @@ cdef class AckTracker:
 
 # --------------------------------------------------------------------------- data tree
 
+#: The attributes of a ``ZNode``, in constructor order (then ``children``).
+ZNODE_FIELDS = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
+                "aversion", "ephemeral_owner", "pzxid", "children")
+
+
+cdef object _NO_CHILDREN = MappingProxyType({})
+
+
+@cython.no_gc
+cdef class ZNode:
+    """One znode (see the twin). The stat lives in C fields, not Python ints.
+
+    The class takes no part in the cyclic garbage collector (``no_gc``): a znode refers only
+    to its data, its ACL list and its children dict, never back up the tree, so it can close
+    no cycle, and leaving it out means the collector never walks the tree (a children dict
+    holding only such nodes stays untracked too). ``_digest`` is None until set.
+    """
+
+    def __init__(self, data, acl, int64_t czxid=0, int64_t mzxid=0, int64_t ctime=0,
+                 int64_t mtime=0, int32_t version=0, int32_t cversion=0, int32_t aversion=0,
+                 int64_t ephemeral_owner=0, int64_t pzxid=0, dict children=None):
+        self.data = data
+        self.acl = acl
+        self.czxid = czxid
+        self.mzxid = mzxid
+        self.ctime = ctime
+        self.mtime = mtime
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.pzxid = pzxid
+        self.kids = children
+        self.has_digest = False
+
+    @property
+    def children(self):
+        """Child name -> node in link order; a shared read-only empty mapping for a leaf
+        (link and unlink children with ``link`` / ``unlink``)."""
+        return _NO_CHILDREN if self.kids is None else self.kids
+
+    @children.setter
+    def children(self, value):
+        if value is None or (type(value) is not dict and not len(value)):
+            self.kids = None
+        else:
+            self.kids = value
+
+    def link(self, str name not None, child):
+        """Link ``child`` as ``name`` unless the name is taken; return the node linked
+        under ``name`` (``child``, or the one already there)."""
+        if self.kids is None:
+            self.kids = {name: child}
+            return child
+        return self.kids.setdefault(name, child)
+
+    def unlink(self, str name not None):
+        """Remove the child ``name`` if present; return it (or None)."""
+        if self.kids is None:
+            return None
+        got = self.kids.pop(name, None)
+        if not self.kids:
+            self.kids = None
+        return got
+
+    @property
+    def _digest(self):
+        return self.digest_value if self.has_digest else None
+
+    @_digest.setter
+    def _digest(self, value):
+        if value is None:
+            self.has_digest = False
+        else:
+            self.digest_value = <uint32_t>as_int("_digest", value, 0, 0xFFFFFFFF, "a crc32")
+            self.has_digest = True
+
+    def stat_persisted(self):
+        """The 9-field ``StatPersisted`` tuple (snapshot order)."""
+        return (self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
+                self.aversion, self.ephemeral_owner, self.pzxid)
+
+    def __reduce__(self):
+        node = (self.data, self.acl, self.czxid, self.mzxid, self.ctime, self.mtime,
+                self.version, self.cversion, self.aversion, self.ephemeral_owner, self.pzxid,
+                self.kids)
+        return (ZNode, node, self._digest)
+
+    def __setstate__(self, digest):
+        self._digest = digest
+
+    def __repr__(self):
+        return (
+            f"ZNode(data={self.data!r}, czxid={self.czxid:#x}, mzxid={self.mzxid:#x}, "
+            f"pzxid={self.pzxid:#x}, version={self.version}, cversion={self.cversion}, "
+            f"aversion={self.aversion}, ephemeral_owner={self.ephemeral_owner:#x}, "
+            f"children={sorted(self.children)})"
+        )
+
+
 # The znode attributes the snapshot walk reads, in the order of ``_Slots.off``.
 cdef tuple _SNAP_ATTRS = ("data", "acl", "children", "czxid", "mzxid", "ctime", "mtime",
                           "version", "cversion", "aversion", "ephemeral_owner", "pzxid")
@@ -1080,8 +1185,17 @@ cdef int _snap_node(Writer w, Writer path, object node, _Slots* slots, object op
     cdef object data, acl, got, key, flat
     cdef int64_t aid
     cdef Py_buffer view
+    cdef ZNode zn
+    cdef unsigned char* p
     w.raw(path.data, path.size)
-    data = _attr(node, slots, F_DATA)
+    if type(node) is ZNode:
+        zn = <ZNode>node
+        data = zn.data
+        acl = zn.acl
+    else:
+        zn = None
+        data = _attr(node, slots, F_DATA)
+        acl = _attr(node, slots, F_ACL)
     if data is None:
         w.i32(-1)
     elif type(data) is bytes:
@@ -1092,7 +1206,6 @@ cdef int _snap_node(Writer w, Writer path, object node, _Slots* slots, object op
             w.raw(<const unsigned char*>view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
-    acl = _attr(node, slots, F_ACL)
     if acl is open_acl:
         aid = -1
     else:
@@ -1114,7 +1227,20 @@ cdef int _snap_node(Writer w, Writer path, object node, _Slots* slots, object op
             if key is not None:
                 by_entries[key] = got
         aid = <int64_t>got
-    _snap_stat_into(node, slots, aid, w.room(68))
+    if zn is None:
+        _snap_stat_into(node, slots, aid, w.room(68))
+    else:
+        p = w.room(68)
+        wr64(p, aid)
+        wr64(p + 8, zn.czxid)
+        wr64(p + 16, zn.mzxid)
+        wr64(p + 24, zn.ctime)
+        wr64(p + 32, zn.mtime)
+        wr32(p + 40, zn.version)
+        wr32(p + 44, zn.cversion)
+        wr32(p + 48, zn.aversion)
+        wr64(p + 52, zn.ephemeral_owner)
+        wr64(p + 60, zn.pzxid)
     w.size += 68
     return 0
 
@@ -1143,11 +1269,15 @@ def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
     _slots_of(type(node), &slots)
     try:
         _snap_node(w, path, node, &slots, open_acl, acls, by_entries, by_value)
-        children = _attr(node, &slots, F_CHILDREN)
+        children = (<ZNode>node).kids if type(node) is ZNode else _attr(node, &slots,
+                                                                         F_CHILDREN)
         while True:
             if children is not None:
                 if type(children) is not dict:
-                    raise TypeError(f"children of a node under {_path_text(path)!r} is not a dict")
+                    if len(children):
+                        raise TypeError(f"children of a node under {_path_text(path)!r} is "
+                                        "not a dict")
+                    children = {}
                 if len(<dict>children):
                     if depth == cap:
                         cap = cap * 2 if cap else 64
@@ -1175,7 +1305,8 @@ def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
             path.text_bytes(<str>name)
             node = <object>child
             _snap_node(w, path, node, &slots, open_acl, acls, by_entries, by_value)
-            children = _attr(node, &slots, F_CHILDREN)
+            children = (<ZNode>node).kids if type(node) is ZNode else _attr(
+                node, &slots, F_CHILDREN)
     finally:
         PyMem_Free(frames)
     w.append_to(out)
@@ -1209,6 +1340,7 @@ def node_digest(str path not None, node):
     cdef unsigned char st[60]
     # Small nodes (the usual case) are hashed in one zlib call over a stack copy.
     cdef unsigned char small[512]
+    cdef ZNode zn
     if path.startswith("/zookeeper/"):
         return 0
     if path == "/":
@@ -1220,17 +1352,33 @@ def node_digest(str path not None, node):
         raw = path.encode("utf-8", "replace")
         utf8 = PyBytes_AS_STRING(raw)
         n = PyBytes_GET_SIZE(raw)
-    wr64(st, as_int("czxid", node.czxid, INT64_MIN, INT64_MAX, "a long"))
-    wr64(st + 8, as_int("mzxid", node.mzxid, INT64_MIN, INT64_MAX, "a long"))
-    wr64(st + 16, as_int("pzxid", node.pzxid, INT64_MIN, INT64_MAX, "a long"))
-    wr64(st + 24, as_int("ctime", node.ctime, INT64_MIN, INT64_MAX, "a long"))
-    wr64(st + 32, as_int("mtime", node.mtime, INT64_MIN, INT64_MAX, "a long"))
-    wr32(st + 40, <int32_t>as_int("version", node.version, INT32_MIN, INT32_MAX, "an int"))
-    wr32(st + 44, <int32_t>as_int("cversion", node.cversion, INT32_MIN, INT32_MAX, "an int"))
-    wr32(st + 48, <int32_t>as_int("aversion", node.aversion, INT32_MIN, INT32_MAX, "an int"))
-    wr64(st + 52, as_int("ephemeralOwner", node.ephemeral_owner, INT64_MIN, INT64_MAX,
-                         "a long"))
-    data = node.data
+    if type(node) is ZNode:
+        zn = <ZNode>node
+        wr64(st, zn.czxid)
+        wr64(st + 8, zn.mzxid)
+        wr64(st + 16, zn.pzxid)
+        wr64(st + 24, zn.ctime)
+        wr64(st + 32, zn.mtime)
+        wr32(st + 40, zn.version)
+        wr32(st + 44, zn.cversion)
+        wr32(st + 48, zn.aversion)
+        wr64(st + 52, zn.ephemeral_owner)
+        data = zn.data
+    else:
+        wr64(st, as_int("czxid", node.czxid, INT64_MIN, INT64_MAX, "a long"))
+        wr64(st + 8, as_int("mzxid", node.mzxid, INT64_MIN, INT64_MAX, "a long"))
+        wr64(st + 16, as_int("pzxid", node.pzxid, INT64_MIN, INT64_MAX, "a long"))
+        wr64(st + 24, as_int("ctime", node.ctime, INT64_MIN, INT64_MAX, "a long"))
+        wr64(st + 32, as_int("mtime", node.mtime, INT64_MIN, INT64_MAX, "a long"))
+        wr32(st + 40, <int32_t>as_int("version", node.version, INT32_MIN, INT32_MAX,
+                                      "an int"))
+        wr32(st + 44, <int32_t>as_int("cversion", node.cversion, INT32_MIN, INT32_MAX,
+                                      "an int"))
+        wr32(st + 48, <int32_t>as_int("aversion", node.aversion, INT32_MIN, INT32_MAX,
+                                      "an int"))
+        wr64(st + 52, as_int("ephemeralOwner", node.ephemeral_owner, INT64_MIN, INT64_MAX,
+                             "a long"))
+        data = node.data
     if data:
         if type(data) is bytes:
             data_p = <const unsigned char*>PyBytes_AS_STRING(data)

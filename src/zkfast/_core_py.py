@@ -49,6 +49,7 @@ from __future__ import annotations
 import struct
 import zlib
 from operator import index as _index
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -79,6 +80,8 @@ __all__ = [
     "AckTracker",
     "encode_snapshot_nodes",
     "node_digest",
+    "ZNode",
+    "ZNODE_FIELDS",
     "IMPLEMENTATION",
 ]
 
@@ -717,13 +720,126 @@ def encode_snapshot_nodes(nodes: Any, open_acl: Any, out: bytearray) -> list[Any
             _overflow(_SNAP_TAIL_FIELDS, fields)
         children = node.children
         if type(children) is not dict:
-            raise TypeError(f"children of {base or '/'!r} is not a dict")
+            if len(children):
+                raise TypeError(f"children of {base or '/'!r} is not a dict")
+            children = {}
         for name, child in reversed(children.items()):
             if type(name) is not str:
                 raise TypeError(f"child name {name!r} of {base or '/'!r} is not a str")
             push((f"{base}/{name}", child))
     out += body
     return acls
+
+
+_NO_CHILDREN: Any = MappingProxyType({})
+
+#: The attributes of a ``ZNode``, in constructor order (then ``children``).
+ZNODE_FIELDS = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
+                "aversion", "ephemeral_owner", "pzxid", "children")
+
+
+class ZNode:
+    """One znode: data, ACL, the persisted stat and its children.
+
+    ``data`` is None for null data (distinct from ``b""``, see the module docstring). The stat
+    fields are the nine of ``StatPersisted``; ``cversion`` is the persisted one (it counts
+    child creations). ``_digest`` caches this node's CRC32 contribution to the tree
+    digest (``None`` until computed; 0 for nodes under ``/zookeeper/``). ``children`` maps
+    each child's name to its node, in the order the children were linked (creation order;
+    after a restore, the snapshot's order): snapshots are written in that order, so the same
+    history gives the same bytes without sorting, and a walk needs no path lookups.
+    """
+
+    __slots__ = (
+        "data",
+        "acl",
+        "czxid",
+        "mzxid",
+        "ctime",
+        "mtime",
+        "version",
+        "cversion",
+        "aversion",
+        "ephemeral_owner",
+        "pzxid",
+        "_kids",
+        "_digest",
+    )
+
+    def __init__(
+        self,
+        data: bytes | None,
+        acl: list[Any],
+        czxid: int = 0,
+        mzxid: int = 0,
+        ctime: int = 0,
+        mtime: int = 0,
+        version: int = 0,
+        cversion: int = 0,
+        aversion: int = 0,
+        ephemeral_owner: int = 0,
+        pzxid: int = 0,
+        children: dict[str, ZNode] | None = None,
+    ) -> None:
+        self.data = data
+        self.acl = acl
+        self.czxid = czxid
+        self.mzxid = mzxid
+        self.ctime = ctime
+        self.mtime = mtime
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.pzxid = pzxid
+        self._kids = children
+        self._digest: int | None = None
+
+    @property
+    def children(self) -> Any:
+        """Child name -> node in link order; a shared read-only empty mapping for a leaf
+        (link and unlink children with ``link`` / ``unlink``)."""
+        return _NO_CHILDREN if self._kids is None else self._kids
+
+    @children.setter
+    def children(self, value: Any) -> None:
+        if value is None or (type(value) is not dict and not len(value)):
+            self._kids = None
+        else:
+            self._kids = value
+
+    def link(self, name: str, child: Any) -> Any:
+        """Link ``child`` as ``name`` unless the name is taken; return the node linked under
+        ``name`` (``child``, or the one already there)."""
+        if self._kids is None:
+            self._kids = {name: child}
+            return child
+        return self._kids.setdefault(name, child)
+
+    def unlink(self, name: str) -> Any:
+        """Remove the child ``name`` if present; return it (or None)."""
+        if self._kids is None:
+            return None
+        got = self._kids.pop(name, None)
+        if not self._kids:
+            self._kids = None
+        return got
+
+    def stat_persisted(self) -> tuple[int, int, int, int, int, int, int, int, int]:
+        """The 9-field ``StatPersisted`` tuple (snapshot order)."""
+        return (
+            self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
+            self.aversion, self.ephemeral_owner, self.pzxid,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ZNode(data={self.data!r}, czxid={self.czxid:#x}, mzxid={self.mzxid:#x}, "
+            f"pzxid={self.pzxid:#x}, version={self.version}, cversion={self.cversion}, "
+            f"aversion={self.aversion}, ephemeral_owner={self.ephemeral_owner:#x}, "
+            f"children={sorted(self.children)})"
+        )
+
 
 
 def node_digest(path: str, node: Any) -> int:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zkfast import _core_py as pure
+from zkfast._core_py import ZNODE_FIELDS
 from zkfast.core.datatree import OPEN_ACL_UNSAFE, DataTree, ZNode
 from zkfast.storage import snapshot, tree_io
 
@@ -103,9 +104,12 @@ def test_encode_snapshot_nodes_shares_ids_by_value() -> None:
 
 @pytest.mark.parametrize("field", ["czxid", "version", "ephemeral_owner", "pzxid"])
 def test_encode_snapshot_nodes_overflow(field: str) -> None:
-    node = ZNode(b"x", [(1, ("world", "anyone"))])
+    # The pure class holds any int; the compiled one refuses it when it is set.
+    with pytest.raises(OverflowError):
+        setattr(compiled.ZNode(b"x", []), field, 1 << 70)
+    node = pure.ZNode(b"x", [(1, ("world", "anyone"))])
     setattr(node, field, 1 << 70)
-    nodes = {"/": ZNode(b"", OPEN_ACL_UNSAFE, children={"n": node}), "/n": node}
+    nodes = {"/": pure.ZNode(b"", OPEN_ACL_UNSAFE, children={"n": node}), "/n": node}
     got = []
     for core in (pure, compiled):
         out = bytearray(b"keep")
@@ -156,7 +160,7 @@ class _PlainNode:
     """A znode-shaped object without slots (attributes in a __dict__)."""
 
     def __init__(self, node: ZNode) -> None:
-        for name in ZNode.__slots__:
+        for name in (*ZNODE_FIELDS, "_digest"):
             if name != "children":
                 setattr(self, name, getattr(node, name))
         self.children: dict[str, Any] = {}
@@ -182,7 +186,7 @@ def test_encode_snapshot_nodes_reads_any_znode_shape() -> None:
     leaf = ZNode(b"x", [(1, ("world", "anyone"))], 5, 6, 7, 8, 1, 2, 3, 0, 9)
     plain = _PlainNode(leaf)
     prop = _PropertyNode(b"y", [(1, ("world", "anyone"))], 10, 0, 7, 8, 1, 2, 3, 0, 11)
-    unset = ZNode(b"z", OPEN_ACL_UNSAFE)
+    unset = pure.ZNode(b"z", OPEN_ACL_UNSAFE)
     del unset.pzxid
     root = ZNode(b"", OPEN_ACL_UNSAFE, children={"a": leaf, "b": plain, "c": prop})
     plain_root = _PlainNode(root)
@@ -201,3 +205,37 @@ def test_encode_snapshot_nodes_reads_any_znode_shape() -> None:
     paths = [n.path for n in snapshot.decode_snapshot(
         snapshot.assemble_snapshot([], [[(1, ("world", "anyone"))]], out, None)).nodes]
     assert paths == ["", "/a", "/b", "/c"]
+
+
+@pytest.mark.parametrize("cls", [pure.ZNode, compiled.ZNode], ids=["pure", "compiled"])
+def test_znode_class_twins(cls: Any) -> None:
+    """Both ZNode classes: constructor order, leaves with a read-only empty mapping,
+    link/unlink, the digest cache, copies."""
+    import copy
+
+    n = cls(b"d", [], 1, 2, 3, 4, 5, 6, 7, -8, 9)
+    assert tuple(getattr(n, f) for f in ZNODE_FIELDS[:-1]) == (b"d", [], 1, 2, 3, 4, 5, 6, 7,
+                                                                -8, 9)
+    assert n.stat_persisted() == (1, 2, 3, 4, 5, 6, 7, -8, 9)
+    assert len(n.children) == 0 and list(n.children) == []
+    with pytest.raises(TypeError):
+        n.children["x"] = n  # a leaf's mapping is shared: it cannot be written
+    a, b = cls(b"a", []), cls(b"b", [])
+    assert n.link("a", a) is a and n.link("a", b) is a and n.link("b", b) is b
+    assert list(n.children.items()) == [("a", a), ("b", b)]
+    assert n.unlink("a") is a and n.unlink("a") is None and list(n.children) == ["b"]
+    assert n.unlink("b") is b and len(n.children) == 0
+    n.children = {"b": b}
+    assert n.children["b"] is b
+    n.children = None
+    assert len(n.children) == 0
+    assert n._digest is None
+    n._digest = 0xFFFFFFFF
+    assert n._digest == 0xFFFFFFFF
+    n.link("a", a)
+    c = copy.deepcopy(n)
+    assert c is not n and c._digest == 0xFFFFFFFF and c.stat_persisted() == n.stat_persisted()
+    assert list(c.children) == ["a"] and c.children["a"] is not a
+    assert c.children["a"].data == b"a"
+    n._digest = None
+    assert n._digest is None

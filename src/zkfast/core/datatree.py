@@ -216,77 +216,16 @@ def _trie_key(path: str) -> str | None:
     return "/" + "/".join(parts) if parts else None
 
 
-class ZNode:
-    """One znode: data, ACL, the persisted stat and its children.
-
-    ``data`` is None for null data (distinct from ``b""``, see the module docstring). The stat
-    fields are the nine of ``StatPersisted``; ``cversion`` is the persisted one (it counts
-    child creations). ``_digest`` caches this node's CRC32 contribution to the tree
-    digest (``None`` until computed; 0 for nodes under ``/zookeeper/``). ``children`` maps
-    each child's name to its node, in the order the children were linked (creation order;
-    after a restore, the snapshot's order): snapshots are written in that order, so the same
-    history gives the same bytes without sorting, and a walk needs no path lookups.
-    """
-
-    __slots__ = (
-        "data",
-        "acl",
-        "czxid",
-        "mzxid",
-        "ctime",
-        "mtime",
-        "version",
-        "cversion",
-        "aversion",
-        "ephemeral_owner",
-        "pzxid",
-        "children",
-        "_digest",
-    )
-
-    def __init__(
-        self,
-        data: bytes | None,
-        acl: list[AclEntry],
-        czxid: int = 0,
-        mzxid: int = 0,
-        ctime: int = 0,
-        mtime: int = 0,
-        version: int = 0,
-        cversion: int = 0,
-        aversion: int = 0,
-        ephemeral_owner: int = 0,
-        pzxid: int = 0,
-        children: dict[str, ZNode] | None = None,
-    ) -> None:
-        self.data = data
-        self.acl = acl
-        self.czxid = czxid
-        self.mzxid = mzxid
-        self.ctime = ctime
-        self.mtime = mtime
-        self.version = version
-        self.cversion = cversion
-        self.aversion = aversion
-        self.ephemeral_owner = ephemeral_owner
-        self.pzxid = pzxid
-        self.children: dict[str, ZNode] = {} if children is None else children
-        self._digest: int | None = None
-
-    def stat_persisted(self) -> tuple[int, int, int, int, int, int, int, int, int]:
-        """The 9-field ``StatPersisted`` tuple (snapshot order)."""
-        return (
-            self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
-            self.aversion, self.ephemeral_owner, self.pzxid,
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"ZNode(data={self.data!r}, czxid={self.czxid:#x}, mzxid={self.mzxid:#x}, "
-            f"pzxid={self.pzxid:#x}, version={self.version}, cversion={self.cversion}, "
-            f"aversion={self.aversion}, ephemeral_owner={self.ephemeral_owner:#x}, "
-            f"children={sorted(self.children)})"
-        )
+#: One znode: data, ACL, the persisted stat and its children (``core.ZNode``). ``data`` is None
+#: for null data (distinct from ``b""``, see the module docstring). The stat fields are the nine
+#: of ``StatPersisted``; ``cversion`` is the persisted one (it counts child creations).
+#: ``_digest`` caches this node's CRC32 contribution to the tree digest (``None`` until
+#: computed; 0 for nodes under ``/zookeeper/``). ``children`` maps each child's name to its
+#: node, in the order the children were linked (creation order; after a restore, the
+#: snapshot's order): snapshots are written in that order, so the same history gives the same
+#: bytes without sorting, and a walk needs no path lookups. The compiled class keeps the stat
+#: in C fields and stays out of the cyclic collector.
+ZNode = core.ZNode
 
 
 #: ``node_digest(path, node) -> int``: CRC32 of one node as the tree digest counts it (0 under
@@ -399,7 +338,7 @@ class DataTree:
         tree._digest = 0
         tree._data_size = 0
         for path, node in nodes:
-            node.children = {}
+            node.children = None
             node._digest = None
             if path == "" or path == "/":
                 tree._put("/", node)
@@ -407,7 +346,7 @@ class DataTree:
             parent = tree.nodes.get(parent_of(path))
             if parent is None:
                 raise ValueError(f"invalid snapshot: no parent for {path!r}")
-            parent.children[path[path.rfind("/") + 1 :]] = node
+            parent.link(path[path.rfind("/") + 1 :], node)
             tree._put(path, node)
             tree._index_owner(path, node.ephemeral_owner)
         if "/" not in tree.nodes:
@@ -753,7 +692,7 @@ class DataTree:
             raise _NoNode(parent_path)
         node = ZNode(data, acl, zxid, zxid, time, time, 0, 0, 0, owner, zxid)
         # One lookup links the child or finds the name taken (a replayed create).
-        if parent.children.setdefault(name, node) is not node:
+        if parent.link(name, node) is not node:
             raise _NodeExists(path)
         old = parent._digest
         if parent_cversion == -1:
@@ -784,7 +723,7 @@ class DataTree:
         if parent is None:
             raise _NoNode(parent_path)
         old = parent._digest
-        parent.children.pop(path[cut + 1 :], None)
+        parent.unlink(path[cut + 1 :])
         # Only a larger zxid moves pzxid, or a replayed delete could undo a later create's.
         if zxid > parent.pzxid:
             parent.pzxid = zxid
