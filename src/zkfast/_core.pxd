@@ -68,11 +68,14 @@ cdef int64_t as_int(str name, object value, int64_t lo, int64_t hi, str what) ex
 
 
 # A growable C buffer for one encode call; appended to the caller's bytearray at the end, so
-# a failed encode leaves the caller's output untouched.
+# a failed encode leaves the caller's output untouched. In bytes mode (``to_bytes``) the
+# buffer is the storage of a bytes object under construction (grown with _PyBytes_Resize),
+# which ``take_bytes`` hands out without a copy.
 cdef class Writer:
     cdef unsigned char* data
     cdef Py_ssize_t size
     cdef Py_ssize_t cap
+    cdef PyObject* blob           # bytes mode: the bytes object being built (owned); else NULL
 
     cdef unsigned char* room(self, Py_ssize_t n) except NULL
     cdef int i32(self, int32_t v) except -1
@@ -85,6 +88,8 @@ cdef class Writer:
     cdef int fields(self, object layout, object values) except -1
     cdef int stat(self, object stat) except -1
     cdef int append_to(self, bytearray out) except -1
+    cdef int to_bytes(self, Py_ssize_t cap) except -1
+    cdef bytes take_bytes(self)
 
 
 # The leader's outstanding proposals and their ack sets. Slots [head, tail) of the C arrays

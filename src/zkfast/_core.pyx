@@ -29,17 +29,17 @@ No global state, no IO, no clock.
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_Next
+from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_SetItem
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport Py_TYPE, PyObject
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_AsEncodedString, PyUnicode_DecodeUTF8
 from libc.stdint cimport (
     INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, int32_t, int64_t, uint32_t, uint64_t,
 )
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from operator import index as _index
 from types import MappingProxyType
@@ -56,6 +56,8 @@ cdef object _MEMBER_DESCRIPTOR = type(_SlotProbe.__dict__["member"])
 
 cdef extern from "zlib.h":
     unsigned long crc32(unsigned long crc, const unsigned char* buf, unsigned int length) nogil
+    unsigned long adler32(unsigned long adler, const unsigned char* buf,
+                          unsigned int length) nogil
 
 
 cdef extern from "structmember.h":
@@ -69,6 +71,14 @@ cdef extern from "structmember.h":
 cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
         PyMemberDef* d_member
+    int _PyBytes_Resize(PyObject** blob, Py_ssize_t size) except -1
+    int PyUnicode_IS_ASCII(object text)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    Py_ssize_t PyUnicode_FindChar(object text, Py_UCS4 ch, Py_ssize_t start, Py_ssize_t end,
+                                  int direction) except -2
+    object PyUnicode_Substring(object text, Py_ssize_t start, Py_ssize_t end)
+    object PyUnicode_AsUTF8String(object text)
+    PyObject* PyDict_SetDefault(object d, object key, object value) except NULL
     long long PyLong_AsLongLongAndOverflow(object value, int* overflow) except? -1
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
     int PyUnicode_KIND(object text)
@@ -101,6 +111,8 @@ __all__ = [
     "count_quorum",
     "AckTracker",
     "encode_snapshot_nodes",
+    "encode_snapshot",
+    "SnapshotLoader",
     "node_digest",
     "ZNode",
     "ZNODE_FIELDS",
@@ -385,7 +397,10 @@ cdef class Writer:
         self.size = 0
 
     def __dealloc__(self):
-        PyMem_Free(self.data)
+        if self.blob != NULL:
+            Py_XDECREF(self.blob)
+        else:
+            PyMem_Free(self.data)
 
     cdef unsigned char* room(self, Py_ssize_t n) except NULL:
         cdef Py_ssize_t cap
@@ -394,12 +409,54 @@ cdef class Writer:
             cap = self.cap * 2
             while cap - self.size < n:
                 cap *= 2
+            if self.blob != NULL:
+                # The object is ours alone (refcount 1), as _PyBytes_Resize requires; a big
+                # block grows in place (realloc / mremap) rather than by a copy.
+                try:
+                    _PyBytes_Resize(&self.blob, cap)
+                finally:
+                    if self.blob == NULL:  # failed: the API has freed the object
+                        self.data = NULL
+                        self.cap = self.size = 0
+                self.data = <unsigned char*>PyBytes_AS_STRING(<object>self.blob)
+                self.cap = cap
+                return self.data + self.size
             grown = <unsigned char*>PyMem_Realloc(self.data, cap)
             if grown == NULL:
                 raise MemoryError()
             self.data = grown
             self.cap = cap
         return self.data + self.size
+
+    cdef int to_bytes(self, Py_ssize_t cap) except -1:
+        """Switch an empty writer to bytes mode with room for ``cap`` bytes."""
+        cdef object blob
+        assert self.size == 0 and self.blob == NULL
+        blob = PyBytes_FromStringAndSize(NULL, cap if cap > 256 else 256)
+        PyMem_Free(self.data)
+        Py_INCREF(blob)
+        self.blob = <PyObject*>blob
+        self.data = <unsigned char*>PyBytes_AS_STRING(blob)
+        self.cap = cap if cap > 256 else 256
+        return 0
+
+    cdef bytes take_bytes(self):
+        """The bytes written so far, as the bytes object itself (bytes mode); the writer is
+        left empty and unusable."""
+        cdef bytes out
+        assert self.blob != NULL
+        try:
+            _PyBytes_Resize(&self.blob, self.size)
+        finally:
+            if self.blob == NULL:
+                self.data = NULL
+                self.cap = self.size = 0
+        out = <bytes>self.blob
+        Py_XDECREF(self.blob)
+        self.blob = NULL
+        self.data = NULL
+        self.cap = self.size = 0
+        return out
 
     cdef int i32(self, int32_t v) except -1:
         wr32(self.room(4), v)
@@ -1179,10 +1236,55 @@ cdef struct _Frame:
     Py_ssize_t base_len   # bytes of the parent's path in the path buffer
 
 
-cdef int _snap_node(Writer w, Writer path, object node, _Slots* slots, object open_acl,
-                    list acls, dict by_entries, dict by_value) except -1:
+@cython.final
+cdef class _AclIds:
+    """The ACL ids of one snapshot walk: -1 for the object ``open_acl``, else the id of the
+    first equal list met (1, 2, ...); ``acls`` holds those first lists in id order."""
+    cdef object open_acl
+    cdef list acls
+    cdef dict by_entries
+    cdef dict by_value
+    cdef object last            # the last list looked up (held, so its identity is safe)
+    cdef int64_t last_id
+
+    def __cinit__(self, open_acl):
+        self.open_acl = open_acl
+        self.acls = []
+        self.by_entries = {}
+        self.by_value = {}
+
+    cdef int64_t id_of(self, object acl) except? -2:
+        cdef object got, key, flat
+        if acl is self.open_acl:
+            return -1
+        if acl is self.last and self.last is not None:
+            # Restored trees share one list per distinct ACL: most nodes hit this.
+            return self.last_id
+        # tuple(acl) is a cheap key for the usual list of (perms, (scheme, id)) tuples;
+        # ids are given by the flattened value, as the twin does.
+        try:
+            key = tuple(acl)
+            got = self.by_entries.get(key)
+        except TypeError:
+            key = None
+            got = None
+        if got is None:
+            flat = tuple([(perms, scheme, ident) for perms, (scheme, ident) in acl])
+            got = self.by_value.get(flat)
+            if got is None:
+                got = len(self.acls) + 1
+                self.by_value[flat] = got
+                self.acls.append(acl)
+            if key is not None:
+                self.by_entries[key] = got
+        self.last = acl
+        self.last_id = <int64_t>got
+        return self.last_id
+
+
+cdef int _snap_node(Writer w, Writer path, object node, _Slots* slots, _AclIds ids) except -1:
     """One node record: the path in ``path``, then data, aclId and StatPersisted."""
-    cdef object data, acl, got, key, flat
+    cdef object data, acl
     cdef int64_t aid
     cdef Py_buffer view
     cdef ZNode zn
@@ -1206,27 +1308,7 @@ cdef int _snap_node(Writer w, Writer path, object node, _Slots* slots, object op
             w.raw(<const unsigned char*>view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
-    if acl is open_acl:
-        aid = -1
-    else:
-        # tuple(acl) is a cheap key for the usual list of (perms, (scheme, id)) tuples;
-        # ids are given by the flattened value, as the twin does.
-        try:
-            key = tuple(acl)
-            got = by_entries.get(key)
-        except TypeError:
-            key = None
-            got = None
-        if got is None:
-            flat = tuple([(perms, scheme, ident) for perms, (scheme, ident) in acl])
-            got = by_value.get(flat)
-            if got is None:
-                got = len(acls) + 1
-                by_value[flat] = got
-                acls.append(acl)
-            if key is not None:
-                by_entries[key] = got
-        aid = <int64_t>got
+    aid = ids.id_of(acl)
     if zn is None:
         _snap_stat_into(node, slots, aid, w.room(68))
     else:
@@ -1245,18 +1327,11 @@ cdef int _snap_node(Writer w, Writer path, object node, _Slots* slots, object op
     return 0
 
 
-def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
-    """Append a snapshot's node records, in its pre-order, to ``out``; return the ACL lists.
-
-    The walk keeps one frame per open parent (its children dict and a ``PyDict_Next``
-    position) and the current path as bytes, so no path string is built or looked up. The
-    attributes of nodes of the root's class are read from their slots (``_slots_of``).
-    """
-    cdef Writer w = Writer.__new__(Writer)
+cdef list _snap_walk(Writer w, object nodes, object open_acl):
+    """Write every node record of the tree ``nodes["/"]`` to ``w``, in snapshot pre-order;
+    return the ACL lists (see ``encode_snapshot_nodes``)."""
     cdef Writer path = Writer.__new__(Writer)
-    cdef list acls = []
-    cdef dict by_entries = {}
-    cdef dict by_value = {}
+    cdef _AclIds ids = _AclIds(open_acl)
     cdef list keep = []
     cdef _Frame* frames = NULL
     cdef _Frame* f
@@ -1268,9 +1343,9 @@ def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
     cdef _Slots slots
     _slots_of(type(node), &slots)
     try:
-        _snap_node(w, path, node, &slots, open_acl, acls, by_entries, by_value)
-        children = (<ZNode>node).kids if type(node) is ZNode else _attr(node, &slots,
-                                                                         F_CHILDREN)
+        _snap_node(w, path, node, &slots, ids)
+        children = (<ZNode>node).kids if type(node) is ZNode else _attr(
+            node, &slots, F_CHILDREN)
         while True:
             if children is not None:
                 if type(children) is not dict:
@@ -1304,13 +1379,73 @@ def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
             path.put(<const unsigned char*>"/", 1)
             path.text_bytes(<str>name)
             node = <object>child
-            _snap_node(w, path, node, &slots, open_acl, acls, by_entries, by_value)
+            _snap_node(w, path, node, &slots, ids)
             children = (<ZNode>node).kids if type(node) is ZNode else _attr(
                 node, &slots, F_CHILDREN)
     finally:
         PyMem_Free(frames)
+    return ids.acls
+
+
+def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
+    """Append a snapshot's node records, in its pre-order, to ``out``; return the ACL lists.
+
+    The walk keeps one frame per open parent (its children dict and a ``PyDict_Next``
+    position) and the current path as bytes, so no path string is built or looked up. The
+    attributes of nodes of the root's class are read from their slots (``_slots_of``).
+    """
+    cdef Writer w = Writer.__new__(Writer)
+    cdef list acls = _snap_walk(w, nodes, open_acl)
     w.append_to(out)
     return acls
+
+
+cdef inline uint32_t _adler(uint32_t check, const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    # zlib takes an unsigned int length: feed it 1 GiB at a time.
+    cdef Py_ssize_t chunk = 1 << 30
+    while n > chunk:
+        check = <uint32_t>adler32(check, p, <unsigned int>chunk)
+        p += chunk
+        n -= chunk
+    return <uint32_t>adler32(check, p, <unsigned int>n)
+
+
+def encode_snapshot(nodes, open_acl, head, tail, Py_ssize_t size_hint=0):
+    """A whole snapshot stream in one bytes object (see the twin).
+
+    The records are written straight into the storage of the bytes object returned (grown in
+    place, presized by ``size_hint``); ``head(acl_lists)`` is then moved in front of them and
+    ``tail(check)`` appended, so the stream exists once in memory.
+    """
+    cdef Writer w = Writer.__new__(Writer)
+    cdef list acls
+    cdef object first, last
+    cdef Py_buffer view
+    cdef Py_ssize_t n
+    cdef int owned
+    cdef uint32_t check
+    w.to_bytes(size_hint + (size_hint >> 4) + 4096 if size_hint > 0 else 0)
+    acls = _snap_walk(w, nodes, open_acl)
+    first = head(acls)
+    owned = _read_view(first, &view)
+    try:
+        n = view.len
+        w.room(n)
+        memmove(w.data + n, w.data, w.size)
+        memcpy(w.data, view.buf, n)
+        w.size += n
+    finally:
+        if owned:
+            PyBuffer_Release(&view)
+    check = _adler(1, w.data, w.size)
+    last = tail(check)
+    owned = _read_view(last, &view)
+    try:
+        w.put(<const unsigned char*>view.buf, view.len)
+    finally:
+        if owned:
+            PyBuffer_Release(&view)
+    return w.take_bytes()
 
 
 cdef str _path_text(Writer path):
@@ -1327,6 +1462,37 @@ cdef inline uint32_t _crc(uint32_t crc, const unsigned char* p, Py_ssize_t n) no
     return <uint32_t>crc32(crc, p, <unsigned int>n)
 
 
+cdef inline void _digest_stat(ZNode zn, unsigned char* st) noexcept:
+    """The 60 stat bytes the digest hashes, in ``DigestCalculator``'s order."""
+    wr64(st, zn.czxid)
+    wr64(st + 8, zn.mzxid)
+    wr64(st + 16, zn.pzxid)
+    wr64(st + 24, zn.ctime)
+    wr64(st + 32, zn.mtime)
+    wr32(st + 40, zn.version)
+    wr32(st + 44, zn.cversion)
+    wr32(st + 48, zn.aversion)
+    wr64(st + 52, zn.ephemeral_owner)
+
+
+cdef uint32_t _digest_crc(const unsigned char* path, Py_ssize_t n, const unsigned char* data,
+                          Py_ssize_t data_n, const unsigned char* st) noexcept nogil:
+    """CRC32 of path bytes, data bytes and the 60 stat bytes."""
+    # Small nodes (the usual case) are hashed in one zlib call over a stack copy.
+    cdef unsigned char small[512]
+    cdef uint32_t crc
+    if n + data_n + 60 <= 512:
+        memcpy(small, path, n)
+        if data_n:
+            memcpy(small + n, data, data_n)
+        memcpy(small + n + data_n, st, 60)
+        return _crc(0, small, n + data_n + 60)
+    crc = _crc(0, path, n)
+    if data_n:
+        crc = _crc(crc, data, data_n)
+    return _crc(crc, st, 60)
+
+
 def node_digest(str path not None, node):
     """CRC32 of one znode as the tree digest counts it (see the twin)."""
     cdef const char* utf8 = NULL
@@ -1336,11 +1502,7 @@ def node_digest(str path not None, node):
     cdef Py_buffer view
     cdef bint release = False
     cdef const unsigned char* data_p = NULL
-    cdef uint32_t crc
     cdef unsigned char st[60]
-    # Small nodes (the usual case) are hashed in one zlib call over a stack copy.
-    cdef unsigned char small[512]
-    cdef ZNode zn
     if path.startswith("/zookeeper/"):
         return 0
     if path == "/":
@@ -1353,17 +1515,8 @@ def node_digest(str path not None, node):
         utf8 = PyBytes_AS_STRING(raw)
         n = PyBytes_GET_SIZE(raw)
     if type(node) is ZNode:
-        zn = <ZNode>node
-        wr64(st, zn.czxid)
-        wr64(st + 8, zn.mzxid)
-        wr64(st + 16, zn.pzxid)
-        wr64(st + 24, zn.ctime)
-        wr64(st + 32, zn.mtime)
-        wr32(st + 40, zn.version)
-        wr32(st + 44, zn.cversion)
-        wr32(st + 48, zn.aversion)
-        wr64(st + 52, zn.ephemeral_owner)
-        data = zn.data
+        _digest_stat(<ZNode>node, st)
+        data = (<ZNode>node).data
     else:
         wr64(st, as_int("czxid", node.czxid, INT64_MIN, INT64_MAX, "a long"))
         wr64(st + 8, as_int("mzxid", node.mzxid, INT64_MIN, INT64_MAX, "a long"))
@@ -1389,16 +1542,283 @@ def node_digest(str path not None, node):
             data_p = <const unsigned char*>view.buf
             data_n = view.len
     try:
-        if n + data_n + 60 <= 512:
-            memcpy(small, utf8, n)
-            if data_n:
-                memcpy(small + n, data_p, data_n)
-            memcpy(small + n + data_n, st, 60)
-            return _crc(0, small, n + data_n + 60)
-        crc = _crc(0, <const unsigned char*>utf8, n)
-        if data_n:
-            crc = _crc(crc, data_p, data_n)
-        return _crc(crc, st, 60)
+        return _digest_crc(<const unsigned char*>utf8, n, data_p, data_n, st)
     finally:
         if release:
             PyBuffer_Release(&view)
+
+
+# --------------------------------------------------------------------------- snapshot load
+
+cdef str _ROOT_KEY = "/"
+
+
+cdef struct _Link:
+    # One ancestor of the last node read: its path is the first ``n`` bytes of the loader's
+    # ``chain_path`` (0: the root).
+    Py_ssize_t n
+    PyObject* node        # owned
+
+
+cdef object _cut(Py_ssize_t i, str part, Py_ssize_t at, Py_ssize_t left, int n, str what):
+    return ProtocolError(f"nodes[{i}].{part}", at, f"{n} bytes of {what}",
+                         f"{left if left > 0 else 0} bytes left")
+
+
+@cython.final
+cdef class SnapshotLoader:
+    """Decodes a snapshot's node records straight into ZNodes (see the twin).
+
+    The parent of a record is found without building its path in the usual case: the loader
+    keeps the chain of ancestors of the last node read (a snapshot is a pre-order walk, so a
+    parent is on it), each as a length of the last ASCII path bytes and its node, and a path
+    whose bytes up to its last ``/`` equal one of them links there. Every node on the chain
+    is the one ``nodes`` holds for its path (a path read again replaces its chain entry as it
+    replaces its map entry). Anything else (a non-ASCII path, a parent off the chain) takes
+    the twin's way: ``nodes[path[:cut] or "/"]``. ``acls`` must not change between feeds.
+    """
+
+    cdef readonly dict acls
+    cdef readonly dict nodes
+    cdef readonly list owned
+    cdef readonly list quota_limits
+    cdef readonly Py_ssize_t count
+    cdef readonly bint done
+    cdef uint64_t digest_sum
+    cdef int64_t size_sum
+    cdef _Link* chain
+    cdef Py_ssize_t depth
+    cdef Py_ssize_t chain_cap
+    cdef unsigned char* chain_path
+    cdef Py_ssize_t chain_path_cap
+    cdef object last_acl
+    cdef int64_t last_aid
+
+    def __init__(self, dict acls not None, dict nodes not None):
+        self.acls = acls
+        self.nodes = nodes
+        self.owned = []
+        self.quota_limits = []
+
+    def __dealloc__(self):
+        self._drop_chain(0)
+        PyMem_Free(self.chain)
+        PyMem_Free(self.chain_path)
+
+    @property
+    def digest(self):
+        """Sum of the nodes' digests, mod 2**64."""
+        return self.digest_sum
+
+    @property
+    def data_size(self):
+        """Sum of ``len(path) + len(data)`` over the nodes read."""
+        return self.size_sum
+
+    cdef void _drop_chain(self, Py_ssize_t keep) noexcept:
+        while self.depth > keep:
+            self.depth -= 1
+            Py_XDECREF(self.chain[self.depth].node)
+            self.chain[self.depth].node = NULL
+
+    cdef int _push(self, ZNode zn, const unsigned char* raw, Py_ssize_t n,
+                   Py_ssize_t same) except -1:
+        """Put ``zn`` (path ``raw[:n]``, of which the first ``same`` bytes are already in
+        ``chain_path``) on top of the chain."""
+        cdef void* grown
+        cdef Py_ssize_t cap
+        if self.depth == self.chain_cap:
+            cap = self.chain_cap * 2 if self.chain_cap else 64
+            grown = PyMem_Realloc(self.chain, cap * sizeof(_Link))
+            if grown == NULL:
+                raise MemoryError()
+            self.chain = <_Link*>grown
+            self.chain_cap = cap
+        if n > self.chain_path_cap:
+            cap = n if n > 2 * self.chain_path_cap else 2 * self.chain_path_cap
+            grown = PyMem_Realloc(self.chain_path, cap if cap > 256 else 256)
+            if grown == NULL:
+                raise MemoryError()
+            self.chain_path = <unsigned char*>grown
+            self.chain_path_cap = cap if cap > 256 else 256
+        if n > same:
+            memcpy(self.chain_path + same, raw + same, n - same)
+        Py_INCREF(zn)
+        self.chain[self.depth].n = n
+        self.chain[self.depth].node = <PyObject*>zn
+        self.depth += 1
+        return 0
+
+    cdef Py_ssize_t _on_chain(self, const unsigned char* raw, Py_ssize_t cut) noexcept:
+        """Index of the chain entry whose path is ``raw[:cut]``, or -1."""
+        cdef Py_ssize_t k = self.depth - 1
+        while k >= 0 and self.chain[k].n > cut:
+            k -= 1
+        if k >= 0 and self.chain[k].n == cut and memcmp(self.chain_path, raw, cut) == 0:
+            return k
+        return -1
+
+    def feed(self, buf, Py_ssize_t offset=0, Py_ssize_t base=0, bint final=True):
+        """Read node records from ``buf[offset:]``; return the offset after the last one
+        taken (see the twin)."""
+        cdef Py_buffer view
+        cdef int owned = _read_view(buf, &view)
+        try:
+            if offset < 0 or offset > view.len:
+                raise ValueError(f"offset {offset} is outside the buffer (0..{view.len})")
+            return self._feed(<const unsigned char*>view.buf, view.len, offset, base, final)
+        finally:
+            if owned:
+                PyBuffer_Release(&view)
+
+    cdef Py_ssize_t _feed(self, const unsigned char* p, Py_ssize_t end, Py_ssize_t pos,
+                          Py_ssize_t base, bint final) except -1:
+        cdef Py_ssize_t i, start, data_at, cut, k, length
+        cdef int32_t n, dn
+        cdef const unsigned char* raw
+        cdef const unsigned char* q
+        cdef const unsigned char* hp
+        cdef Py_ssize_t hn
+        cdef int64_t aid
+        cdef object acl, path, key, name, parent, enc
+        cdef PyObject* found
+        cdef ZNode zn, pz
+        cdef bint ascii
+        cdef uint32_t h
+        cdef unsigned char st[60]
+        while not self.done:
+            i = self.count
+            start = pos
+            # ustring path
+            if end - pos < 4:
+                if not final:
+                    return start
+                raise _cut(i, "path", base + pos, end - pos, 4, "length")
+            n = rd32(p + pos)
+            if n == -1:
+                raise ProtocolError(f"nodes[{i}].path", base + pos, "a path", "null")
+            if n < -1 or n > end - pos - 4:
+                if not final:
+                    return start  # the message names the bytes left in the stream
+                raise ProtocolError(f"nodes[{i}].path.length", base + pos,
+                                    f"-1..{end - pos - 4}", str(n))
+            raw = p + pos + 4
+            pos += 4 + n
+            if n == 1 and raw[0] == 47:  # "/": the end of the node list
+                self.done = True
+                return pos
+            # buffer data
+            if end - pos < 4:
+                if not final:
+                    return start
+                raise _cut(i, "data", base + pos, end - pos, 4, "length")
+            dn = rd32(p + pos)
+            if dn < -1 or dn > end - pos - 4:
+                if not final:
+                    return start  # the message names the bytes left in the stream
+                raise ProtocolError(f"nodes[{i}].data.length", base + pos,
+                                    f"-1..{end - pos - 4}", str(dn))
+            data_at = pos + 4
+            pos = data_at + (dn if dn > 0 else 0)
+            # long aclId, StatPersisted
+            if end - pos < 68:
+                if not final:
+                    return start
+                if end - pos < 8:
+                    raise _cut(i, "aclId", base + pos, end - pos, 8, "long")
+                raise _cut(i, "stat", base + pos + 8, end - pos - 8, 60, "StatPersisted")
+            aid = rd64(p + pos)
+            if self.last_acl is not None and aid == self.last_aid:
+                acl = self.last_acl
+            else:
+                found = PyDict_GetItem(self.acls, aid)
+                if found == NULL:
+                    raise ProtocolError(f"nodes[{i}].aclId", base + pos,
+                                        "an id of the ACL cache", str(aid))
+                acl = <object>found
+                self.last_acl = acl
+                self.last_aid = aid
+            zn = ZNode.__new__(ZNode)
+            if dn >= 0:
+                zn.data = PyBytes_FromStringAndSize(<const char*>(p + data_at), dn)
+            zn.acl = acl
+            q = p + pos + 8
+            zn.czxid = rd64(q)
+            zn.mzxid = rd64(q + 8)
+            zn.ctime = rd64(q + 16)
+            zn.mtime = rd64(q + 24)
+            zn.version = rd32(q + 32)
+            zn.cversion = rd32(q + 36)
+            zn.aversion = rd32(q + 40)
+            zn.ephemeral_owner = rd64(q + 44)
+            zn.pzxid = rd64(q + 52)
+            pos += 68
+            if n == 0:
+                key = _ROOT_KEY
+                self._drop_chain(0)
+                self._push(zn, raw, 0, 0)
+                hp = raw
+                hn = 0
+            else:
+                path = PyUnicode_DecodeUTF8(<const char*>raw, n, "replace")
+                length = PyUnicode_GET_LENGTH(path)
+                ascii = PyUnicode_IS_ASCII(path)
+                k = -1
+                if ascii:
+                    cut = n - 1
+                    while cut >= 0 and raw[cut] != 47:
+                        cut -= 1
+                    if cut >= 0:
+                        k = self._on_chain(raw, cut)
+                else:
+                    cut = PyUnicode_FindChar(path, 47, 0, length, -1)
+                if k >= 0:
+                    parent = <object>self.chain[k].node
+                else:
+                    # DataTree.from_nodes: nodes.get(path[:path.rfind("/")] or "/")
+                    key = PyUnicode_Substring(path, 0, cut if cut >= 0 else length - 1)
+                    found = PyDict_GetItem(self.nodes, key if len(key) else _ROOT_KEY)
+                    if found == NULL:
+                        raise ValueError(f"invalid snapshot: no parent for {path!r}")
+                    parent = <object>found
+                name = PyUnicode_Substring(path, cut + 1, length)
+                if type(parent) is ZNode:
+                    pz = <ZNode>parent
+                    if pz.kids is None:
+                        pz.kids = {name: zn}
+                    else:
+                        PyDict_SetDefault(pz.kids, name, zn)
+                else:
+                    parent.link(name, zn)
+                if k >= 0:
+                    self._drop_chain(k + 1)
+                    self._push(zn, raw, n, cut)
+                else:
+                    self._drop_chain(0)
+                    if ascii:
+                        self._push(zn, raw, n, 0)
+                if zn.ephemeral_owner != 0:
+                    self.owned.append((path, zn.ephemeral_owner))
+                if n >= 17 and memcmp(raw, b"/zookeeper/quota/", 17) == 0 and \
+                        memcmp(raw + n - 17, b"/zookeeper_limits", 17) == 0:
+                    self.quota_limits.append(path)
+                key = path
+                if ascii:
+                    hp = raw
+                    hn = n
+                else:
+                    enc = PyUnicode_AsUTF8String(path)
+                    hp = <const unsigned char*>PyBytes_AS_STRING(enc)
+                    hn = PyBytes_GET_SIZE(enc)
+            PyDict_SetItem(self.nodes, key, zn)
+            if n >= 11 and memcmp(raw, b"/zookeeper/", 11) == 0:
+                h = 0
+            else:
+                _digest_stat(zn, st)
+                h = _digest_crc(hp, hn, p + data_at, dn if dn > 0 else 0, st)
+            zn.digest_value = h
+            zn.has_digest = True
+            self.digest_sum += h
+            self.size_sum += PyUnicode_GET_LENGTH(key) + (dn if dn > 0 else 0)
+            self.count = i + 1
+        return pos

@@ -79,6 +79,8 @@ __all__ = [
     "count_quorum",
     "AckTracker",
     "encode_snapshot_nodes",
+    "encode_snapshot",
+    "SnapshotLoader",
     "node_digest",
     "ZNode",
     "ZNODE_FIELDS",
@@ -869,3 +871,150 @@ def node_digest(path: str, node: Any) -> int:
     except struct.error:
         _overflow(_DIGEST_STAT_FIELDS, fields)
     return zlib.crc32(packed, crc)
+
+
+def encode_snapshot(nodes: Any, open_acl: Any, head: Any, tail: Any,
+                    size_hint: int = 0) -> bytes:
+    """A whole snapshot stream in one bytes object: ``head(acl_lists)``, the node records of
+    ``encode_snapshot_nodes``, then ``tail(check)``, where ``check`` is the Adler-32 of
+    everything before the tail (the first seal of a snapshot file covers exactly that).
+
+    ``size_hint`` (the expected size of the node records) only presizes the buffer: the
+    compiled build writes the records once, into the object it returns, so writing a
+    snapshot holds one copy of the stream. Errors as ``encode_snapshot_nodes``, and whatever
+    ``head`` or ``tail`` raise.
+    """
+    records = bytearray()
+    acls = encode_snapshot_nodes(nodes, open_acl, records)
+    first = memoryview(head(acls))  # a bytes-like object (TypeError otherwise)
+    check = zlib.adler32(records, zlib.adler32(first))
+    return b"".join((first, records, memoryview(tail(check))))
+
+
+_ROOT_KEY = "/"
+_QUOTA_PREFIX = b"/zookeeper/quota/"
+_QUOTA_LIMITS_SUFFIX = b"/zookeeper_limits"
+_U64 = (1 << 64) - 1
+
+
+class SnapshotLoader:
+    """Decodes a snapshot's node records straight into a tree's node map, in pieces.
+
+    Each record (``ustring path; buffer data; long aclId; StatPersisted``) becomes a
+    ``ZNode`` with the ACL list ``acls[aclId]`` (the caller maps every id of the ACL cache,
+    -1 included, to the list its nodes share), stored in ``nodes`` under its path (the root,
+    written as ``""``, under ``"/"``) and linked into its parent's children under the last
+    component of its path, exactly as ``DataTree.from_nodes`` links nodes: the parent is
+    ``nodes[path[:path.rfind("/")] or "/"]`` as it stands when the record is read; a name
+    already taken keeps its node linked while ``nodes`` takes the new one. Each node's digest
+    (``node_digest``) is cached on it and summed into ``digest`` (mod 2**64); ``data_size``
+    sums ``len(path) + len(data)`` per node (``DataTree._put``). ``owned`` lists
+    ``(path, ephemeralOwner)`` of every non-root node with an owner, ``quota_limits`` every path
+    under ``/zookeeper/quota/`` ending in ``/zookeeper_limits``, both in stream order, for
+    the tree's indexes. ``count`` is the number of nodes read; ``done`` turns true at the
+    ``"/"`` that ends the node list.
+
+    ``feed(buf, offset, base, final)`` reads the records of ``buf`` from ``offset`` and
+    returns the offset after the last one it took (after the end mark once ``done``). With
+    ``final`` false, a record cut off by the end of ``buf`` is left for the next call (feed it
+    again with more bytes appended), and so is a record with a bad length (its error names
+    the bytes left in the stream); with ``final`` true the end of ``buf`` is the end of the
+    stream, and a cut record is an error. Whatever the pieces, the same stream gives the same
+    nodes and the same error. ``base`` is the stream offset of ``buf[0]`` (error offsets
+    are stream offsets). Lengths are checked against the bytes there before anything is
+    allocated.
+
+    Raises:
+        ProtocolError: a null path, a length outside ``-1..bytes left``, a record cut off by
+            the end of the stream, or an ACL id that ``acls`` does not have; the field is
+            named ``nodes[i].path``, ``nodes[i].data``, ``nodes[i].aclId`` or
+            ``nodes[i].stat`` (``i`` counts from 0, the root).
+        ValueError: ``invalid snapshot: no parent for '<path>'`` (``from_nodes``'s error).
+    """
+
+    def __init__(self, acls: dict[int, Any], nodes: dict[str, Any]) -> None:
+        self.acls = acls
+        self.nodes = nodes
+        self.owned: list[tuple[str, int]] = []
+        self.quota_limits: list[str] = []
+        self.count = 0
+        self.done = False
+        self.digest = 0
+        self.data_size = 0
+
+    def feed(self, buf: bytes | bytearray | memoryview, offset: int = 0, base: int = 0,
+             final: bool = True) -> int:
+        end = len(buf)
+        if offset < 0 or offset > end:
+            raise ValueError(f"offset {offset} is outside the buffer (0..{end})")
+        pos: int = offset
+        nodes = self.nodes
+        while not self.done:
+            i = self.count
+            start = pos
+            # ustring path
+            if end - pos < 4:
+                if not final:
+                    return start
+                _need(f"nodes[{i}].path", base + pos, base + end, 4, "length")
+            (n,) = _INT.unpack_from(buf, pos)
+            if n == -1:
+                raise ProtocolError(f"nodes[{i}].path", base + pos, "a path", "null")
+            if n < -1 or n > end - pos - 4:
+                if not final:
+                    return start  # the message names the bytes left in the stream
+                raise ProtocolError(f"nodes[{i}].path.length", base + pos,
+                                    f"-1..{end - pos - 4}", str(n))
+            raw = bytes(buf[pos + 4:pos + 4 + n])
+            pos += 4 + n
+            if raw == b"/":
+                self.done = True
+                return pos
+            # buffer data
+            if end - pos < 4:
+                if not final:
+                    return start
+                _need(f"nodes[{i}].data", base + pos, base + end, 4, "length")
+            (n,) = _INT.unpack_from(buf, pos)
+            if n < -1 or n > end - pos - 4:
+                if not final:
+                    return start  # the message names the bytes left in the stream
+                raise ProtocolError(f"nodes[{i}].data.length", base + pos,
+                                    f"-1..{end - pos - 4}", str(n))
+            data = None if n == -1 else bytes(buf[pos + 4:pos + 4 + n])
+            pos += 4 + max(n, 0)
+            # long aclId, StatPersisted
+            if end - pos < 68:
+                if not final:
+                    return start
+                _need(f"nodes[{i}].aclId", base + pos, base + end, 8, "long")
+                _need(f"nodes[{i}].stat", base + pos + 8, base + end, 60, "StatPersisted")
+            aid, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = \
+                _SNAP_NODE_TAIL.unpack_from(buf, pos)
+            acl = self.acls.get(aid)
+            if acl is None:
+                raise ProtocolError(f"nodes[{i}].aclId", base + pos, "an id of the ACL cache",
+                                    str(aid))
+            pos += 68
+            path = raw.decode("utf-8", "replace")
+            node = ZNode(data, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion,
+                         owner, pzxid)
+            if path:
+                cut = path.rfind("/")
+                parent = nodes.get(path[:cut] or "/")
+                if parent is None:
+                    raise ValueError(f"invalid snapshot: no parent for {path!r}")
+                parent.link(path[cut + 1:], node)
+                if owner:
+                    self.owned.append((path, owner))
+                if raw.startswith(_QUOTA_PREFIX) and raw.endswith(_QUOTA_LIMITS_SUFFIX):
+                    self.quota_limits.append(path)
+            else:
+                path = _ROOT_KEY
+            nodes[path] = node
+            h = node_digest(path, node)
+            node._digest = h
+            self.digest = (self.digest + h) & _U64
+            self.data_size += len(path) + (len(data) if data is not None else 0)
+            self.count = i + 1
+        return pos

@@ -358,12 +358,60 @@ class DataTree:
         tree._setup_quota()
         return tree
 
-    def _setup_quota(self) -> None:
+    @classmethod
+    def from_snapshot_records(
+        cls,
+        fill: Callable[[Any], None],
+        acls: dict[int, list[AclEntry]],
+        *,
+        last_processed_zxid: int = 0,
+        extended_types_enabled: bool = False,
+        loader: Callable[[dict[int, list[AclEntry]], dict[str, ZNode]], Any] | None = None,
+    ) -> DataTree:
+        """Build a tree from a snapshot's node records, decoded straight into znodes.
+
+        ``fill(loader)`` feeds the records to a ``core.SnapshotLoader`` made with ``acls``
+        (each ACL id of the snapshot's cache mapped to the list its nodes share) and this
+        tree's node map; the loader links each node to its parent as ``from_nodes`` does and
+        sums digests and sizes on the way. The result is the tree ``from_nodes`` builds from
+        the same nodes: digest, data size, ``ephemerals``/``containers``/``ttls`` and quotas
+        set up from what the loader gathered. ``loader`` replaces ``core.SnapshotLoader``
+        (tests and benchmarks pass either twin's).
+
+        Raises:
+            ValueError: a node's parent is missing (raised by the loader), or no root.
+            Whatever ``fill`` raises.
+        """
+        tree = cls(extended_types_enabled=extended_types_enabled)
+        nodes: dict[str, ZNode] = {}
+        records = (core.SnapshotLoader if loader is None else loader)(acls, nodes)
+        fill(records)
+        root = nodes.get("/")
+        if root is None:
+            raise ValueError("invalid snapshot: no root node")
+        tree.nodes = nodes
+        tree._digest = records.digest & _U64
+        # Apache recounts the size over its map, where the root appears twice.
+        root_data = root.data
+        tree._data_size = records.data_size + (len(root_data) if root_data is not None else 0)
+        for path, owner in records.owned:
+            tree._index_owner(path, owner)
+        tree.last_processed_zxid = last_processed_zxid
+        tree._setup_quota(records.quota_limits)
+        return tree
+
+    def _setup_quota(self, limits_paths: Iterable[str] | None = None) -> None:
         """``DataTree.setupQuota`` after a load: every leaf ``zookeeper_limits`` node under
-        ``/zookeeper/quota`` marks its path quota'd and recounts that path's stats node."""
+        ``/zookeeper/quota`` marks its path quota'd and recounts that path's stats node.
+
+        ``limits_paths``, when given, holds every such path of the map (a loader gathered
+        them), so the map need not be scanned.
+        """
         prefix = QUOTA_PATH + "/"
         nodes = self.nodes
-        for path in sorted(p for p in nodes if p.startswith(prefix)):
+        candidates = (p for p in nodes if p.startswith(prefix)) if limits_paths is None \
+            else set(limits_paths)
+        for path in sorted(candidates):
             if not path.endswith(_QUOTA_LIMITS_SUFFIX) or nodes[path].children:
                 continue
             real = path[len(QUOTA_PATH) : path.index(_QUOTA_LIMITS_SUFFIX)]
