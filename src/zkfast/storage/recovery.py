@@ -10,6 +10,8 @@ Theory of operation
    gzip / snappy magic at the start of a compressed one) are read in turn, and the first that
    decodes completely (seals included) is used; its zxid is the one in its name
    (``FileSnap.deserialize``). A snapshot that fails is logged and the next older one tried.
+   A file is read a piece at a time and decoded straight into the tree
+   (``tree_io.read_snapshot_file``), so it is never held whole, compressed or not.
 2. Logs: ``log.<hex>`` sorted by start zxid; replay starts with the log that has the largest
    start zxid <= the snapshot zxid (or the first log) and runs through every later one
    (``FileTxnLog.getLogFiles``). Txns at or below the snapshot zxid are skipped; every other
@@ -64,13 +66,14 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from .._impl import ProtocolError, core
 from ..core.datatree import DataTree
 from ..wire.txn_codec import decode_txn
 from .snapshot import SnapshotCorrupt
-from .tree_io import decode_file, quick_valid, tree_from_snapshot
+from .tree_io import quick_valid, read_snapshot_file
 from .txnlog import FILE_HEADER_BYTES, LogCorrupt, LogScan, parse_file_zxid, scan_log
 
 __all__ = [
@@ -387,8 +390,9 @@ def recover(files: Files, snap_dir: str, log_dir: str, *, trust_empty_snapshot: 
             continue
         tried += 1
         try:
-            snap = decode_file(name, files.read(snap_dir, name))
-            tree = tree_from_snapshot(snap, z, extended_types_enabled=extended_types_enabled)
+            # A piece at a time, straight into the tree (tree_io.read_snapshot_file).
+            tree, snap = read_snapshot_file(name, partial(files.read, snap_dir, name), z,
+                                            extended_types_enabled=extended_types_enabled)
         except (SnapshotCorrupt, ProtocolError, OSError) as exc:
             failures.append(f"{name}: {exc}")
             log(f"problem reading snapshot {name}: {exc}; trying an older one")
