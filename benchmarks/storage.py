@@ -697,8 +697,39 @@ def cmd_sync(args: argparse.Namespace) -> tuple[str, list[Any]]:
 # ------------------------------------------------------------------------------ profile
 
 
-def _timed_restore(v2: str, gc_on: bool) -> tuple[float, float]:
-    """Seconds of ``recover()`` and of ``encode_tree`` on its tree, with the GC on or off."""
+def _status_mib(key: str) -> float:
+    return status_kib(os.getpid(), key) / 1024
+
+
+def _reset_peak_rss() -> bool:
+    """Start a new VmHWM (``/proc/self/clear_refs`` 5, Linux >= 4.0); False if refused."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class GcWatch:
+    """Counts the cyclic collector's runs and their time (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.collections = 0
+        self.seconds = 0.0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.collections += 1
+            self.seconds += time.perf_counter() - self._t0
+
+
+def _timed_restore(v2: str, gc_on: bool) -> dict[str, Any]:
+    """``recover()`` and ``encode_tree`` on its tree, with the GC on or off: seconds, the
+    collector's runs and time, objects it tracks afterwards, RSS and peak RSS per phase."""
     import gc
 
     from zkfast.runtime.disk_log import OsFiles
@@ -707,18 +738,40 @@ def _timed_restore(v2: str, gc_on: bool) -> tuple[float, float]:
     was = gc.isenabled()
     if not gc_on:
         gc.disable()
+    watch = GcWatch()
+    gc.callbacks.append(watch)
+    out: dict[str, Any] = {"gc": gc_on, "rss_before_mib": _status_mib("VmRSS")}
     try:
+        hwm_ok = _reset_peak_rss()
         t0 = time.perf_counter()
         rec = recover(OsFiles(), v2, v2)
         t1 = time.perf_counter()
-        encode_tree(rec.tree, rec.sessions)
+        out.update(recover_s=t1 - t0, gc_runs=watch.collections, gc_s=watch.seconds,
+                   tracked=len(gc.get_objects()), rss_after_recover_mib=_status_mib("VmRSS"),
+                   peak_recover_mib=_status_mib("VmHWM") if hwm_ok else None)
+        _reset_peak_rss()
         t2 = time.perf_counter()
+        stream = encode_tree(rec.tree, rec.sessions)
+        t3 = time.perf_counter()
+        out.update(encode_tree_s=t3 - t2, snapshot_mib=len(stream) / 2**20,
+                   peak_encode_mib=_status_mib("VmHWM") if hwm_ok else None)
+        del stream
     finally:
+        gc.callbacks.remove(watch)
         if was:
             gc.enable()
     del rec
     gc.collect()
-    return t1 - t0, t2 - t1
+    return out
+
+
+def _profile_line(rep: int, r: dict[str, Any]) -> str:
+    return (f"rep {rep} gc {'on ' if r['gc'] else 'off'}: recover() {r['recover_s']:.2f} s "
+            f"({r['gc_runs']} collections, {r['gc_s'] * 1000:.0f} ms; {r['tracked']:,} objects "
+            f"tracked after), encode_tree {r['encode_tree_s']:.2f} s; RSS "
+            f"{r['rss_before_mib']:.0f} -> {r['rss_after_recover_mib']:.0f} MiB, peak during "
+            f"recover {_f(r['peak_recover_mib'], '{:.0f}')}, during encode_tree "
+            f"{_f(r['peak_encode_mib'], '{:.0f}')} MiB  (load {load.loadavg()})")
 
 
 def cmd_profile(args: argparse.Namespace) -> tuple[str, list[Any]]:
@@ -738,10 +791,9 @@ def cmd_profile(args: argparse.Namespace) -> tuple[str, list[Any]]:
         for rep in range(args.repetitions):
             for gc_on in (True, False):
                 # recovery writes nothing when the snapshot is valid and the tail intact
-                r, e = _timed_restore(v2, gc_on)
-                raw.append({"rep": rep, "gc": gc_on, "recover_s": r, "encode_tree_s": e})
-                lines.append(f"rep {rep} gc {'on ' if gc_on else 'off'}: recover() {r:.2f} s, "
-                             f"encode_tree {e:.2f} s  (load {load.loadavg()})")
+                r = _timed_restore(v2, gc_on)
+                raw.append({"rep": rep, **r})
+                lines.append(_profile_line(rep, r))
                 log(lines[-1])
         prof = cProfile.Profile()
         t0 = time.monotonic()
