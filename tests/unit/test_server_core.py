@@ -906,3 +906,61 @@ def test_create_ttl_with_a_plain_mode_and_a_negative_ttl_is_bad_arguments(
     assert zk.call(1, 1, 21, (f"/t{flags}", b"", OPEN, flags, ttl))[2] == BADARGS
     assert decode_txn(zk.txns[-1][1])[0][4] == -1
     assert zk.call(1, 2, 1, ("/still-serving", b"", OPEN, 0))[2] == 0
+
+
+# ====================================================================== stored ACLs
+
+
+def test_znodes_with_equal_acls_share_one_list(zk: Harness) -> None:
+    """Each request decodes its own ACL; the tree keeps one list per distinct ACL (the memory
+    side of ReferenceCountedACLCache), never the implicit open ACL of the system nodes."""
+    from zkfast.core.datatree import OPEN_ACL_UNSAFE
+    from zkfast.storage.tree_io import tree_to_nodes
+
+    zk.session(1)
+    for i, path in enumerate(("/a", "/b", "/a/c")):
+        assert zk.call(1, i + 1, 1, (path, b"", [(31, ("world", "anyone"))], 0))[2] == 0
+    nodes = zk.core.tree.nodes
+    shared = nodes["/a"].acl
+    assert nodes["/b"].acl is shared and nodes["/a/c"].acl is shared
+    assert shared == OPEN and shared is not OPEN_ACL_UNSAFE
+    other = [(1, ("world", "anyone"))]
+    assert zk.call(1, 4, 7, ("/b", other, -1))[2] == 0
+    assert zk.call(1, 5, 1, ("/d", b"", other, 0))[2] == 0
+    assert nodes["/b"].acl == other and nodes["/d"].acl is nodes["/b"].acl
+    assert nodes["/a"].acl is shared
+    # A snapshot still gives the implicit open ACL (id -1) to the system nodes only.
+    implicit = {n.path for n in tree_to_nodes(zk.core.tree) if n.acl is None}
+    assert implicit == {"", "/zookeeper", "/zookeeper/quota"}
+
+
+def test_the_table_of_shared_acls_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zkfast.core import requests
+
+    monkeypatch.setattr(requests, "ACL_SHARED_MAX", 4)
+    zk = Harness()
+    zk.session(1)
+    acls = [[(31, ("digest", digest_id(f"u{i}:p")))] for i in range(10)]
+    for i, acl in enumerate(acls):
+        assert zk.call(1, i + 1, 1, (f"/n{i}", b"", acl, 0))[2] == 0
+        assert len(zk.core.prepper._acls) <= 4
+    assert [zk.core.tree.nodes[f"/n{i}"].acl for i in range(10)] == acls
+
+
+def test_committed_txns_share_acls_on_a_learner() -> None:
+    """A learner decodes each committed txn: creates, setACL and multi sub-txns get the
+    shared lists too."""
+    from zkfast.core.datatree import DataTree
+    from zkfast.core.requests import PendingView, Prepper
+
+    prepper = Prepper(PendingView(DataTree(), True), validate_path=lambda p: True,
+                      check_acl=lambda a, p, i: True, fixup_acl=lambda a, i: list(a),
+                      is_session_live=lambda s: True, extended_types_enabled=False)
+    a1, a2, a3 = (list(OPEN) for _ in range(3))
+    r1 = prepper.share_txn_acls(1, ("/x", b"", a1, False, 1))
+    r2 = prepper.share_txn_acls(7, ("/x", a2, 1))
+    (_, r3), (_, r4) = prepper.share_txn_acls(14, [(15, ("/y", b"", a3, False, 2)),
+                                                   (-1, (-101,))])
+    assert r1 == ("/x", b"", OPEN, False, 1) and r2 == ("/x", OPEN, 1)
+    assert r1[2] is a1 and r2[1] is a1 and r3[2] is a1 and r4 == (-101,)
+    assert prepper.share_txn_acls(5, ("/x", b"", 3)) == ("/x", b"", 3)

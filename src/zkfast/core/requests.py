@@ -11,6 +11,17 @@ parent), tagged with the txn's zxid, and ``PendingView.applied(zxid)`` forgets t
 txn is in the tree. Checks run in Apache's order and raise ``KeeperError(code)``; the caller
 turns that into an ``error`` txn that still takes its zxid (zk-formats §2.5).
 
+A record ``PendingView.get`` builds from the tree (``zxid`` -1) belongs to the prep that asked
+for it: nothing else refers to it, so the op that changes the path takes it over as its own
+record (``_own``) instead of copying it; a record already pending is copied (``duplicate``).
+
+Stored ACLs are shared: ``Prepper.stored_acl`` runs ``fixupACL`` and hands back one list object
+per distinct ACL (the in-memory half of Apache's ``ReferenceCountedACLCache``), so the thousands
+of znodes a client creates with the same ACL hold one list, not one list, two tuples and two
+strings each. Znodes never change an ACL list in place (setACL stores a new one). The shared
+lists are never ``datatree.OPEN_ACL_UNSAFE`` itself, which marks the implicit open ACL of the
+system nodes (``storage/tree_io.py``).
+
 A multi preps its ops in order against the same view with one zxid. On the first failure the
 records it added are rolled back (``rollbackPendingChanges``) and the sub-txn list becomes: the
 txns of the ops before, ``ErrorTxn(code)`` for the failing op, ``ErrorTxn(-2)`` after it, which
@@ -79,6 +90,10 @@ _QUOTAEXCEEDED = int(Err.QUOTAEXCEEDED)
 
 _PERM_READ, _PERM_WRITE, _PERM_CREATE, _PERM_DELETE, _PERM_ADMIN = 1, 2, 4, 8, 16
 
+#: Distinct ACLs ``Prepper.stored_acl`` keeps for sharing; past this the table starts over
+#: (lists already stored stay shared; a client cycling through ACLs cannot grow it forever).
+ACL_SHARED_MAX = 4096
+
 
 class KeeperError(Exception):
     """An expected request outcome other than OK (KeeperException.Code value in ``code``)."""
@@ -118,31 +133,36 @@ class ChangeRecord:
                  "version", "cversion", "aversion", "ephemeral_owner", "pzxid", "child_count",
                  "node_digest", "tree_digest")
 
-    def __init__(self, zxid: int, path: str) -> None:
+    def __init__(self, zxid: int, path: str, exists: bool = False, data: bytes | None = b"",
+                 acl: list[Any] | None = None, czxid: int = 0, mzxid: int = 0, ctime: int = 0,
+                 mtime: int = 0, version: int = 0, cversion: int = 0, aversion: int = 0,
+                 ephemeral_owner: int = 0, pzxid: int = 0, child_count: int = 0,
+                 node_digest: int = 0) -> None:
+        # One store per slot: records are made on every write (positional calls on the hot
+        # path set them all at once).
         self.zxid = zxid
         self.path = path
-        self.exists = False
-        self.data: bytes | None = b""
-        self.acl: list[Any] = []
-        self.czxid = self.mzxid = self.ctime = self.mtime = self.pzxid = 0
-        self.version = self.cversion = self.aversion = 0
-        self.ephemeral_owner = 0
-        self.child_count = 0
-        self.node_digest = 0
+        self.exists = exists
+        self.data = data
+        self.acl: list[Any] = [] if acl is None else acl
+        self.czxid = czxid
+        self.mzxid = mzxid
+        self.ctime = ctime
+        self.mtime = mtime
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.ephemeral_owner = ephemeral_owner
+        self.pzxid = pzxid
+        self.child_count = child_count
+        self.node_digest = node_digest
         self.tree_digest = 0
 
     def duplicate(self, zxid: int) -> ChangeRecord:
-        c = ChangeRecord(zxid, self.path)
-        c.exists = self.exists
-        c.data = self.data
-        c.acl = self.acl
-        c.czxid, c.mzxid, c.ctime, c.mtime, c.pzxid = (self.czxid, self.mzxid, self.ctime,
-                                                      self.mtime, self.pzxid)
-        c.version, c.cversion, c.aversion = self.version, self.cversion, self.aversion
-        c.ephemeral_owner = self.ephemeral_owner
-        c.child_count = self.child_count
-        c.node_digest = self.node_digest
-        return c
+        return ChangeRecord(zxid, self.path, self.exists, self.data, self.acl, self.czxid,
+                            self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
+                            self.aversion, self.ephemeral_owner, self.pzxid, self.child_count,
+                            self.node_digest)
 
     def compute_digest(self) -> int:
         """This record's node digest (datatree.node_digest reads the same attribute names)."""
@@ -172,20 +192,15 @@ class PendingView:
         node = self.tree.nodes.get(path)
         if node is None:
             return None
-        rec = ChangeRecord(-1, path)
-        rec.exists = True
-        rec.data = node.data
-        rec.acl = node.acl
-        rec.czxid, rec.mzxid, rec.ctime, rec.mtime, rec.pzxid = (
-            node.czxid, node.mzxid, node.ctime, node.mtime, node.pzxid)
-        rec.version, rec.cversion, rec.aversion = node.version, node.cversion, node.aversion
-        rec.ephemeral_owner = node.ephemeral_owner
-        rec.child_count = len(node.children)
+        rec = ChangeRecord(-1, path, True, node.data, node.acl, node.czxid, node.mzxid,
+                           node.ctime, node.mtime, node.version, node.cversion, node.aversion,
+                           node.ephemeral_owner, node.pzxid, len(node.children))
         if self.digest_enabled:
             # The tree caches each node's digest (ZNode._digest); recomputing it per write
             # would double the CRC work of the write path.
-            cached = getattr(node, "_digest", None)
-            rec.node_digest = cached if cached is not None else rec.compute_digest()
+            cached = node._digest
+            rec.node_digest = cached if cached is not None else _node_digest(
+                path, rec)  # type: ignore[arg-type]
         return rec
 
     def current_tree_digest(self) -> int:
@@ -196,14 +211,18 @@ class PendingView:
 
     def add(self, rec: ChangeRecord, prev_node_digest: int) -> None:
         """addChangeRecord, with the tree digest precalculated (UPDATE/ADD/REMOVE)."""
+        changes = self.changes
         if self.digest_enabled:
-            new_digest = rec.compute_digest() if rec.exists else 0
+            # current_tree_digest() and _signed64, inlined: two records per create.
+            new_digest = _node_digest(rec.path, rec) if rec.exists else 0  # type: ignore[arg-type]
             rec.node_digest = new_digest
-            rec.tree_digest = _signed64(self.current_tree_digest() - prev_node_digest + new_digest)
+            v = ((changes[-1].tree_digest if changes else self.tree.digest())
+                 - prev_node_digest + new_digest) & _MASK64
+            rec.tree_digest = v - (1 << 64) if v >> 63 else v
         saved = self._saved
         if saved is not None and rec.path not in saved:
             saved[rec.path] = self.by_path.get(rec.path)
-        self.changes.append(rec)
+        changes.append(rec)
         self.by_path[rec.path] = rec
 
     def begin_multi(self) -> int:
@@ -248,6 +267,15 @@ class PendingView:
                 del by_path[rec.path]
 
 
+def _own(rec: ChangeRecord, zxid: int) -> ChangeRecord:
+    """The record a txn of ``zxid`` changes: ``rec`` itself when ``PendingView.get`` built it
+    from the tree for this prep (zxid -1: nobody else holds it), else a copy of it."""
+    if rec.zxid == -1:
+        rec.zxid = zxid
+        return rec
+    return rec.duplicate(zxid)
+
+
 def _parent_of(path: str) -> str:
     i = path.rfind("/")
     return path[:i] if i > 0 else "/"
@@ -267,7 +295,7 @@ class Prepper:
     """
 
     __slots__ = ("view", "validate_path", "check_acl", "fixup_acl", "is_session_live",
-                 "extended_types_enabled", "enforce_quota", "ops")
+                 "extended_types_enabled", "enforce_quota", "ops", "_acls")
 
     def __init__(self, view: PendingView, *, validate_path: Callable[[str], bool],
                  check_acl: Callable[[Any, int, Any], bool],
@@ -281,6 +309,8 @@ class Prepper:
         self.is_session_live = is_session_live
         self.extended_types_enabled = extended_types_enabled
         self.enforce_quota = enforce_quota
+        #: ACL entries -> the one list stored for them (``stored_acl``).
+        self._acls: dict[tuple[Any, ...], list[Any]] = {}
         self.ops: dict[int, Callable[..., tuple[int, Any, bool]]] = {
             1: self.create, 15: self.create, 19: self.create, 21: self.create,
             2: self.delete, 5: self.set_data, 7: self.set_acl, 13: self.check,
@@ -321,6 +351,42 @@ class Prepper:
         if rec is None:
             raise KeeperError(_NONODE)
         return rec
+
+    def stored_acl(self, acl: Any, auth: Any) -> list[Any]:
+        """fixupACL, then the shared list of that ACL (see the module docstring).
+
+        Raises:
+            KeeperError: InvalidACL.
+        """
+        fixed = self.fixup_acl(acl, auth)
+        if fixed is None:
+            raise KeeperError(_INVALIDACL)
+        return self.shared_acl(fixed)
+
+    def shared_acl(self, acl: list[Any]) -> list[Any]:
+        """The one list kept for ACLs equal to ``acl`` (``acl`` itself when it is new)."""
+        key = tuple(acl)
+        acls = self._acls
+        shared = acls.get(key)
+        if shared is None:
+            if len(acls) >= ACL_SHARED_MAX:
+                acls.clear()
+            shared = acls[key] = acl
+        return shared
+
+    def share_txn_acls(self, txn_type: int, record: Any) -> Any:
+        """``record`` with its ACL lists swapped for the shared ones: a learner applies
+        txns decoded from the leader's bytes, whose lists are all new."""
+        if txn_type in _CREATE_OPS:
+            acl = record[2]
+            if acl is not None:
+                return (record[0], record[1], self.shared_acl(acl), *record[3:])
+        elif txn_type == 7:
+            if record[1] is not None:
+                return (record[0], self.shared_acl(record[1]), *record[2:])
+        elif txn_type == 14:
+            return [(t, self.share_txn_acls(t, r)) for t, r in record]
+        return record
 
     def _check_quota(self, path: str, bytes_diff: int, count_diff: int) -> None:
         """ZooKeeperServer.checkQuota (3.8): hard limits of the deepest quota'd ancestor.
@@ -386,9 +452,7 @@ class Prepper:
         if i == -1 or "\0" in path:
             raise KeeperError(_BADARGUMENTS)
         parent_path = path[:i] or "/"
-        acl_list = self.fixup_acl(acl, auth)
-        if acl_list is None:
-            raise KeeperError(_INVALIDACL)
+        acl_list = self.stored_acl(acl, auth)
         view = self.view
         parent = self._record(parent_path)
         if not self.check_acl(parent.acl, _PERM_CREATE, auth):
@@ -418,19 +482,14 @@ class Prepper:
             owner = session_id if ephemeral else (ttl_ephemeral_owner(ttl) if is_ttl else 0)
         if flags == 4 and opcode != 19:
             owner = CONTAINER_EPHEMERAL_OWNER
-        p2 = parent.duplicate(zxid)
+        parent_digest = parent.node_digest
+        p2 = _own(parent, zxid)
         p2.child_count += 1
         p2.cversion = new_cversion
         p2.pzxid = zxid
-        view.add(p2, parent.node_digest)
-        node = ChangeRecord(zxid, path)
-        node.exists = True
-        node.data = data
-        node.acl = acl_list
-        node.czxid = node.mzxid = node.pzxid = zxid
-        node.ctime = node.mtime = time_ms
-        node.ephemeral_owner = owner
-        view.add(node, 0)
+        view.add(p2, parent_digest)
+        view.add(ChangeRecord(zxid, path, True, data, acl_list, zxid, zxid, time_ms, time_ms,
+                              0, 0, 0, owner, zxid), 0)
         return txn_type, txn, True
 
     def delete(self, opcode: int, rec: tuple[Any, ...], session_id: int, auth: Any,
@@ -465,10 +524,11 @@ class Prepper:
 
     def _remove(self, path: str, parent: ChangeRecord, node: ChangeRecord, zxid: int) -> None:
         view = self.view
-        p2 = parent.duplicate(zxid)
+        parent_digest = parent.node_digest
+        p2 = _own(parent, zxid)
         p2.child_count -= 1
         p2.pzxid = zxid
-        view.add(p2, parent.node_digest)
+        view.add(p2, parent_digest)
         gone = ChangeRecord(zxid, path)
         view.add(gone, node.node_digest)
 
@@ -489,12 +549,13 @@ class Prepper:
         if version != -1 and version != node.version:
             raise KeeperError(_BADVERSION)
         new_version = _inc_version(node.version)
-        n2 = node.duplicate(zxid)
+        old_digest = node.node_digest
+        n2 = _own(node, zxid)
         n2.version = new_version
         n2.mtime = time_ms
         n2.mzxid = zxid
         n2.data = data
-        self.view.add(n2, node.node_digest)
+        self.view.add(n2, old_digest)
         return 5, (path, data, new_version), True
 
     def set_acl(self, opcode: int, rec: tuple[Any, ...], session_id: int, auth: Any,
@@ -504,19 +565,18 @@ class Prepper:
         if path is None:
             raise KeeperError(_BADARGUMENTS)
         self._valid(path)
-        acl_list = self.fixup_acl(acl, auth)
-        if acl_list is None:
-            raise KeeperError(_INVALIDACL)
+        acl_list = self.stored_acl(acl, auth)
         node = self._record(path)
         if not self.check_acl(node.acl, _PERM_ADMIN, auth):
             raise KeeperError(_NOAUTH)
         if version != -1 and version != node.aversion:
             raise KeeperError(_BADVERSION)
         new_version = _inc_version(node.aversion)
-        n2 = node.duplicate(zxid)
+        old_digest = node.node_digest
+        n2 = _own(node, zxid)
         n2.aversion = new_version
         n2.acl = acl_list
-        self.view.add(n2, node.node_digest)
+        self.view.add(n2, old_digest)
         return 7, (path, acl_list, new_version), True
 
     def check(self, opcode: int, rec: tuple[Any, ...], session_id: int, auth: Any,
@@ -560,9 +620,10 @@ class Prepper:
             if view.digest_enabled:
                 parent = view.get(_parent_of(path))
                 if parent is not None:
-                    p2 = parent.duplicate(zxid)
+                    parent_digest = parent.node_digest
+                    p2 = _own(parent, zxid)
                     p2.pzxid = zxid
-                    view.add(p2, parent.node_digest)
+                    view.add(p2, parent_digest)
             view.add(ChangeRecord(zxid, path), node.node_digest if node is not None else 0)
         return -11, (paths,), False
 

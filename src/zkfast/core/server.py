@@ -1045,12 +1045,13 @@ class ServerCore:
                     if conn_id in conns:
                         self._extra.append(ResumeClient(conn_id))
                 self._paused.clear()
-            waiters = self._sync_waiters.pop(t.zxid, None)
-            if waiters:
-                for conn_id in waiters:
-                    c = conns.get(conn_id)
-                    if c is not None:
-                        self._drain(c)
+            if self._sync_waiters:
+                waiters = self._sync_waiters.pop(t.zxid, None)
+                if waiters:
+                    for conn_id in waiters:
+                        c = conns.get(conn_id)
+                        if c is not None:
+                            self._drain(c)
 
     def _notify(self, triggers: list[Any], doomed: dict[str, Any] | None) -> None:
         """Fire the watches of one applied txn (before its reply)."""
@@ -1112,8 +1113,16 @@ class ServerCore:
                 self.close_conn(conn, "session expired")
 
     def _complete_write(self, conn: ClientConn, slot: Slot, t: _Inflight) -> None:
-        """Build the reply of an applied txn into ``slot`` (FinalRequestProcessor)."""
-        out = bytearray()
+        """Build the reply of an applied txn (FinalRequestProcessor).
+
+        A write at the head of its connection's queue (the usual case) is answered at once:
+        the reply goes straight into the connection's output. Otherwise it is kept in
+        ``slot`` until ``_drain`` reaches it.
+        """
+        pending = conn.pending
+        direct = bool(pending) and pending[0] is slot and slot.kind == "write" \
+            and conn.state != CLOSED
+        out = self._buf(conn.conn_id) if direct else bytearray()
         tree = self.tree
         zxid = tree.last_processed_zxid
         header_type = t.header[4]
@@ -1154,6 +1163,11 @@ class ServerCore:
                                 (tree.stat_of(node),))
         else:  # delete, deleteContainer, closeSession
             cc.append_reply(out, slot.xid, zxid, 0)
+        if direct:
+            pending.popleft()
+            self._sent(conn, 1)
+            self._finished(conn, slot.xid, zxid, op, slot.received_ms, self._now_ms)
+            return
         slot.reply = bytes(out)
         slot.done = True
         slot.zxid = zxid
@@ -1460,6 +1474,7 @@ class ServerCore:
             self._now_ms = now_ms
         header, record, _digest = decode_txn(txn_bytes)
         assert header[2] == zxid, f"txn bytes of 0x{header[2]:x} committed as 0x{zxid:x}"
+        record = self.prepper.share_txn_acls(header[4], record)
         tree = self.tree
         assert zxid > tree.last_processed_zxid, \
             f"committed txn 0x{zxid:x} at or below the applied 0x{tree.last_processed_zxid:x}"

@@ -17,17 +17,23 @@ the txn log. Sessions are not closed: they survive a restart, as in Apache.
 
 Garbage collection (``GcPolicy``, installed by ``run``, i.e. in a server process): CPython's
 cyclic collector is kept off the long-lived znode tree. Its full collections walk every tracked
-object, which for a large tree is hundreds of thousands of ZNodes, children sets and ACL lists,
-and they free nothing there: ZNodes hold no back-references (a parent knows its children by
-name, a child does not point at its parent), so the tree forms no reference cycles, and
-reference counting alone frees a deleted znode. Under a create load those walks took 0.3-1.2 s
-each (the p99.9 of create), and after a snapshot fork every page they touch is a copy-on-write
-fault. So the collector is off during recovery (and the start-up snapshot), which then ends
-with a ``gc.freeze()`` of everything alive (no collection: it would walk the whole recovered
-tree). Afterwards the policy freezes again every ``freeze_every_txns`` applied txns (checked on
-a loop timer) and after each snapshot fork, each time right after a ``gc.collect()`` over what
-is not yet frozen, so cyclic garbage made since the last freeze is freed rather than frozen. The collector then only ever sees objects younger than
-the last freeze. The cores know nothing of this.
+object and free nothing in the tree: ZNodes hold no back-references (a parent knows its
+children by name, a child does not point at its parent), so the tree forms no reference cycles,
+and reference counting alone frees a deleted znode. When znodes were Python objects, each with
+its own ACL list, those walks took 0.3-1.2 s each under a create load (the p99.9 of create), and
+after a snapshot fork every page they touch is a copy-on-write fault. Today the tree gives the
+collector almost nothing to walk: the compiled ``ZNode`` is not tracked at all, and the ACL
+lists of created nodes are shared (``core/requests.py``), so a create leaves no tracked object
+behind (measured over a 20 s create load, 400k znodes: 0.02 s of collection in all, frozen or
+not). The policy stays as a guard for what can still hold one tracked object per znode (the
+ACL lists of a replayed txn log, for instance): the collector is off during recovery (and the
+start-up snapshot), which then ends with a ``gc.freeze()`` of everything alive (no collection:
+it would walk the whole recovered tree). Afterwards the policy freezes again every
+``freeze_every_txns`` applied txns (checked on a loop timer) and after each snapshot fork, each
+time right after a ``gc.collect()`` over what is not yet frozen, so cyclic garbage made since
+the last freeze is freed rather than frozen; with nothing per znode to walk, one such freeze
+costs well under a millisecond. The collector then only ever sees objects younger than the last
+freeze. The cores know nothing of this.
 """
 
 from __future__ import annotations
