@@ -12,7 +12,9 @@ whitelists every four-letter word so that both polls are allowed.
 
 `TcpProxy` sits between clients and a server port to simulate partitions: `pause()` stops moving
 bytes in both directions (connections stay open, nothing is lost), `resume()` lets them flow again,
-`drop_connections()` closes every proxied connection, `stop()` closes everything.
+`drop_connections()` closes every proxied connection, `stop()` closes everything. A target that
+refuses (not listening yet) is dialed again for a while, since the client cannot be refused once
+the proxy accepted it.
 """
 
 from __future__ import annotations
@@ -426,6 +428,11 @@ def zkfast_server(
     return server.start(timeout_s) if start else server
 
 
+#: How long a refused upstream connect is tried again (see `TcpProxy`), and how often.
+_REFUSED_RETRY_S = 5.0
+_REFUSED_RETRY_INTERVAL_S = 0.05
+
+
 class TcpProxy:
     """A loopback TCP proxy (one thread per direction per connection) that can stall or cut links.
 
@@ -433,11 +440,24 @@ class TcpProxy:
     connection is accepted, but its upstream connection is made only after `resume()`);
     `resume()` releases them in order. `drop_connections()` closes all current connections with
     a reset. `target_port` may be changed; new connections use the new target.
+
+    The proxy accepts before it dials the target, so a target that refuses cannot refuse the
+    client: the client sees its connection accepted, then reset. A client that retries a refused
+    connect but not a reset one would then give up where, unproxied, it waits. A learner that
+    dials a just-elected leader whose quorum port is not bound yet (Apache's ``Leader`` binds it
+    only when its election returns, and a zkfast learner decides as fast) retries a refusal, 5
+    tries 100 ms apart (``Learner.connectToLeader``), but a reset before LEADERINFO ends its
+    role; the leader then waits initLimit for a quorum, elects itself again with the same
+    learner, and the two can lose the same race every round. So a refused upstream connect is
+    tried again every 50 ms for up to `refused_retry_s` (the client's bytes wait meanwhile, as
+    in a pause), and only then is the client reset. Any other connect error resets it at once.
     """
 
-    def __init__(self, target_port: int, *, target_host: str = LOOPBACK, port: int = 0) -> None:
+    def __init__(self, target_port: int, *, target_host: str = LOOPBACK, port: int = 0,
+                 refused_retry_s: float = _REFUSED_RETRY_S) -> None:
         self.target_host = target_host
         self.target_port = target_port
+        self.refused_retry_s = refused_retry_s
         self._flowing = threading.Event()
         self._flowing.set()
         self._stopped = threading.Event()
@@ -543,19 +563,30 @@ class TcpProxy:
         return not self._stopped.is_set()
 
     def _open_upstream(self, client: socket.socket) -> None:
-        if not self._wait_flowing():
-            _reset(client)
-            return
-        with self._lock:
-            alive = any(c is client for c, _ in self._conns)
-        if not alive:
-            return
-        try:
-            upstream = socket.create_connection((self.target_host, self.target_port), timeout=10)
-        except OSError:
-            self._forget(client)
-            _reset(client)
-            return
+        give_up = time.monotonic() + self.refused_retry_s
+        while True:
+            if not self._wait_flowing():
+                _reset(client)
+                return
+            with self._lock:
+                alive = any(c is client for c, _ in self._conns)
+            if not alive:
+                return  # dropped meanwhile (drop_connections reset it)
+            try:
+                upstream = socket.create_connection((self.target_host, self.target_port),
+                                                    timeout=10)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() < give_up:
+                    self._stopped.wait(_REFUSED_RETRY_INTERVAL_S)  # polling interval
+                    continue
+                self._forget(client)
+                _reset(client)
+                return
+            except OSError:
+                self._forget(client)
+                _reset(client)
+                return
         upstream.settimeout(None)
         with self._lock:
             for i, (c, _) in enumerate(self._conns):
