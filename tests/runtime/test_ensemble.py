@@ -263,12 +263,15 @@ def test_five_peers_elect_and_reelect_after_a_sigkill(tmp_path):
         leader = _settled(ens, sids)
         ens.servers[leader].kill()
         sids.remove(leader)
+        # Equal histories: any survivor may win. The highest sid usually does, but three
+        # peers that see each other first are a quorum of 5 and may settle on the highest
+        # sid among them before the fourth has noticed the leader's death (as in Apache).
+        # (_settled checks one leader among the survivors, every other following it.)
         leader = _settled(ens, sids)
-        assert leader == max(sids)
         # A second leader loss still leaves a quorum (3 of 5).
         ens.servers[leader].kill()
         sids.remove(leader)
-        assert _settled(ens, sids) == max(sids)
+        _settled(ens, sids)
 
 
 
