@@ -934,6 +934,29 @@ def test_znodes_with_equal_acls_share_one_list(zk: Harness) -> None:
     assert implicit == {"", "/zookeeper", "/zookeeper/quota"}
 
 
+def test_a_requested_acl_is_fixed_up_once_unless_it_names_auth(zk: Harness) -> None:
+    """The same entries get the same stored list (duplicates dropped once); an ``auth`` entry
+    expands to each connection's own ids, and an invalid ACL stays invalid."""
+    zk.session(1)
+    zk.session(2)
+    twice = [(31, ("world", "anyone")), (31, ("world", "anyone"))]
+    assert zk.call(1, 1, 1, ("/d1", b"", twice, 0))[2] == 0
+    assert zk.call(2, 1, 1, ("/d2", b"", twice, 0))[2] == 0
+    nodes = zk.core.tree.nodes
+    assert nodes["/d1"].acl == OPEN and nodes["/d2"].acl is nodes["/d1"].acl
+    for conn, user in ((1, b"bob:pw"), (2, b"amy:pw")):
+        zk.step(ClientFramesReceived(conn, [cc.encode_auth("digest", user)[4:]]))
+        zk.take(conn)
+    auth = [(31, ("auth", ""))]
+    assert zk.call(1, 2, 1, ("/a1", b"", auth, 0))[2] == 0
+    assert zk.call(2, 2, 1, ("/a2", b"", auth, 0))[2] == 0
+    assert nodes["/a1"].acl == [(31, ("digest", digest_id("bob:pw")))]
+    assert nodes["/a2"].acl == [(31, ("digest", digest_id("amy:pw")))]
+    bad = [(31, ("digest", "nocolon"))]
+    for xid in (3, 4):
+        assert zk.call(1, xid, 1, (f"/bad{xid}", b"", bad, 0))[2] == INVALIDACL
+
+
 def test_the_table_of_shared_acls_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from zkfast.core import requests
 
@@ -944,6 +967,7 @@ def test_the_table_of_shared_acls_is_bounded(monkeypatch: pytest.MonkeyPatch) ->
     for i, acl in enumerate(acls):
         assert zk.call(1, i + 1, 1, (f"/n{i}", b"", acl, 0))[2] == 0
         assert len(zk.core.prepper._acls) <= 4
+        assert len(zk.core.prepper._requested_acls) <= 4
     assert [zk.core.tree.nodes[f"/n{i}"].acl for i in range(10)] == acls
 
 

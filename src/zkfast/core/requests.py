@@ -267,6 +267,15 @@ class PendingView:
                 del by_path[rec.path]
 
 
+def _auth_free(acl: Any) -> bool:
+    """No entry of ``acl`` uses the ``auth`` scheme (which fixupACL expands from the
+    connection's ids): fixing it up depends on the entries alone."""
+    for entry in acl:
+        if entry is None or entry[1] is None or entry[1][0] == "auth":
+            return False
+    return True
+
+
 def _own(rec: ChangeRecord, zxid: int) -> ChangeRecord:
     """The record a txn of ``zxid`` changes: ``rec`` itself when ``PendingView.get`` built it
     from the tree for this prep (zxid -1: nobody else holds it), else a copy of it."""
@@ -295,7 +304,7 @@ class Prepper:
     """
 
     __slots__ = ("view", "validate_path", "check_acl", "fixup_acl", "is_session_live",
-                 "extended_types_enabled", "enforce_quota", "ops", "_acls")
+                 "extended_types_enabled", "enforce_quota", "ops", "_acls", "_requested_acls")
 
     def __init__(self, view: PendingView, *, validate_path: Callable[[str], bool],
                  check_acl: Callable[[Any, int, Any], bool],
@@ -311,6 +320,9 @@ class Prepper:
         self.enforce_quota = enforce_quota
         #: ACL entries -> the one list stored for them (``stored_acl``).
         self._acls: dict[tuple[Any, ...], list[Any]] = {}
+        #: ACL entries as a request carries them (no ``auth`` entry, so fixupACL's answer
+        #: depends on them alone) -> the list ``stored_acl`` gave for them.
+        self._requested_acls: dict[tuple[Any, ...], list[Any]] = {}
         self.ops: dict[int, Callable[..., tuple[int, Any, bool]]] = {
             1: self.create, 15: self.create, 19: self.create, 21: self.create,
             2: self.delete, 5: self.set_data, 7: self.set_acl, 13: self.check,
@@ -358,10 +370,22 @@ class Prepper:
         Raises:
             KeeperError: InvalidACL.
         """
+        requested = self._requested_acls
+        key: tuple[Any, ...] | None = None
+        if acl:
+            key = tuple(acl)
+            got = requested.get(key)
+            if got is not None:
+                return got  # the same entries, fixed up before: the same answer
         fixed = self.fixup_acl(acl, auth)
         if fixed is None:
             raise KeeperError(_INVALIDACL)
-        return self.shared_acl(fixed)
+        shared = self.shared_acl(fixed)
+        if key is not None and _auth_free(acl):
+            if len(requested) >= ACL_SHARED_MAX:
+                requested.clear()
+            requested[key] = shared
+        return shared
 
     def shared_acl(self, acl: list[Any]) -> list[Any]:
         """The one list kept for ACLs equal to ``acl`` (``acl`` itself when it is new)."""
@@ -445,7 +469,8 @@ class Prepper:
             # dies applying it (EphemeralType.TTL.toEphemeralOwner throws in its SyncThread).
             # zkfast answers BadArguments instead: one bad request must not stop the server.
             raise KeeperError(_BADARGUMENTS)
-        self._check_session(session_id)
+        if not self.is_session_live(session_id):
+            raise KeeperError(_SESSIONEXPIRED)
         if path is None:
             raise KeeperError(_BADARGUMENTS)
         i = path.rfind("/")
@@ -461,10 +486,12 @@ class Prepper:
         if flags in (2, 3, 6):
             path = f"{path}{parent_cversion:010d}" if parent_cversion >= 0 else \
                 f"{path}-{-parent_cversion:09d}"
-        self._valid(path)
+        if not self.validate_path(path):
+            raise KeeperError(_BADARGUMENTS)
         if view.get(path) is not None:
             raise KeeperError(_NODEEXISTS)
-        if ephemeral_kind(parent.ephemeral_owner) == "normal":
+        parent_owner = parent.ephemeral_owner
+        if parent_owner != 0 and ephemeral_kind(parent_owner) == "normal":
             raise KeeperError(_NOCHILDRENFOREPHEMERALS)
         if self.enforce_quota:
             self._check_quota(path, len(data) if data is not None else 0, 1)
@@ -535,11 +562,13 @@ class Prepper:
     def set_data(self, opcode: int, rec: tuple[Any, ...], session_id: int, auth: Any,
                  zxid: int, time_ms: int) -> tuple[int, Any, bool]:
         path, data, version = rec
-        self._check_session(session_id)
-        if path is None:
+        if not self.is_session_live(session_id):
+            raise KeeperError(_SESSIONEXPIRED)
+        if path is None or not self.validate_path(path):
             raise KeeperError(_BADARGUMENTS)
-        self._valid(path)
-        node = self._record(path)
+        node = self.view.get(path)
+        if node is None:
+            raise KeeperError(_NONODE)
         if not self.check_acl(node.acl, _PERM_WRITE, auth):
             raise KeeperError(_NOAUTH)
         if self.enforce_quota:
