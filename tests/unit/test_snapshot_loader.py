@@ -290,3 +290,30 @@ def test_apache_snapshot_loads_from_pieces_of_every_size() -> None:
                                                piece_bytes=size)
         assert got.digest() == want.digest() == snap.digest[2]  # type: ignore[index]
         assert sorted(got.nodes) == sorted(want.nodes)
+
+
+def test_replayed_znodes_share_acl_lists() -> None:
+    """Log replay hands equal ACLs to the tree as one list (creates, create2, containers,
+    setACL, inside a multi too), as the snapshot load and live writes do."""
+    from zkfast.storage.txnlog import encode_entry, encode_file_header
+    from zkfast.wire.txn_codec import encode_txn
+
+    fs = MemoryFiles()
+    fs.put("d", "snapshot.0", tree_io.encode_tree(DataTree(), []))
+    txns = [
+        encode_txn((5, 1, 1, 1, 1), ("/a", b"", list(ACL), False, 1), None),
+        encode_txn((5, 2, 2, 2, 15), ("/b", b"", list(ACL), False, 2), None),
+        encode_txn((5, 3, 3, 3, 19), ("/c", b"", list(ACL), 3), None),
+        encode_txn((5, 4, 4, 4, 7), ("/a", list(ACL), 1), None),
+        encode_txn((5, 5, 5, 5, 14), [(1, ("/d", b"", list(ACL), False, 4)),
+                                      (19, ("/f", b"", [(31, ("world", "anyone"))], 5))], None),
+        encode_txn((5, 6, 6, 6, 7), ("/b", [(31, ("world", "anyone"))], 1), None),
+        encode_txn((5, 7, 7, 7, 1), ("/e", b"", [(31, ("world", "anyone"))], False, 6), None),
+    ]
+    fs.put("d", "log.1", encode_file_header() + b"".join(encode_entry(t) for t in txns))
+    nodes = recover(fs, "d", "d").tree.nodes
+    assert nodes["/a"].acl == ACL
+    assert nodes["/a"].acl is nodes["/c"].acl is nodes["/d"].acl
+    assert nodes["/b"].acl is nodes["/e"].acl is nodes["/f"].acl
+    assert nodes["/b"].acl == [(31, ("world", "anyone"))]
+    assert nodes["/b"].acl is not OPEN_ACL_UNSAFE

@@ -17,7 +17,8 @@ Theory of operation
    (``FileTxnLog.getLogFiles``). Txns at or below the snapshot zxid are skipped; every other
    txn must follow the previous one (zxid + 1, or counter 1 of a newer epoch): a hole means a
    log file is missing, and recovery refuses. Each txn is applied to the tree; createSession
-   adds its session, closeSession removes it (``FileTxnSnapLog.processTransaction``). A txn's
+   adds its session, closeSession removes it (``FileTxnSnapLog.processTransaction``); equal
+   ACL lists in the replayed txns reach the tree as one shared list. A txn's
    TxnDigest, when present, is compared with the tree's digest (``DataTree.compareDigest``); a
    mismatch is reported, not fatal, as in Apache.
 3. Endings. A log ends where a complete entry does not follow (``txnlog.scan_log``): zeros
@@ -67,7 +68,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._impl import ProtocolError, core
 from ..core.datatree import DataTree
@@ -480,11 +481,35 @@ def _nothing_after(data: bytes, offset: int) -> bool:
     return not rest.entries
 
 
+#: Txn types whose record holds an ACL list, and its index there (CreateTxn, CreateTxn of
+#: create2, CreateContainerTxn, CreateTTLTxn, SetACLTxn).
+_ACL_FIELD = {1: 2, 15: 2, 19: 2, 21: 2, 7: 1}
+
+
+def _share_acls(htype: int, record: Any, acl_lists: dict[tuple[Any, ...], list[Any]]) -> Any:
+    """``record`` with its ACL list replaced by the one list kept for equal ACLs, so the
+    znodes a replay creates share lists as a snapshot's load and live writes
+    (``Prepper.stored_acl``) do, instead of each keeping the list its txn decoded to."""
+    if htype == 14:
+        return [(t, _share_acls(t, r, acl_lists)) for t, r in record]
+    i = _ACL_FIELD.get(htype)
+    if i is None or type(record) is not tuple or len(record) <= i:
+        return record
+    acl = record[i]
+    if type(acl) is not list:
+        return record
+    shared = acl_lists.setdefault(tuple(acl), acl)
+    if shared is acl:
+        return record
+    return (*record[:i], shared, *record[i + 1:])
+
+
 def _replay(files: Files, log_dir: str, logs: list[tuple[int, str]], tree: DataTree,
             sessions: dict[int, int], result: Recovered, digest_enabled: bool,
             entry_bytes_max: int, log: Callable[[str], None],
             tail: deque[tuple[int, bytes]]) -> None:
     snap_zxid = tree.last_processed_zxid
+    acl_lists: dict[tuple[Any, ...], list[Any]] = {}
     start = 0
     for i, (z, _name) in enumerate(logs):
         if z <= snap_zxid:
@@ -534,6 +559,8 @@ def _replay(files: Files, log_dir: str, logs: list[tuple[int, str]], tree: DataT
                 sessions[header[0]] = record[0]
             elif htype == -11:
                 sessions.pop(header[0], None)
+            elif htype in _ACL_FIELD or htype == 14:
+                record = _share_acls(htype, record, acl_lists)
             tree.apply_txn(header, record)
             last = zxid
             result.txns_replayed += 1
