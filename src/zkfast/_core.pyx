@@ -18,7 +18,13 @@ the C level needs care:
 * ``node_digest`` calls zlib's ``crc32`` directly (the extension links libz, the library
   Python's own ``zlib`` module wraps, so the values are the same by construction).
   ``encode_snapshot_nodes`` walks the tree in C but reads znodes through their attributes,
-  so any object shaped like a ``ZNode`` works, as in the twin.
+  so any object shaped like a ``ZNode`` works, as in the twin. ``encode_snapshot`` builds its
+  stream inside the bytes object it returns (``Writer.to_bytes``: ``_PyBytes_Resize`` while
+  the object is ours alone), so the stream is never copied.
+* ``SnapshotLoader`` checks each length against the bytes there before it allocates
+  anything, creates ``ZNode``s without ``__init__`` and fills their C fields from the record,
+  and finds a parent on its chain of ancestors (memcmp of ASCII path bytes) before it falls
+  back to the twin's dict lookup; see its docstring for why the two always agree.
 * ``count_quorum`` works on the caller's dicts (sids are arbitrary longs and nothing is kept
   between calls); it skips the de-duplication set for set input and the per-group dict when
   there is one group (every majority verifier).

@@ -26,6 +26,10 @@ Contents:
   ``count_quorum`` (QuorumHierarchical.containsQuorum; QuorumMaj is its one-group case), the
   loops ``core/election.py`` and ``quorum.py`` run per notification and per ack, and
   ``AckTracker``, the leader's outstanding proposals and their acks (``core/zab.py``).
+* Snapshots: ``ZNode``; ``node_digest`` (one znode's CRC of the tree digest);
+  ``encode_snapshot_nodes`` and ``encode_snapshot`` (a tree's node records, and a whole
+  stream in one object); ``SnapshotLoader`` (node records straight into a tree's znodes, a
+  piece at a time, the reverse of the two).
 
 Conventions shared by both twins:
 

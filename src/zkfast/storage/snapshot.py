@@ -17,7 +17,12 @@ followed by the ustring ``"BenWasHere"`` (``LearnerHandler.syncFollower``);
 
 This module turns plain values into those bytes and back; it knows nothing of the DataTree
 (``storage/tree_io.py`` maps between the two; the two sync-snapshot functions call into it)
-and does no IO.
+and does no IO. ``SnapshotReader`` reads a stream whole or a piece at a time (pieces a caller
+pulls from a file); ``read_file_header``, ``read_head`` and ``read_tail`` are the parts of a
+file around its node records, which ``decode_snapshot`` reads as ``SnapshotNode``s and
+``tree_io`` has the core load straight into a tree. ``snapshot_head``/``snapshot_tail`` (and
+``sync_head``/``SYNC_TAIL``) are the two ends the core's one-buffer encoder writes around the
+node records.
 """
 
 from __future__ import annotations
