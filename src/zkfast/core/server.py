@@ -897,8 +897,11 @@ class ServerCore:
                 header_type, record, has_digest = prepper.ops[op](
                     op, rec, sid, auth_ids, zxid, now)
                 results = record[0]
-                if self.digest_enabled and has_digest:
-                    digest = self.view.current_tree_digest()
+                if has_digest and self.digest_enabled:
+                    # current_tree_digest(): the op has just added its records.
+                    changes = view.changes
+                    digest = changes[-1].tree_digest if changes else \
+                        view.current_tree_digest()
         except KeeperError as e:
             header_type, record, digest = -1, (e.code,), None
         except Exception:  # noqa: BLE001 - PrepRequestProcessor's catch-all
@@ -1040,7 +1043,8 @@ class ServerCore:
                 conn = conns.get(t.conn_id)
                 if conn is not None:
                     self._complete_write(conn, slot, t)
-                    self._drain(conn)
+                    if conn.pending:
+                        self._drain(conn)
             if self._paused and len(inflight) <= self.config.outstanding_requests_max // 2:
                 for conn_id in self._paused:
                     if conn_id in conns:
@@ -1165,9 +1169,15 @@ class ServerCore:
         else:  # delete, deleteContainer, closeSession
             cc.append_reply(out, slot.xid, zxid, 0)
         if direct:
+            # _drain's work for this slot, inlined (_sent, _finished).
             pending.popleft()
-            self._sent(conn, 1)
-            self._finished(conn, slot.xid, zxid, op, slot.received_ms, self._now_ms)
+            conn.packets_sent += 1
+            stats = self.stats
+            stats.packets_sent += 1
+            now = self._now_ms
+            conn.update_for_response(slot.xid, zxid, _LAST_OP.get(op, "NA"), slot.received_ms,
+                                     now)
+            stats.update_latency(now - slot.received_ms)
             return
         slot.reply = bytes(out)
         slot.done = True
