@@ -25,14 +25,15 @@ after a snapshot fork every page they touch is a copy-on-write fault. Today the 
 collector almost nothing to walk: the compiled ``ZNode`` is not tracked at all, and the ACL
 lists of created nodes are shared (``core/requests.py``), so a create leaves no tracked object
 behind (measured over a 20 s create load, 400k znodes: 0.02 s of collection in all, frozen or
-not). The policy stays as a guard for what can still hold one tracked object per znode (the
-ACL lists of a replayed txn log, for instance): the collector is off during recovery (and the
-start-up snapshot), which then ends with a ``gc.freeze()`` of everything alive (no collection:
-it would walk the whole recovered tree). Afterwards the policy freezes again every
-``freeze_every_txns`` applied txns (checked on a loop timer) and after each snapshot fork, each
-time right after a ``gc.collect()`` over what is not yet frozen, so cyclic garbage made since
-the last freeze is freed rather than frozen; with nothing per znode to walk, one such freeze
-costs well under a millisecond. The collector then only ever sees objects younger than the last
+not); snapshot loads, replayed logs and learners share ACL lists too. The policy stays because
+it costs nothing measurable and guards against anything that would again leave one tracked
+object per znode: the collector is off during recovery (and the start-up snapshot), which then
+ends with a ``gc.freeze()`` of everything alive (no collection: it would walk the whole
+recovered tree). Afterwards the policy freezes again every ``freeze_every_txns`` applied txns
+(checked on a loop timer) and after each snapshot fork, each time right after a
+``gc.collect()`` over what is not yet frozen, so cyclic garbage made since the last freeze is
+freed rather than frozen; with nothing per znode to walk, one such freeze costs well under a
+millisecond. The collector then only ever sees objects younger than the last
 freeze. The cores know nothing of this.
 """
 
