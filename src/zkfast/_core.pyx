@@ -1406,14 +1406,22 @@ def encode_snapshot_nodes(nodes, open_acl, bytearray out not None):
     return acls
 
 
-cdef inline uint32_t _adler(uint32_t check, const unsigned char* p, Py_ssize_t n) noexcept nogil:
+ctypedef unsigned long (*_ZlibSum)(unsigned long, const unsigned char*, unsigned int) noexcept nogil
+
+
+cdef inline uint32_t _zlib_sum(_ZlibSum fn, uint32_t value, const unsigned char* p,
+                               Py_ssize_t n) noexcept nogil:
     # zlib takes an unsigned int length: feed it 1 GiB at a time.
     cdef Py_ssize_t chunk = 1 << 30
     while n > chunk:
-        check = <uint32_t>adler32(check, p, <unsigned int>chunk)
+        value = <uint32_t>fn(value, p, <unsigned int>chunk)
         p += chunk
         n -= chunk
-    return <uint32_t>adler32(check, p, <unsigned int>n)
+    return <uint32_t>fn(value, p, <unsigned int>n)
+
+
+cdef inline uint32_t _adler(uint32_t check, const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    return _zlib_sum(adler32, check, p, n)
 
 
 def encode_snapshot(nodes, open_acl, head, tail, Py_ssize_t size_hint=0):
@@ -1459,13 +1467,7 @@ cdef str _path_text(Writer path):
 
 
 cdef inline uint32_t _crc(uint32_t crc, const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    # zlib takes an unsigned int length: feed it 1 GiB at a time.
-    cdef Py_ssize_t chunk = 1 << 30
-    while n > chunk:
-        crc = <uint32_t>crc32(crc, p, <unsigned int>chunk)
-        p += chunk
-        n -= chunk
-    return <uint32_t>crc32(crc, p, <unsigned int>n)
+    return _zlib_sum(crc32, crc, p, n)
 
 
 cdef inline void _digest_stat(ZNode zn, unsigned char* st) noexcept:
