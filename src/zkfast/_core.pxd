@@ -84,6 +84,7 @@ cdef class Writer:
     cdef int text(self, str value) except -1
     cdef int put(self, const unsigned char* p, Py_ssize_t n) except -1
     cdef int text_bytes(self, str value) except -1
+    cdef int java_text(self, str value, bint prefixed) except -1
     cdef int value(self, object spec, object value) except -1
     cdef int fields(self, object layout, object values) except -1
     cdef int stat(self, object stat) except -1

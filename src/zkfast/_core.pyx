@@ -542,21 +542,7 @@ cdef class Writer:
         return 0
 
     cdef int text(self, str value) except -1:
-        cdef const char* utf8 = NULL
-        cdef Py_ssize_t n = 0
-        cdef bytes raw
-        if PyUnicode_KIND(value) == PyUnicode_4BYTE_KIND:
-            # Characters beyond U+FFFF: Java writes their surrogates separately (CESU-8).
-            raw = java_utf8(value)
-            return self.raw(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
-        try:
-            # Exact UTF-8 (cached inside the str object; free for ASCII).
-            utf8 = PyUnicode_AsUTF8AndSize(value, &n)
-        except UnicodeEncodeError:
-            # Lone surrogates: written as their 3-byte forms, as Java's writer does.
-            raw = PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass")
-            return self.raw(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
-        return self.raw(<const unsigned char*>utf8, n)
+        return self.java_text(value, True)
 
     cdef int put(self, const unsigned char* p, Py_ssize_t n) except -1:
         memcpy(self.room(n), p, n)
@@ -565,17 +551,28 @@ cdef class Writer:
 
     cdef int text_bytes(self, str value) except -1:
         """``value`` encoded as ``text`` encodes it, without the length."""
+        return self.java_text(value, False)
+
+    cdef int java_text(self, str value, bint prefixed) except -1:
+        """``value``'s bytes as Java's writer makes them, after their length if ``prefixed``."""
         cdef const char* utf8 = NULL
         cdef Py_ssize_t n = 0
-        cdef bytes raw
+        cdef bytes raw = None
         if PyUnicode_KIND(value) == PyUnicode_4BYTE_KIND:
+            # Characters beyond U+FFFF: Java writes their surrogates separately (CESU-8).
             raw = java_utf8(value)
-            return self.put(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
-        try:
-            utf8 = PyUnicode_AsUTF8AndSize(value, &n)
-        except UnicodeEncodeError:
-            raw = PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass")
-            return self.put(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
+        else:
+            try:
+                # Exact UTF-8 (cached inside the str object; free for ASCII).
+                utf8 = PyUnicode_AsUTF8AndSize(value, &n)
+            except UnicodeEncodeError:
+                # Lone surrogates: written as their 3-byte forms, as Java's writer does.
+                raw = PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass")
+        if raw is not None:
+            utf8 = PyBytes_AS_STRING(raw)
+            n = PyBytes_GET_SIZE(raw)
+        if prefixed:
+            return self.raw(<const unsigned char*>utf8, n)
         return self.put(<const unsigned char*>utf8, n)
 
     cdef int fields(self, object layout, object values) except -1:
