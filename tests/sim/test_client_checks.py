@@ -22,6 +22,7 @@ from zkfast.testing import vopr, zab_cluster
 from zkfast.testing.checkers import EXPIRY_SLACK_MS, ClientChecker, Violation
 from zkfast.testing.cluster import make_verifier
 from zkfast.testing.linearizability import History
+from zkfast.testing.mutations import patch_attr
 from zkfast.testing.rawclient import Writer
 from zkfast.testing.sim_env import World
 from zkfast.testing.workload import RegisterClient
@@ -302,16 +303,6 @@ def test_a_silent_client_may_expire(host: _Host) -> None:
 
 
 @contextmanager
-def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
-    old = owner.__dict__[name]
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, old)
-
-
-@contextmanager
 def stale_follower_reads() -> Iterator[None]:
     """A learner answers reads from a copy of its nodes taken at its first read (with the
     current zxid in the reply header)."""
@@ -324,7 +315,7 @@ def stale_follower_reads() -> Iterator[None]:
         if stale is None:
             stale = self.__dict__["_stale_nodes"] = copy.deepcopy(self.tree.nodes)
         return stale.get(path or "/")
-    with _patched(ServerCore, "_lookup", lookup):
+    with patch_attr(ServerCore, "_lookup", lookup):
         yield
 
 
@@ -333,7 +324,7 @@ def close_keeps_ephemerals() -> Iterator[None]:
     """closeSession leaves the session's ephemerals in the tree."""
     def apply_close(self: DataTree, header: Any, record: Any, triggers: Any) -> None:
         pass
-    with _patched(DataTree, "_apply_close_session", apply_close):
+    with patch_attr(DataTree, "_apply_close_session", apply_close):
         yield
 
 
@@ -348,7 +339,7 @@ def sessions_never_expire() -> Iterator[None]:
             s.closing = False
             self._update_expiry(s, s.timeout_ms, now_ms)
         return []
-    with _patched(SessionTracker, "poll_expired", poll):
+    with patch_attr(SessionTracker, "poll_expired", poll):
         yield
 
 
@@ -359,7 +350,7 @@ def sessions_expire_early() -> Iterator[None]:
 
     def update(self: SessionTracker, s: Any, timeout_ms: int, now_ms: int) -> None:
         real(self, s, timeout_ms // 4, now_ms)
-    with _patched(SessionTracker, "_update_expiry", update):
+    with patch_attr(SessionTracker, "_update_expiry", update):
         yield
 
 

@@ -374,16 +374,7 @@ class ZabChecker:
 
     def settled(self) -> int | None:
         """A leader in BROADCAST that a quorum of voters follows in BROADCAST."""
-        c = self.cluster
-        live = [n for _, n in sorted(c.zab_nodes.items()) if n.peer is not None]
-        leaders = [n for n in live if n.peer.state.name == "LEADING"
-                   and n.peer.zab_state.name == "BROADCAST"]
-        if len(leaders) != 1:
-            return None
-        ld = leaders[0].sid
-        synced = {n.sid for n in live if n.peer.zab_state.name == "BROADCAST"
-                  and (n.sid == ld or n.peer.leader_sid == ld)}
-        return ld if c.verifier.contains_quorum(synced) else None
+        return settled_leader(self.cluster)
 
 
 def settled_leader(cluster: Any) -> int | None:

@@ -29,12 +29,13 @@ from ..core.peer import QuorumPeerCore
 from ..core.zab import LearnerLog, ProposalTracker
 from ..wire.peer_codec import PacketType, QuorumPacket
 
-__all__ = ["MUTATIONS", "mutation", "ack_before_fsync", "count_non_voter", "skip_truncate",
+__all__ = ["MUTATIONS", "mutation", "patch_attr",
+           "ack_before_fsync", "count_non_voter", "skip_truncate",
            "newleader_ack_early", "vote_ignores_zxid"]
 
 
 @contextmanager
-def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+def patch_attr(owner: Any, name: str, value: Any) -> Iterator[None]:
     old = owner.__dict__[name]
     setattr(owner, name, value)
     try:
@@ -50,7 +51,7 @@ def ack_before_fsync() -> Iterator[None]:
         out = list(self.to_ack)
         self.to_ack.clear()
         return out
-    with _patched(LearnerLog, "acks_due", acks_due):
+    with patch_attr(LearnerLog, "acks_due", acks_due):
         yield
 
 
@@ -78,8 +79,8 @@ def count_non_voter() -> Iterator[None]:
         init(self, *args, **kw)
         self.participant = True  # the election keeps it a non-voter; its learner role acks
 
-    with _patched(peer_module, "ProposalTracker", CountsAnyone), \
-            _patched(QuorumPeerCore, "__init__", observer_as_follower):
+    with patch_attr(peer_module, "ProposalTracker", CountsAnyone), \
+            patch_attr(QuorumPeerCore, "__init__", observer_as_follower):
         yield
 
 
@@ -92,7 +93,7 @@ def skip_truncate() -> Iterator[None]:
         if pkt.type == PacketType.TRUNC:
             pkt = QuorumPacket(PacketType.DIFF, pkt.zxid)
         sync_first(self, lrn, pkt, now_ms)
-    with _patched(QuorumPeerCore, "_sync_first", patched):
+    with patch_attr(QuorumPeerCore, "_sync_first", patched):
         yield
 
 
@@ -105,7 +106,7 @@ def newleader_ack_early() -> Iterator[None]:
             return
         self._write_epoch("current", lrn.newleader_zxid >> 32)
         self._ack_newleader(lrn)
-    with _patched(QuorumPeerCore, "_check_newleader_durable", check):
+    with patch_attr(QuorumPeerCore, "_check_newleader_durable", check):
         yield
 
 
@@ -115,7 +116,7 @@ def vote_ignores_zxid() -> Iterator[None]:
     def greater(self: FastLeaderElection, new_id: int, new_zxid: int, new_epoch: int,
                 cur_id: int, cur_zxid: int, cur_epoch: int) -> bool:
         return new_id > cur_id and self.verifier.weight(new_id) > 0
-    with _patched(FastLeaderElection, "_greater", greater):
+    with patch_attr(FastLeaderElection, "_greater", greater):
         yield
 
 
